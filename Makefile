@@ -1,0 +1,35 @@
+# Makefile for audiotricks (PGXS)
+
+EXTENSION   = audiotricks
+EXTVERSION  = $(shell sed -n "s/^default_version *= *'\([^']*\)'.*/\1/p" audiotricks.control)
+
+MODULE_big  = audiotricks
+OBJS = \
+	src/audiotricks.o \
+	src/uuid.o \
+	src/util.o \
+	src/identity.o \
+	src/jwt.o \
+	src/accounts.o
+
+DATA = \
+	src/extension/audiotricks--0.1.0.sql
+
+REGRESS = \
+	schema \
+	uuid
+
+REGRESS_OPTS = --inputdir=. --dbname=contrib_regression_audiotricks
+
+PG_CONFIG  ?= pg_config
+PG_CPPFLAGS = $(shell pkg-config --cflags libsodium)
+SHLIB_LINK  = $(shell pkg-config --libs libsodium)
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# The control file is the one source of the version: META.json must agree.
+.PHONY: check-meta
+check-meta:
+	@grep -q '"version": *"$(EXTVERSION)"' META.json || \
+		{ echo "META.json does not carry version $(EXTVERSION)"; exit 1; }

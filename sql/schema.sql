@@ -1,0 +1,133 @@
+-- The schema of the seed document, with DESIGN.md's deliberate choices.
+\set VERBOSITY terse
+CREATE EXTENSION audiotricks CASCADE;
+SELECT extname, extversion, extrelocatable, n.nspname AS schema
+  FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+ WHERE extname IN ('audiotricks', 'pgcrypto') ORDER BY 1;
+
+-- every column: type, nullability, default, comment
+SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod) AS type,
+       a.attnotnull AS not_null, pg_get_expr(d.adbin, d.adrelid) AS default,
+       col_description(c.oid, a.attnum) IS NOT NULL AS commented
+  FROM pg_class c
+  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+  LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
+ WHERE c.relnamespace = 'audiotricks'::regnamespace AND c.relkind = 'r'
+ ORDER BY c.relname, a.attnum;
+
+-- table comments
+SELECT c.relname, obj_description(c.oid, 'pg_class')
+  FROM pg_class c
+ WHERE c.relnamespace = 'audiotricks'::regnamespace AND c.relkind = 'r'
+ ORDER BY 1;
+
+-- constraints (primary keys, unique, foreign keys with their actions, checks)
+SELECT conrelid::regclass AS tbl, conname, contype, pg_get_constraintdef(oid) AS def
+  FROM pg_constraint
+ WHERE connamespace = 'audiotricks'::regnamespace
+ ORDER BY 1::text, 2;
+
+-- indexes
+SELECT indexrelid::regclass AS index, pg_get_indexdef(indexrelid) AS def
+  FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+ WHERE c.relnamespace = 'audiotricks'::regnamespace
+ ORDER BY 1::text;
+
+-- triggers that maintain updated_at
+SELECT tgrelid::regclass, tgname, pg_get_triggerdef(oid)
+  FROM pg_trigger WHERE NOT tgisinternal
+   AND tgrelid::regclass::text LIKE 'audiotricks.%' ORDER BY 1::text, 2;
+
+-- every table is dumped by pg_dump
+SELECT unnest(extconfig)::regclass AS config_table FROM pg_extension
+ WHERE extname = 'audiotricks' ORDER BY 1::text;
+
+-- RLS enabled and forced on every table, and the policies
+SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class
+ WHERE relnamespace = 'audiotricks'::regnamespace AND relkind = 'r' ORDER BY 1;
+SELECT tablename, policyname, cmd, qual, with_check FROM pg_policies
+ WHERE schemaname = 'audiotricks' ORDER BY 1, 2;
+
+-- every function carries a comment and, if SECURITY DEFINER, a pinned search_path
+SELECT p.oid::regprocedure AS function, p.prosecdef AS definer, p.proconfig,
+       obj_description(p.oid, 'pg_proc') IS NOT NULL AS commented
+  FROM pg_proc p WHERE p.pronamespace = 'audiotricks'::regnamespace ORDER BY 1::text;
+SELECT count(*) AS definer_without_search_path FROM pg_proc p
+ WHERE p.pronamespace = 'audiotricks'::regnamespace AND p.prosecdef
+   AND NOT coalesce(p.proconfig @> '{"search_path=pg_catalog, pg_temp"}', false);
+
+-- nothing but USAGE on the schema is granted to PUBLIC
+SELECT p.oid::regprocedure AS executable_by_public FROM pg_proc p
+ WHERE p.pronamespace = 'audiotricks'::regnamespace
+   AND has_function_privilege('public', p.oid, 'EXECUTE') ORDER BY 1::text;
+SELECT c.relname, has_table_privilege('public', c.oid, 'SELECT') AS public_select
+  FROM pg_class c WHERE c.relnamespace = 'audiotricks'::regnamespace AND c.relkind = 'r' ORDER BY 1;
+
+-- behaviour of the rules: NOT NULL, defaults, case-insensitive uniqueness,
+-- ON DELETE CASCADE, updated_at maintenance, username and email checks
+INSERT INTO audiotricks.users (email, username, password_hash)
+VALUES ('a@example.com', 'alice', 'x') RETURNING email, username, is_active,
+       created_at = now() AS created_now, updated_at = now() AS updated_now, last_login_at;
+INSERT INTO audiotricks.users (email, username, password_hash)
+VALUES ('A@EXAMPLE.COM', 'alice2', 'x');
+INSERT INTO audiotricks.users (email, username, password_hash)
+VALUES ('b@example.com', 'ALICE', 'x');
+INSERT INTO audiotricks.users (email, username, password_hash)
+VALUES ('c@example.com', 'bad name', 'x');
+INSERT INTO audiotricks.users (email, username, password_hash)
+VALUES ('not-an-email', 'carol', 'x');
+INSERT INTO audiotricks.users (email, username, password_hash)
+VALUES (NULL, 'carol', 'x');
+INSERT INTO audiotricks.users (email, username, password_hash)
+VALUES ('c@example.com', NULL, 'x');
+INSERT INTO audiotricks.users (email, username, password_hash)
+VALUES ('c@example.com', 'carol', NULL);
+INSERT INTO audiotricks.users (email, username, password_hash)
+VALUES (repeat('x', 250) || '@example.com', 'carol', 'x');
+INSERT INTO audiotricks.users (email, username, password_hash)
+VALUES ('c@example.com', repeat('c', 101), 'x');
+
+INSERT INTO audiotricks.user_settings (user_id)
+SELECT id FROM audiotricks.users WHERE username = 'alice'
+RETURNING preferred_language, summary_quality, settings_json,
+          openai_api_key_encrypted, elevenlabs_api_key_encrypted;
+INSERT INTO audiotricks.user_settings (user_id)
+SELECT id FROM audiotricks.users WHERE username = 'alice';
+INSERT INTO audiotricks.user_settings (user_id) VALUES ('00000000-0000-0000-0000-000000000000');
+INSERT INTO audiotricks.sessions (user_id, token_hash, expires_at)
+SELECT id, 'h1', now() + interval '1 day' FROM audiotricks.users WHERE username = 'alice'
+RETURNING token_hash, created_at = now() AS created_now;
+INSERT INTO audiotricks.sessions (user_id, token_hash, expires_at)
+SELECT id, 'h1', now() FROM audiotricks.users WHERE username = 'alice';
+INSERT INTO audiotricks.sessions (user_id, token_hash, expires_at)
+SELECT id, 'h2', NULL FROM audiotricks.users WHERE username = 'alice';
+INSERT INTO audiotricks.sessions (user_id, token_hash, expires_at)
+VALUES ('00000000-0000-0000-0000-000000000000', 'h3', now());
+INSERT INTO audiotricks.audio_history (user_id, title)
+SELECT id, 'first' FROM audiotricks.users WHERE username = 'alice'
+RETURNING title, created_at = now() AS created_now;
+INSERT INTO audiotricks.audio_history (user_id, title)
+SELECT id, repeat('t', 501) FROM audiotricks.users WHERE username = 'alice';
+INSERT INTO audiotricks.audio_history (user_id, title)
+VALUES ('00000000-0000-0000-0000-000000000000', 'orphan');
+-- user_id defaults to the identity, which is NULL here
+INSERT INTO audiotricks.audio_history (title) VALUES ('nobody');
+
+-- updated_at moves on update (in a later transaction)
+CREATE TEMP TABLE before AS
+SELECT u.updated_at AS u, s.updated_at AS s FROM audiotricks.users u
+  JOIN audiotricks.user_settings s ON s.user_id = u.id WHERE u.username = 'alice';
+UPDATE audiotricks.users SET updated_at = '2000-01-01', is_active = true WHERE username = 'alice';
+UPDATE audiotricks.user_settings SET updated_at = '2000-01-01', summary_quality = 'fast';
+SELECT u.updated_at > '2000-01-01' AS users_touched, s.updated_at > '2000-01-01' AS settings_touched
+  FROM audiotricks.users u JOIN audiotricks.user_settings s ON s.user_id = u.id
+ WHERE u.username = 'alice';
+
+-- deleting a user removes all their sessions, settings and history
+DELETE FROM audiotricks.users WHERE username = 'alice';
+SELECT (SELECT count(*) FROM audiotricks.sessions) AS sessions,
+       (SELECT count(*) FROM audiotricks.user_settings) AS settings,
+       (SELECT count(*) FROM audiotricks.audio_history) AS history;
+
+-- the extension refuses to be relocated
+ALTER EXTENSION audiotricks SET SCHEMA public;

@@ -1,0 +1,918 @@
+/*
+ * src/accounts.c
+ *		Accounts and sessions: at_register, at_login, at_authenticate,
+ *		at_logout, at_logout_all, at_change_password,
+ *		at_purge_expired_sessions, at_postgrest_pre_request, and TokenVerify,
+ *		the one token check everything else uses.
+ *
+ * Every query goes through SPI with parameters and fully qualified names
+ * (schema-qualified relations and functions, OPERATOR(pg_catalog.x)), so the
+ * caller's search_path cannot change its meaning.  bcrypt comes from
+ * pgcrypto's crypt() and gen_salt(), looked up in pgcrypto's own schema.
+ */
+#include "postgres.h"
+
+#include <sodium.h>
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_func.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "audiotricks.h"
+#include "jwt.h"
+
+PG_FUNCTION_INFO_V1(at_register);
+PG_FUNCTION_INFO_V1(at_login);
+PG_FUNCTION_INFO_V1(at_authenticate);
+PG_FUNCTION_INFO_V1(at_logout);
+PG_FUNCTION_INFO_V1(at_logout_all);
+PG_FUNCTION_INFO_V1(at_change_password);
+PG_FUNCTION_INFO_V1(at_purge_expired_sessions);
+PG_FUNCTION_INFO_V1(at_postgrest_pre_request);
+
+#define BCRYPT_MAX_BYTES	72
+#define EMAIL_MAX_CHARS		255
+#define USERNAME_MAX_CHARS	100
+#define PASSWORD_MIN_CHARS	8
+#define SHA256_HEX_LEN		(crypto_hash_sha256_BYTES * 2)
+
+/* ---------------------------------------------------------------------
+ * Prepared plans, kept for the life of the backend
+ * --------------------------------------------------------------------- */
+
+typedef struct AtPlan
+{
+	const char *sql;
+	int			nargs;
+	Oid			argtypes[5];
+	SPIPlanPtr	plan;
+} AtPlan;
+
+static AtPlan plan_session_lookup = {
+	"SELECT 1 FROM audiotricks.sessions s"
+	" JOIN audiotricks.users u ON u.id OPERATOR(pg_catalog.=) s.user_id"
+	" WHERE s.token_hash OPERATOR(pg_catalog.=) $1"
+	"   AND s.id OPERATOR(pg_catalog.=) $2"
+	"   AND s.user_id OPERATOR(pg_catalog.=) $3"
+	"   AND s.expires_at OPERATOR(pg_catalog.>) $4"
+	"   AND u.is_active",
+	4, {TEXTOID, UUIDOID, UUIDOID, TIMESTAMPTZOID}, NULL
+};
+
+static AtPlan plan_register = {
+	"WITH u AS (INSERT INTO audiotricks.users (email, username, password_hash)"
+	"           VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING id),"
+	"     s AS (INSERT INTO audiotricks.user_settings (user_id) SELECT id FROM u)"
+	" SELECT id FROM u",
+	3, {TEXTOID, TEXTOID, TEXTOID}, NULL
+};
+
+static AtPlan plan_email_taken = {
+	"SELECT 1 FROM audiotricks.users"
+	" WHERE pg_catalog.lower(email) OPERATOR(pg_catalog.=) pg_catalog.lower($1)",
+	1, {TEXTOID}, NULL
+};
+
+static AtPlan plan_user_by_email = {
+	"SELECT id, password_hash, is_active FROM audiotricks.users"
+	" WHERE pg_catalog.lower(email) OPERATOR(pg_catalog.=) pg_catalog.lower($1)",
+	1, {TEXTOID}, NULL
+};
+
+static AtPlan plan_user_by_username = {
+	"SELECT id, password_hash, is_active FROM audiotricks.users"
+	" WHERE pg_catalog.lower(username) OPERATOR(pg_catalog.=) pg_catalog.lower($1)",
+	1, {TEXTOID}, NULL
+};
+
+static AtPlan plan_user_by_id = {
+	"SELECT id, password_hash, is_active FROM audiotricks.users"
+	" WHERE id OPERATOR(pg_catalog.=) $1",
+	1, {UUIDOID}, NULL
+};
+
+static AtPlan plan_new_session = {
+	"WITH s AS (INSERT INTO audiotricks.sessions (id, user_id, token_hash, expires_at)"
+	"           VALUES ($1, $2, $3, $4))"
+	" UPDATE audiotricks.users SET last_login_at = pg_catalog.now()"
+	" WHERE id OPERATOR(pg_catalog.=) $2",
+	4, {UUIDOID, UUIDOID, TEXTOID, TIMESTAMPTZOID}, NULL
+};
+
+static AtPlan plan_set_password = {
+	"UPDATE audiotricks.users SET password_hash = $2"
+	" WHERE id OPERATOR(pg_catalog.=) $1",
+	2, {UUIDOID, TEXTOID}, NULL
+};
+
+static AtPlan plan_logout_token = {
+	"DELETE FROM audiotricks.sessions WHERE token_hash OPERATOR(pg_catalog.=) $1"
+	" RETURNING id, expires_at OPERATOR(pg_catalog.>) pg_catalog.now()",
+	1, {TEXTOID}, NULL
+};
+
+static AtPlan plan_logout_session = {
+	"DELETE FROM audiotricks.sessions WHERE id OPERATOR(pg_catalog.=) $1"
+	" AND user_id OPERATOR(pg_catalog.=) $2"
+	" RETURNING expires_at OPERATOR(pg_catalog.>) pg_catalog.now()",
+	2, {UUIDOID, UUIDOID}, NULL
+};
+
+static AtPlan plan_logout_all = {
+	"DELETE FROM audiotricks.sessions WHERE user_id OPERATOR(pg_catalog.=) $1",
+	1, {UUIDOID}, NULL
+};
+
+static AtPlan plan_logout_others = {
+	"DELETE FROM audiotricks.sessions WHERE user_id OPERATOR(pg_catalog.=) $1"
+	" AND id OPERATOR(pg_catalog.<>) $2",
+	2, {UUIDOID, UUIDOID}, NULL
+};
+
+static AtPlan plan_purge = {
+	"DELETE FROM audiotricks.sessions"
+	" WHERE expires_at OPERATOR(pg_catalog.<=) pg_catalog.now()",
+	0, {InvalidOid}, NULL
+};
+
+/*
+ * run_plan
+ *		Executes p (preparing and keeping it on first use) inside an open SPI
+ *		connection.  Returns the SPI result code; raises on failure.
+ */
+static int
+run_plan(AtPlan *p, Datum *values, bool read_only, long count)
+{
+	int			rc;
+
+	if (p->plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(p->sql, p->nargs, p->argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		p->plan = plan;
+	}
+	rc = SPI_execute_plan(p->plan, values, NULL, read_only, count);
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+	return rc;
+}
+
+static void
+spi_connect(void)
+{
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+}
+
+static void
+spi_finish(void)
+{
+	if (SPI_finish() != SPI_OK_FINISH)
+		elog(ERROR, "SPI_finish failed");
+}
+
+/* ---------------------------------------------------------------------
+ * Small helpers
+ * --------------------------------------------------------------------- */
+
+static int64
+unix_now(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	return (int64) (now / USECS_PER_SEC) +
+		(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY;
+}
+
+static TimestampTz
+unix_to_timestamptz(int64 secs)
+{
+	return (TimestampTz) (secs - (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY) * USECS_PER_SEC;
+}
+
+static void
+token_hash_hex(const char *token, size_t len, char hex[SHA256_HEX_LEN + 1])
+{
+	unsigned char digest[crypto_hash_sha256_BYTES];
+
+	crypto_hash_sha256(digest, (const unsigned char *) token, len);
+	sodium_bin2hex(hex, SHA256_HEX_LEN + 1, digest, sizeof(digest));
+}
+
+static Datum
+uuid_datum(const pg_uuid_t *u)
+{
+	pg_uuid_t  *copy = palloc(sizeof(pg_uuid_t));
+
+	*copy = *u;
+	return UUIDPGetDatum(copy);
+}
+
+static void
+raise_bad_token(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+			 errmsg("invalid or expired token"),
+			 errhidestmt(true)));
+}
+
+static void
+raise_bad_login(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PASSWORD),
+			 errmsg("invalid login or password"),
+			 errhidestmt(true)));
+}
+
+static void
+require_identity(pg_uuid_t *user_id, pg_uuid_t *session_id)
+{
+	if (!IdentityGet(user_id, session_id))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("not authenticated"),
+				 errhint("Call audiotricks.at_authenticate(token) in this transaction first.")));
+}
+
+/* ---------------------------------------------------------------------
+ * bcrypt through pgcrypto
+ * --------------------------------------------------------------------- */
+
+static Oid
+pgcrypto_func(const char *schema, const char *name, int nargs, Oid *argtypes)
+{
+	List	   *qname = list_make2(makeString(pstrdup(schema)), makeString(pstrdup(name)));
+
+	return LookupFuncName(qname, nargs, argtypes, false);
+}
+
+/* a fresh bcrypt setting ("$2a$NN$" + salt) at the given cost */
+static text *
+bcrypt_salt(const char *schema, int cost)
+{
+	Oid			argtypes[2] = {TEXTOID, INT4OID};
+	Oid			fn = pgcrypto_func(schema, "gen_salt", 2, argtypes);
+
+	return DatumGetTextPP(OidFunctionCall2(fn, CStringGetTextDatum("bf"),
+										   Int32GetDatum(cost)));
+}
+
+/* crypt(password, setting) */
+static text *
+bcrypt_crypt(const char *schema, text *password, text *setting)
+{
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	Oid			fn = pgcrypto_func(schema, "crypt", 2, argtypes);
+
+	return DatumGetTextPP(OidFunctionCall2(fn, PointerGetDatum(password),
+										   PointerGetDatum(setting)));
+}
+
+/* cost of a "$2?$NN$..." hash, or -1 if it is not bcrypt */
+static int
+bcrypt_cost_of(const char *hash, size_t len)
+{
+	if (len < 7 || hash[0] != '$' || hash[1] != '2' || hash[3] != '$' ||
+		hash[6] != '$' || hash[4] < '0' || hash[4] > '9' ||
+		hash[5] < '0' || hash[5] > '9')
+		return -1;
+	return (hash[4] - '0') * 10 + (hash[5] - '0');
+}
+
+static bool
+text_equal_ct(text *a, const char *b, size_t blen)
+{
+	return VARSIZE_ANY_EXHDR(a) == blen &&
+		sodium_memcmp(VARDATA_ANY(a), b, blen) == 0;
+}
+
+/* ---------------------------------------------------------------------
+ * Validation
+ * --------------------------------------------------------------------- */
+
+static void
+validate_email(const char *s, int len)
+{
+	const char *at = NULL;
+	int			nat = 0;
+	bool		ok = true;
+	int			local_len;
+	const char *domain;
+	int			domain_len;
+
+	if (len < 3 || pg_mbstrlen_with_len(s, len) > EMAIL_MAX_CHARS)
+		ok = false;
+	for (int i = 0; ok && i < len; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		if (c <= 0x20 || c == 0x7f || strchr("\"(),:;<>[\\]", c) != NULL)
+			ok = false;
+		else if (c == '@')
+		{
+			nat++;
+			at = s + i;
+		}
+	}
+	if (ok && nat != 1)
+		ok = false;
+	if (ok)
+	{
+		local_len = (int) (at - s);
+		domain = at + 1;
+		domain_len = len - local_len - 1;
+		if (local_len < 1 || local_len > 64 || s[0] == '.' ||
+			s[local_len - 1] == '.' || domain_len < 3 ||
+			memchr(domain, '.', domain_len) == NULL ||
+			domain[0] == '.' || domain[0] == '-' ||
+			domain[domain_len - 1] == '.' || domain[domain_len - 1] == '-')
+			ok = false;
+		for (int i = 0; ok && i + 1 < len; i++)
+			if (s[i] == '.' && s[i + 1] == '.')
+				ok = false;
+		for (int i = 0; ok && i < domain_len; i++)
+		{
+			unsigned char c = (unsigned char) domain[i];
+
+			if (!(c >= 0x80 || isalnum(c) || c == '-' || c == '.'))
+				ok = false;
+		}
+	}
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid email address"),
+				 errhidestmt(true)));
+}
+
+static void
+validate_username(const char *s, int len)
+{
+	if (len < 1 || len > USERNAME_MAX_CHARS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("username must be 1 to %d characters long", USERNAME_MAX_CHARS),
+				 errhidestmt(true)));
+	for (int i = 0; i < len; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			  (c >= '0' && c <= '9') || c == '_' || c == '-'))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("username may contain only ASCII letters, digits, \"_\" and \"-\""),
+					 errhidestmt(true)));
+	}
+}
+
+static void
+validate_password(const char *s, int len)
+{
+	bool		lower = false,
+				upper = false,
+				digit = false;
+
+	if (len > BCRYPT_MAX_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("password must be at most %d bytes long", BCRYPT_MAX_BYTES),
+				 errdetail("bcrypt uses only the first %d bytes; longer passwords are refused rather than truncated.",
+						   BCRYPT_MAX_BYTES),
+				 errhidestmt(true)));
+	if (pg_mbstrlen_with_len(s, len) < PASSWORD_MIN_CHARS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("password must be at least %d characters long", PASSWORD_MIN_CHARS),
+				 errhidestmt(true)));
+	for (int i = 0; i < len; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		lower |= (c >= 'a' && c <= 'z');
+		upper |= (c >= 'A' && c <= 'Z');
+		digit |= (c >= '0' && c <= '9');
+	}
+	if (!lower)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("password must contain a lowercase letter"),
+				 errhidestmt(true)));
+	if (!upper)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("password must contain an uppercase letter"),
+				 errhidestmt(true)));
+	if (!digit)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("password must contain a digit"),
+				 errhidestmt(true)));
+}
+
+static void
+require_arg(FunctionCallInfo fcinfo, int n, const char *what)
+{
+	if (PG_ARGISNULL(n))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be null", what),
+				 errhidestmt(true)));
+}
+
+/* detoasted argument; a private copy is wiped when the call's context ends */
+static text *
+secret_arg(FunctionCallInfo fcinfo, int n)
+{
+	Datum		d = PG_GETARG_DATUM(n);
+	text	   *t = PG_DETOAST_DATUM_PACKED(d);
+
+	if ((Pointer) t != DatumGetPointer(d))
+		AtWipeOnReset(t, VARSIZE_ANY(t));
+	return t;
+}
+
+/* ---------------------------------------------------------------------
+ * Token verification
+ * --------------------------------------------------------------------- */
+
+static bool in_token_verify = false;
+
+/*
+ * TokenVerify
+ *		True when token is a valid, unexpired token of this extension whose
+ *		session row (matched by SHA-256, id and user) is live and whose user is
+ *		active; fills the ids.  Never raises for a bad token; raises 55000 if
+ *		the secret is unset.  The session lookup runs as the extension's owner.
+ */
+bool
+TokenVerify(const char *token, size_t len, pg_uuid_t *user_id,
+			pg_uuid_t *session_id, bool read_only)
+{
+	size_t		secret_len;
+	const char *secret;
+	JwtClaims	claims;
+	char		hex[SHA256_HEX_LEN + 1];
+	Datum		values[4];
+	Oid			save_userid;
+	int			save_sec;
+	volatile bool found = false;
+
+	secret = AtJwtSecret(&secret_len);
+	if (token == NULL || len == 0 || len > AT_TOKEN_MAX_LEN)
+		return false;
+	if (!JwtVerify((const uint8_t *) secret, secret_len, token, len,
+				   unix_now(), &claims))
+		return false;
+	if (!JwtParseUuid(claims.sub, strlen(claims.sub), user_id->data) ||
+		!JwtParseUuid(claims.sid, strlen(claims.sid), session_id->data))
+		return false;
+	/* the session lookup must not recurse through a policy back to here */
+	if (in_token_verify)
+		return false;
+
+	token_hash_hex(token, len, hex);
+	values[0] = CStringGetTextDatum(hex);
+	values[1] = UUIDPGetDatum(session_id);
+	values[2] = UUIDPGetDatum(user_id);
+	values[3] = TimestampTzGetDatum(GetCurrentTimestamp());
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(AtOwnerOid(),
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	in_token_verify = true;
+	PG_TRY();
+	{
+		spi_connect();
+		found = run_plan(&plan_session_lookup, values, read_only, 1) == SPI_OK_SELECT &&
+			SPI_processed == 1;
+		spi_finish();
+	}
+	PG_FINALLY();
+	{
+		in_token_verify = false;
+		SetUserIdAndSecContext(save_userid, save_sec);
+	}
+	PG_END_TRY();
+	return found;
+}
+
+/* ---------------------------------------------------------------------
+ * SQL-callable functions
+ * --------------------------------------------------------------------- */
+
+/*
+ * at_register(email text, username text, password text) RETURNS uuid
+ *		Creates the user and their user_settings row.  Raises 22023 on a bad
+ *		input (naming the rule), 23505 on a taken email or username.
+ */
+Datum
+at_register(PG_FUNCTION_ARGS)
+{
+	ErrorContextCallback hide;
+	text	   *email;
+	text	   *username;
+	text	   *password;
+	char	   *schema;
+	text	   *hash;
+	Datum		values[3];
+	pg_uuid_t  *result = NULL;
+	bool		email_taken = false;
+
+	AtHideStatementPush(&hide);
+	require_arg(fcinfo, 0, "email");
+	require_arg(fcinfo, 1, "username");
+	require_arg(fcinfo, 2, "password");
+	email = PG_GETARG_TEXT_PP(0);
+	username = PG_GETARG_TEXT_PP(1);
+	password = secret_arg(fcinfo, 2);
+
+	validate_email(VARDATA_ANY(email), VARSIZE_ANY_EXHDR(email));
+	validate_username(VARDATA_ANY(username), VARSIZE_ANY_EXHDR(username));
+	validate_password(VARDATA_ANY(password), VARSIZE_ANY_EXHDR(password));
+
+	schema = AtPgcryptoSchema();
+	hash = bcrypt_crypt(schema, password, bcrypt_salt(schema, audiotricks_bcrypt_cost));
+
+	values[0] = PointerGetDatum(email);
+	values[1] = PointerGetDatum(username);
+	values[2] = PointerGetDatum(hash);
+
+	spi_connect();
+	if (run_plan(&plan_register, values, false, 0) == SPI_OK_SELECT &&
+		SPI_processed == 1)
+	{
+		bool		isnull;
+		Datum		id = SPI_getbinval(SPI_tuptable->vals[0],
+									   SPI_tuptable->tupdesc, 1, &isnull);
+
+		result = SPI_palloc(sizeof(pg_uuid_t));
+		*result = *DatumGetUUIDP(id);
+	}
+	else
+	{
+		run_plan(&plan_email_taken, values, true, 1);
+		email_taken = SPI_processed > 0;
+	}
+	spi_finish();
+
+	if (result == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNIQUE_VIOLATION),
+				 errmsg(email_taken ? "email already registered" : "username already taken"),
+				 errhidestmt(true)));
+
+	AtHideStatementPop(&hide);
+	PG_RETURN_UUID_P(result);
+}
+
+/*
+ * at_login(login text, password text)
+ *		RETURNS TABLE(token text, user_id uuid, session_id uuid, expires_at timestamptz)
+ *		login is an email or a username, either case-insensitively.  Unknown
+ *		users, wrong passwords, inactive users and over-long passwords all do
+ *		one bcrypt at the configured cost and raise 28P01.
+ */
+Datum
+at_login(PG_FUNCTION_ARGS)
+{
+	ErrorContextCallback hide;
+	size_t		secret_len;
+	const char *secret;
+	text	   *login;
+	text	   *password;
+	char	   *schema;
+	Datum		values[4];
+	bool		found = false;
+	bool		active = false;
+	pg_uuid_t	user_id;
+	text	   *stored = NULL;
+	text	   *computed;
+	bool		ok;
+	JwtClaims	claims;
+	pg_uuid_t	session_id;
+	char		token[JWT_MAX_LEN];
+	size_t		token_len;
+	char		hex[SHA256_HEX_LEN + 1];
+	int64		iat;
+	TimestampTz expires_at;
+	Datum		out[4];
+	bool		outnull[4] = {false, false, false, false};
+
+	AtHideStatementPush(&hide);
+	secret = AtJwtSecret(&secret_len);
+	schema = AtPgcryptoSchema();
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		raise_bad_login();
+	login = PG_GETARG_TEXT_PP(0);
+	password = secret_arg(fcinfo, 1);
+
+	spi_connect();
+	if (VARSIZE_ANY_EXHDR(password) <= BCRYPT_MAX_BYTES &&
+		VARSIZE_ANY_EXHDR(login) <= EMAIL_MAX_CHARS * MAX_MULTIBYTE_CHAR_LEN)
+	{
+		bool		is_email = memchr(VARDATA_ANY(login), '@', VARSIZE_ANY_EXHDR(login)) != NULL;
+
+		values[0] = PointerGetDatum(login);
+		run_plan(is_email ? &plan_user_by_email : &plan_user_by_username,
+				 values, true, 1);
+		if (SPI_processed == 1)
+		{
+			bool		isnull;
+			HeapTuple	tup = SPI_tuptable->vals[0];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+
+			found = true;
+			user_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull));
+			stored = DatumGetTextPCopy(SPI_getbinval(tup, desc, 2, &isnull));
+			active = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
+		}
+	}
+
+	/* the same bcrypt work whether or not the user exists */
+	computed = bcrypt_crypt(schema, password,
+							found ? stored : bcrypt_salt(schema, audiotricks_bcrypt_cost));
+	ok = found && active &&
+		VARSIZE_ANY_EXHDR(password) <= BCRYPT_MAX_BYTES &&
+		text_equal_ct(computed, VARDATA_ANY(stored), VARSIZE_ANY_EXHDR(stored));
+	if (!ok)
+		raise_bad_login();
+
+	/* raising bcrypt_cost upgrades users as they log in */
+	if (bcrypt_cost_of(VARDATA_ANY(stored), VARSIZE_ANY_EXHDR(stored)) < audiotricks_bcrypt_cost)
+	{
+		values[0] = UUIDPGetDatum(&user_id);
+		values[1] = PointerGetDatum(bcrypt_crypt(schema, password,
+												 bcrypt_salt(schema, audiotricks_bcrypt_cost)));
+		run_plan(&plan_set_password, values, false, 0);
+	}
+
+	/* the token and its session */
+	UuidV7Generate(&session_id);
+	iat = unix_now();
+	memset(&claims, 0, sizeof(claims));
+	JwtFormatUuid(user_id.data, claims.sub);
+	JwtFormatUuid(session_id.data, claims.sid);
+	strlcpy(claims.role, audiotricks_jwt_role ? audiotricks_jwt_role : "", sizeof(claims.role));
+	claims.iat = iat;
+	claims.exp = iat + audiotricks_session_ttl;
+	expires_at = unix_to_timestamptz(claims.exp);
+
+	token_len = JwtSign((const uint8_t *) secret, secret_len, &claims, token, sizeof(token));
+	if (token_len == 0)
+		elog(ERROR, "could not sign the session token");
+	token_hash_hex(token, token_len, hex);
+
+	values[0] = UUIDPGetDatum(&session_id);
+	values[1] = UUIDPGetDatum(&user_id);
+	values[2] = CStringGetTextDatum(hex);
+	values[3] = TimestampTzGetDatum(expires_at);
+	if (run_plan(&plan_new_session, values, false, 0) != SPI_OK_UPDATE || SPI_processed != 1)
+		elog(ERROR, "could not record the session");
+	spi_finish();
+
+	out[0] = PointerGetDatum(cstring_to_text_with_len(token, token_len));
+	sodium_memzero(token, sizeof(token));
+	out[1] = uuid_datum(&user_id);
+	out[2] = uuid_datum(&session_id);
+	out[3] = TimestampTzGetDatum(expires_at);
+
+	AtHideStatementPop(&hide);
+	return AtReturnOneRow(fcinfo, out, outnull);
+}
+
+/*
+ * at_authenticate(token text) RETURNS uuid
+ *		Verifies the token and makes its user the identity of this
+ *		transaction.  Raises 28000 for any bad, expired or revoked token.
+ */
+Datum
+at_authenticate(PG_FUNCTION_ARGS)
+{
+	ErrorContextCallback hide;
+	text	   *token;
+	pg_uuid_t	user_id;
+	pg_uuid_t	session_id;
+
+	AtHideStatementPush(&hide);
+	if (PG_ARGISNULL(0))
+		raise_bad_token();
+	token = PG_GETARG_TEXT_PP(0);
+	if (!TokenVerify(VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token),
+					 &user_id, &session_id, false))
+		raise_bad_token();
+	IdentitySet(&user_id, &session_id);
+	AtHideStatementPop(&hide);
+	PG_RETURN_UUID_P(DatumGetUUIDP(uuid_datum(&user_id)));
+}
+
+/*
+ * at_logout(token text DEFAULT NULL) RETURNS boolean
+ *		Ends the token's session (holding the token is the proof), or with
+ *		NULL the current identity's session (42501 without one).  Returns
+ *		false when there was no live session to end.
+ */
+Datum
+at_logout(PG_FUNCTION_ARGS)
+{
+	ErrorContextCallback hide;
+	Datum		values[2];
+	bool		ended = false;
+	pg_uuid_t	user_id;
+	pg_uuid_t	session_id;
+	bool		have_session = false;
+
+	AtHideStatementPush(&hide);
+	spi_connect();
+	if (!PG_ARGISNULL(0))
+	{
+		text	   *token = PG_GETARG_TEXT_PP(0);
+		size_t		len = VARSIZE_ANY_EXHDR(token);
+		char		hex[SHA256_HEX_LEN + 1];
+
+		if (len > 0 && len <= AT_TOKEN_MAX_LEN)
+		{
+			token_hash_hex(VARDATA_ANY(token), len, hex);
+			values[0] = CStringGetTextDatum(hex);
+			run_plan(&plan_logout_token, values, false, 0);
+			if (SPI_processed == 1)
+			{
+				bool		isnull;
+
+				session_id = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0],
+														  SPI_tuptable->tupdesc, 1, &isnull));
+				ended = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+												   SPI_tuptable->tupdesc, 2, &isnull));
+				have_session = true;
+			}
+		}
+	}
+	else
+	{
+		require_identity(&user_id, &session_id);
+		values[0] = UUIDPGetDatum(&session_id);
+		values[1] = UUIDPGetDatum(&user_id);
+		run_plan(&plan_logout_session, values, false, 0);
+		if (SPI_processed == 1)
+		{
+			bool		isnull;
+
+			ended = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 1, &isnull));
+		}
+		have_session = true;
+	}
+	spi_finish();
+
+	if (have_session)
+		IdentityForgetSession(&session_id);
+	AtHideStatementPop(&hide);
+	PG_RETURN_BOOL(ended);
+}
+
+/*
+ * at_logout_all() RETURNS integer
+ *		Ends every session of the current user (42501 without an identity);
+ *		returns how many were ended.  The identity ends with them.
+ */
+Datum
+at_logout_all(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t	user_id;
+	pg_uuid_t	session_id;
+	Datum		values[1];
+	uint64		n;
+
+	require_identity(&user_id, &session_id);
+	spi_connect();
+	values[0] = UUIDPGetDatum(&user_id);
+	run_plan(&plan_logout_all, values, false, 0);
+	n = SPI_processed;
+	spi_finish();
+	IdentityForgetSession(NULL);
+	PG_RETURN_INT32((int32) Min(n, (uint64) PG_INT32_MAX));
+}
+
+/*
+ * at_change_password(current_password text, new_password text) RETURNS void
+ *		Checks the current password (28P01 if wrong), applies the password
+ *		rules to the new one (22023), re-hashes it, and ends every other
+ *		session of the user.  42501 without an identity.
+ */
+Datum
+at_change_password(PG_FUNCTION_ARGS)
+{
+	ErrorContextCallback hide;
+	pg_uuid_t	user_id;
+	pg_uuid_t	session_id;
+	text	   *current;
+	text	   *newpw;
+	char	   *schema;
+	Datum		values[2];
+	text	   *stored = NULL;
+	bool		active = false;
+	text	   *computed;
+
+	AtHideStatementPush(&hide);
+	require_identity(&user_id, &session_id);
+	require_arg(fcinfo, 0, "current_password");
+	require_arg(fcinfo, 1, "new_password");
+	current = secret_arg(fcinfo, 0);
+	newpw = secret_arg(fcinfo, 1);
+	schema = AtPgcryptoSchema();
+
+	spi_connect();
+	values[0] = UUIDPGetDatum(&user_id);
+	run_plan(&plan_user_by_id, values, true, 1);
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+
+		stored = DatumGetTextPCopy(SPI_getbinval(SPI_tuptable->vals[0],
+												 SPI_tuptable->tupdesc, 2, &isnull));
+		active = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+											SPI_tuptable->tupdesc, 3, &isnull));
+	}
+	computed = bcrypt_crypt(schema, current,
+							stored ? stored : bcrypt_salt(schema, audiotricks_bcrypt_cost));
+	if (stored == NULL || !active ||
+		VARSIZE_ANY_EXHDR(current) > BCRYPT_MAX_BYTES ||
+		!text_equal_ct(computed, VARDATA_ANY(stored), VARSIZE_ANY_EXHDR(stored)))
+		raise_bad_login();
+
+	validate_password(VARDATA_ANY(newpw), VARSIZE_ANY_EXHDR(newpw));
+
+	values[0] = UUIDPGetDatum(&user_id);
+	values[1] = PointerGetDatum(bcrypt_crypt(schema, newpw,
+											 bcrypt_salt(schema, audiotricks_bcrypt_cost)));
+	run_plan(&plan_set_password, values, false, 0);
+
+	values[0] = UUIDPGetDatum(&user_id);
+	values[1] = UUIDPGetDatum(&session_id);
+	run_plan(&plan_logout_others, values, false, 0);
+	spi_finish();
+
+	AtHideStatementPop(&hide);
+	PG_RETURN_VOID();
+}
+
+/*
+ * at_purge_expired_sessions() RETURNS integer
+ *		Deletes expired sessions; returns how many.
+ */
+Datum
+at_purge_expired_sessions(PG_FUNCTION_ARGS)
+{
+	uint64		n;
+
+	spi_connect();
+	run_plan(&plan_purge, NULL, false, 0);
+	n = SPI_processed;
+	spi_finish();
+	PG_RETURN_INT32((int32) Min(n, (uint64) PG_INT32_MAX));
+}
+
+/*
+ * at_postgrest_pre_request() RETURNS void
+ *		For PostgREST's db-pre-request: raises 28000 when the request carries
+ *		an Authorization header that is not a valid, live bearer token, so a
+ *		revoked token gets an error rather than an empty result.  Requests
+ *		without the header pass (they run as the anonymous role).
+ */
+Datum
+at_postgrest_pre_request(PG_FUNCTION_ARGS)
+{
+	const char *headers = GetConfigOption("request.headers", true, false);
+	const char *token;
+	size_t		token_len;
+	int			r;
+	pg_uuid_t	user_id;
+	pg_uuid_t	session_id;
+
+	if (headers == NULL || headers[0] == '\0')
+		PG_RETURN_VOID();
+	r = BearerFromHeaders(headers, strlen(headers), &token, &token_len);
+	if (r == JWT_BEARER_NONE)
+		PG_RETURN_VOID();
+	/* IdentityGet verifies the same header and caches the answer */
+	if (r == JWT_BEARER_BAD || !IdentityGet(&user_id, &session_id))
+		raise_bad_token();
+	PG_RETURN_VOID();
+}

@@ -1,0 +1,110 @@
+/*
+ * src/audiotricks.c
+ *		Library start-up: PG_MODULE_MAGIC, _PG_init and every GUC.
+ */
+#include "postgres.h"
+
+#include <sodium.h>
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
+
+#include "audiotricks.h"
+
+PG_MODULE_MAGIC;
+
+char	   *audiotricks_jwt_secret = NULL;
+char	   *audiotricks_jwt_role = NULL;
+int			audiotricks_session_ttl = 7 * 24 * 60 * 60;
+int			audiotricks_bcrypt_cost = 12;
+
+bool		audiotricks_preloaded = false;
+
+void		_PG_init(void);
+
+/*
+ * jwt_role ends up inside a token's JSON and is a role name for PostgREST:
+ * keep it to the characters a role name needs, so it never needs escaping.
+ */
+static bool
+check_jwt_role(char **newval, void **extra, GucSource source)
+{
+	const char *p = *newval;
+
+	if (p == NULL || *p == '\0' || strlen(p) >= NAMEDATALEN)
+	{
+		GUC_check_errdetail("audiotricks.jwt_role must be 1 to %d characters.",
+							NAMEDATALEN - 1);
+		return false;
+	}
+	for (; *p; p++)
+	{
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			  (*p >= '0' && *p <= '9') || *p == '_' || *p == '-'))
+		{
+			GUC_check_errdetail("audiotricks.jwt_role may contain only ASCII letters, digits, \"_\" and \"-\".");
+			return false;
+		}
+	}
+	return true;
+}
+
+void
+_PG_init(void)
+{
+	audiotricks_preloaded = process_shared_preload_libraries_in_progress;
+
+	if (sodium_init() < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not initialize libsodium")));
+
+	DefineCustomStringVariable("audiotricks.jwt_secret",
+							   "Secret that signs and verifies session tokens (HS256).",
+							   "At least 32 bytes. Set it in postgresql.conf; it is hidden from non-superusers.",
+							   &audiotricks_jwt_secret,
+							   NULL,
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("audiotricks.jwt_role",
+							   "Value of the \"role\" claim of issued tokens (the role PostgREST switches to).",
+							   NULL,
+							   &audiotricks_jwt_role,
+							   "authenticated",
+							   PGC_SUSET,
+							   0,
+							   check_jwt_role, NULL, NULL);
+
+	DefineCustomIntVariable("audiotricks.session_ttl",
+							"Lifetime of a session and its token.",
+							NULL,
+							&audiotricks_session_ttl,
+							7 * 24 * 60 * 60,
+							1,
+							366 * 24 * 60 * 60,
+							PGC_SUSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("audiotricks.bcrypt_cost",
+							"bcrypt cost factor for new password hashes.",
+							NULL,
+							&audiotricks_bcrypt_cost,
+							12,
+							4,
+							31,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+#if PG_VERSION_NUM >= 150000
+	MarkGUCPrefixReserved("audiotricks");
+#else
+	EmitWarningsOnPlaceholders("audiotricks");
+#endif
+
+	IdentityInit();
+}

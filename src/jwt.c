@@ -1,0 +1,768 @@
+/*
+ * src/jwt.c
+ *		HS256 JSON Web Tokens: signing, strict verification, base64url, and
+ *		the small JSON scanner they (and PostgREST's request.headers) need.
+ *
+ * No catalog access and no server calls: everything here works on caller
+ * buffers, never allocates and never raises, so it can be fuzzed on its own
+ * (test/fuzz).  Inputs are untrusted bytes; every read is bounds-checked.
+ */
+#include <stdio.h>
+#include <strings.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "jwt.h"
+
+static const char b64url_alphabet[] =
+"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/*
+ * JwtB64Encode
+ *		base64url without padding; out must hold JWT_B64_LEN(len) + 1 bytes.
+ *		Returns the length written (NUL-terminated).
+ */
+size_t
+JwtB64Encode(const uint8_t *in, size_t len, char *out)
+{
+	size_t		o = 0;
+	size_t		i = 0;
+
+	for (; i + 3 <= len; i += 3)
+	{
+		uint32_t	v = (uint32_t) in[i] << 16 | (uint32_t) in[i + 1] << 8 | in[i + 2];
+
+		out[o++] = b64url_alphabet[(v >> 18) & 63];
+		out[o++] = b64url_alphabet[(v >> 12) & 63];
+		out[o++] = b64url_alphabet[(v >> 6) & 63];
+		out[o++] = b64url_alphabet[v & 63];
+	}
+	if (len - i == 1)
+	{
+		uint32_t	v = (uint32_t) in[i] << 16;
+
+		out[o++] = b64url_alphabet[(v >> 18) & 63];
+		out[o++] = b64url_alphabet[(v >> 12) & 63];
+	}
+	else if (len - i == 2)
+	{
+		uint32_t	v = (uint32_t) in[i] << 16 | (uint32_t) in[i + 1] << 8;
+
+		out[o++] = b64url_alphabet[(v >> 18) & 63];
+		out[o++] = b64url_alphabet[(v >> 12) & 63];
+		out[o++] = b64url_alphabet[(v >> 6) & 63];
+	}
+	out[o] = '\0';
+	return o;
+}
+
+static int
+b64url_value(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '-')
+		return 62;
+	if (c == '_')
+		return 63;
+	return -1;
+}
+
+/*
+ * JwtB64Decode
+ *		Strict base64url: no padding, no whitespace, and the unused low bits of
+ *		the last character must be zero (one encoding per value).  Returns
+ *		false on any deviation or if the result would not fit in outcap.
+ */
+bool
+JwtB64Decode(const char *in, size_t len, uint8_t *out, size_t outcap,
+			 size_t *outlen)
+{
+	size_t		o = 0;
+	uint32_t	acc = 0;
+	int			bits = 0;
+
+	if (len % 4 == 1)
+		return false;
+	if ((len / 4) * 3 + (len % 4 ? len % 4 - 1 : 0) > outcap)
+		return false;
+
+	for (size_t i = 0; i < len; i++)
+	{
+		int			v = b64url_value((unsigned char) in[i]);
+
+		if (v < 0)
+			return false;
+		acc = (acc << 6) | (uint32_t) v;
+		bits += 6;
+		if (bits >= 8)
+		{
+			bits -= 8;
+			out[o++] = (uint8_t) (acc >> bits);
+			acc &= (1u << bits) - 1;
+		}
+	}
+	if (acc != 0)				/* non-canonical trailing bits */
+		return false;
+	*outlen = o;
+	return true;
+}
+
+/* ---------------------------------------------------------------------
+ * A strict JSON scanner for one flat object.  Nested values are skipped
+ * (with a depth limit) but only top-level members are reported.
+ * --------------------------------------------------------------------- */
+
+typedef enum
+{
+	JV_STRING,
+	JV_NUMBER,
+	JV_OTHER					/* true, false, null, object, array */
+} JsonValueKind;
+
+typedef struct JsonCursor
+{
+	const char *p;
+	const char *end;
+} JsonCursor;
+
+typedef bool (*JsonMemberFn) (void *arg, const char *key, size_t keylen,
+							  bool key_escaped, JsonValueKind kind,
+							  const char *val, size_t vallen, bool val_escaped);
+
+#define JSON_MAX_DEPTH 16
+
+static void
+json_ws(JsonCursor *c)
+{
+	while (c->p < c->end &&
+		   (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
+		c->p++;
+}
+
+/* at the opening quote; leaves the cursor after the closing quote */
+static bool
+json_string(JsonCursor *c, const char **s, size_t *n, bool *escaped)
+{
+	const char *start;
+
+	if (c->p >= c->end || *c->p != '"')
+		return false;
+	c->p++;
+	start = c->p;
+	*escaped = false;
+	while (c->p < c->end)
+	{
+		unsigned char ch = (unsigned char) *c->p;
+
+		if (ch == '"')
+		{
+			*s = start;
+			*n = (size_t) (c->p - start);
+			c->p++;
+			return true;
+		}
+		if (ch < 0x20)
+			return false;
+		if (ch == '\\')
+		{
+			*escaped = true;
+			c->p++;
+			if (c->p >= c->end)
+				return false;
+			switch (*c->p)
+			{
+				case '"':
+				case '\\':
+				case '/':
+				case 'b':
+				case 'f':
+				case 'n':
+				case 'r':
+				case 't':
+					c->p++;
+					break;
+				case 'u':
+					c->p++;
+					for (int i = 0; i < 4; i++, c->p++)
+						if (c->p >= c->end || !((*c->p >= '0' && *c->p <= '9') ||
+												(*c->p >= 'a' && *c->p <= 'f') ||
+												(*c->p >= 'A' && *c->p <= 'F')))
+							return false;
+					break;
+				default:
+					return false;
+			}
+			continue;
+		}
+		c->p++;
+	}
+	return false;
+}
+
+static bool
+json_number(JsonCursor *c)
+{
+	const char *start = c->p;
+
+	if (c->p < c->end && *c->p == '-')
+		c->p++;
+	if (c->p >= c->end)
+		return false;
+	if (*c->p == '0')
+		c->p++;
+	else if (*c->p >= '1' && *c->p <= '9')
+		while (c->p < c->end && *c->p >= '0' && *c->p <= '9')
+			c->p++;
+	else
+		return false;
+	if (c->p < c->end && *c->p == '.')
+	{
+		c->p++;
+		if (c->p >= c->end || !(*c->p >= '0' && *c->p <= '9'))
+			return false;
+		while (c->p < c->end && *c->p >= '0' && *c->p <= '9')
+			c->p++;
+	}
+	if (c->p < c->end && (*c->p == 'e' || *c->p == 'E'))
+	{
+		c->p++;
+		if (c->p < c->end && (*c->p == '+' || *c->p == '-'))
+			c->p++;
+		if (c->p >= c->end || !(*c->p >= '0' && *c->p <= '9'))
+			return false;
+		while (c->p < c->end && *c->p >= '0' && *c->p <= '9')
+			c->p++;
+	}
+	return c->p > start;
+}
+
+static bool
+json_literal(JsonCursor *c, const char *lit)
+{
+	size_t		n = strlen(lit);
+
+	if ((size_t) (c->end - c->p) < n || memcmp(c->p, lit, n) != 0)
+		return false;
+	c->p += n;
+	return true;
+}
+
+static bool json_skip_value(JsonCursor *c, int depth);
+
+static bool
+json_skip_container(JsonCursor *c, int depth, char close)
+{
+	const char *s;
+	size_t		n;
+	bool		esc;
+
+	if (depth > JSON_MAX_DEPTH)
+		return false;
+	c->p++;						/* the opening bracket */
+	json_ws(c);
+	if (c->p < c->end && *c->p == close)
+	{
+		c->p++;
+		return true;
+	}
+	for (;;)
+	{
+		if (close == '}')
+		{
+			if (!json_string(c, &s, &n, &esc))
+				return false;
+			json_ws(c);
+			if (c->p >= c->end || *c->p != ':')
+				return false;
+			c->p++;
+		}
+		if (!json_skip_value(c, depth + 1))
+			return false;
+		json_ws(c);
+		if (c->p >= c->end)
+			return false;
+		if (*c->p == ',')
+		{
+			c->p++;
+			json_ws(c);
+			continue;
+		}
+		if (*c->p == close)
+		{
+			c->p++;
+			return true;
+		}
+		return false;
+	}
+}
+
+static bool
+json_skip_value(JsonCursor *c, int depth)
+{
+	const char *s;
+	size_t		n;
+	bool		esc;
+
+	json_ws(c);
+	if (c->p >= c->end)
+		return false;
+	switch (*c->p)
+	{
+		case '"':
+			return json_string(c, &s, &n, &esc);
+		case '{':
+			return json_skip_container(c, depth, '}');
+		case '[':
+			return json_skip_container(c, depth, ']');
+		case 't':
+			return json_literal(c, "true");
+		case 'f':
+			return json_literal(c, "false");
+		case 'n':
+			return json_literal(c, "null");
+		default:
+			return json_number(c);
+	}
+}
+
+/*
+ * json_walk_object
+ *		Calls fn for each top-level member of the object that is the whole
+ *		input.  Returns false if the input is not exactly one valid JSON
+ *		object or if fn returns false.
+ */
+static bool
+json_walk_object(const char *json, size_t len, JsonMemberFn fn, void *arg)
+{
+	JsonCursor	c = {json, json + len};
+
+	json_ws(&c);
+	if (c.p >= c.end || *c.p != '{')
+		return false;
+	c.p++;
+	json_ws(&c);
+	if (c.p < c.end && *c.p == '}')
+		c.p++;
+	else
+	{
+		for (;;)
+		{
+			const char *key,
+					   *val;
+			size_t		keylen,
+						vallen;
+			bool		key_esc,
+						val_esc = false;
+			JsonValueKind kind;
+
+			if (!json_string(&c, &key, &keylen, &key_esc))
+				return false;
+			json_ws(&c);
+			if (c.p >= c.end || *c.p != ':')
+				return false;
+			c.p++;
+			json_ws(&c);
+			if (c.p >= c.end)
+				return false;
+			if (*c.p == '"')
+			{
+				kind = JV_STRING;
+				if (!json_string(&c, &val, &vallen, &val_esc))
+					return false;
+			}
+			else
+			{
+				val = c.p;
+				kind = (*c.p == '-' || (*c.p >= '0' && *c.p <= '9')) ? JV_NUMBER : JV_OTHER;
+				if (!json_skip_value(&c, 1))
+					return false;
+				vallen = (size_t) (c.p - val);
+			}
+			if (!fn(arg, key, keylen, key_esc, kind, val, vallen, val_esc))
+				return false;
+			json_ws(&c);
+			if (c.p >= c.end)
+				return false;
+			if (*c.p == ',')
+			{
+				c.p++;
+				json_ws(&c);
+				continue;
+			}
+			if (*c.p == '}')
+			{
+				c.p++;
+				break;
+			}
+			return false;
+		}
+	}
+	json_ws(&c);
+	return c.p == c.end;
+}
+
+static bool
+key_is(const char *key, size_t keylen, bool escaped, const char *name)
+{
+	return !escaped && keylen == strlen(name) && memcmp(key, name, keylen) == 0;
+}
+
+/* ---------------------------------------------------------------------
+ * Claims
+ * --------------------------------------------------------------------- */
+
+#define CLAIM_SUB	0x01
+#define CLAIM_SID	0x02
+#define CLAIM_ROLE	0x04
+#define CLAIM_IAT	0x08
+#define CLAIM_EXP	0x10
+#define CLAIM_ISS	0x20
+#define CLAIMS_REQUIRED (CLAIM_SUB | CLAIM_SID | CLAIM_IAT | CLAIM_EXP | CLAIM_ISS)
+
+typedef struct ClaimsState
+{
+	JwtClaims  *claims;
+	int			seen;
+} ClaimsState;
+
+static bool
+claim_int(const char *val, size_t len, int64_t *out)
+{
+	int64_t		v = 0;
+
+	/* non-negative integers only: no sign, fraction or exponent */
+	if (len == 0 || len > 18)
+		return false;
+	for (size_t i = 0; i < len; i++)
+	{
+		if (val[i] < '0' || val[i] > '9')
+			return false;
+		v = v * 10 + (val[i] - '0');
+	}
+	*out = v;
+	return true;
+}
+
+static bool
+claim_str(const char *val, size_t len, bool escaped, char *out, size_t cap)
+{
+	if (escaped || len >= cap)
+		return false;
+	memcpy(out, val, len);
+	out[len] = '\0';
+	return true;
+}
+
+static bool
+claims_member(void *arg, const char *key, size_t keylen, bool key_esc,
+			  JsonValueKind kind, const char *val, size_t vallen, bool val_esc)
+{
+	ClaimsState *st = arg;
+	int			bit;
+	bool		ok;
+
+	if (key_is(key, keylen, key_esc, "sub"))
+		bit = CLAIM_SUB;
+	else if (key_is(key, keylen, key_esc, "sid"))
+		bit = CLAIM_SID;
+	else if (key_is(key, keylen, key_esc, "role"))
+		bit = CLAIM_ROLE;
+	else if (key_is(key, keylen, key_esc, "iat"))
+		bit = CLAIM_IAT;
+	else if (key_is(key, keylen, key_esc, "exp"))
+		bit = CLAIM_EXP;
+	else if (key_is(key, keylen, key_esc, "iss"))
+		bit = CLAIM_ISS;
+	else
+		return true;			/* other claims are allowed and ignored */
+
+	if (st->seen & bit)
+		return false;			/* duplicate claim: refuse, never guess */
+	st->seen |= bit;
+
+	switch (bit)
+	{
+		case CLAIM_SUB:
+			ok = kind == JV_STRING &&
+				claim_str(val, vallen, val_esc, st->claims->sub, sizeof(st->claims->sub));
+			break;
+		case CLAIM_SID:
+			ok = kind == JV_STRING &&
+				claim_str(val, vallen, val_esc, st->claims->sid, sizeof(st->claims->sid));
+			break;
+		case CLAIM_ROLE:
+			ok = kind == JV_STRING &&
+				claim_str(val, vallen, val_esc, st->claims->role, sizeof(st->claims->role));
+			break;
+		case CLAIM_IAT:
+			ok = kind == JV_NUMBER && claim_int(val, vallen, &st->claims->iat);
+			break;
+		case CLAIM_EXP:
+			ok = kind == JV_NUMBER && claim_int(val, vallen, &st->claims->exp);
+			break;
+		case CLAIM_ISS:
+			ok = kind == JV_STRING && !val_esc &&
+				vallen == strlen(JWT_ISSUER) && memcmp(val, JWT_ISSUER, vallen) == 0;
+			break;
+		default:
+			ok = false;
+	}
+	return ok;
+}
+
+/*
+ * JwtParseClaims
+ *		Parses a claims object.  Requires sub, sid, iat, exp and iss (which
+ *		must be "audiotricks"); role is optional.  Returns false otherwise.
+ */
+bool
+JwtParseClaims(const char *json, size_t len, JwtClaims *claims)
+{
+	ClaimsState st = {claims, 0};
+
+	memset(claims, 0, sizeof(*claims));
+	if (!json_walk_object(json, len, claims_member, &st))
+		return false;
+	return (st.seen & CLAIMS_REQUIRED) == CLAIMS_REQUIRED;
+}
+
+static void
+hs256(const uint8_t *secret, size_t secret_len, const char *msg, size_t len,
+	  uint8_t mac[crypto_auth_hmacsha256_BYTES])
+{
+	crypto_auth_hmacsha256_state st;
+
+	crypto_auth_hmacsha256_init(&st, secret, secret_len);
+	crypto_auth_hmacsha256_update(&st, (const unsigned char *) msg, len);
+	crypto_auth_hmacsha256_final(&st, mac);
+	sodium_memzero(&st, sizeof(st));
+}
+
+/*
+ * JwtSign
+ *		Writes header.payload.signature into out (NUL-terminated).  Returns
+ *		its length, or 0 if outcap is too small.  claims->role must be plain
+ *		(no characters that need JSON escaping); it is omitted when empty.
+ */
+size_t
+JwtSign(const uint8_t *secret, size_t secret_len, const JwtClaims *claims,
+		char *out, size_t outcap)
+{
+	char		payload[512];
+	int			plen;
+	size_t		n;
+	uint8_t		mac[crypto_auth_hmacsha256_BYTES];
+
+	if (claims->role[0] != '\0')
+		plen = snprintf(payload, sizeof(payload),
+						"{\"sub\":\"%s\",\"sid\":\"%s\",\"role\":\"%s\",\"iat\":%lld,\"exp\":%lld,\"iss\":\"%s\"}",
+						claims->sub, claims->sid, claims->role,
+						(long long) claims->iat, (long long) claims->exp, JWT_ISSUER);
+	else
+		plen = snprintf(payload, sizeof(payload),
+						"{\"sub\":\"%s\",\"sid\":\"%s\",\"iat\":%lld,\"exp\":%lld,\"iss\":\"%s\"}",
+						claims->sub, claims->sid,
+						(long long) claims->iat, (long long) claims->exp, JWT_ISSUER);
+	if (plen < 0 || (size_t) plen >= sizeof(payload))
+		return 0;
+
+	n = strlen(JWT_HEADER_B64);
+	if (outcap < n + 1 + JWT_B64_LEN((size_t) plen) + 1 + JWT_B64_LEN(sizeof(mac)) + 1)
+		return 0;
+	memcpy(out, JWT_HEADER_B64, n);
+	out[n++] = '.';
+	n += JwtB64Encode((const uint8_t *) payload, (size_t) plen, out + n);
+	hs256(secret, secret_len, out, n, mac);
+	out[n++] = '.';
+	n += JwtB64Encode(mac, sizeof(mac), out + n);
+	sodium_memzero(mac, sizeof(mac));
+	return n;
+}
+
+/*
+ * JwtVerify
+ *		True when token is exactly header.payload.signature with this
+ *		extension's header, a valid HS256 signature under secret (compared in
+ *		constant time), the required claims, and exp > now.  Rejects tokens
+ *		longer than JWT_MAX_LEN before reading them.
+ */
+bool
+JwtVerify(const uint8_t *secret, size_t secret_len, const char *token,
+		  size_t len, int64_t now, JwtClaims *claims)
+{
+	size_t		hlen = strlen(JWT_HEADER_B64);
+	const char *payload;
+	const char *sig;
+	const char *dot;
+	size_t		payload_len;
+	size_t		sig_len;
+	uint8_t		mac[crypto_auth_hmacsha256_BYTES];
+	uint8_t		given[crypto_auth_hmacsha256_BYTES + 3];
+	size_t		given_len;
+	uint8_t		json[JWT_MAX_LEN];
+	size_t		json_len;
+	bool		ok;
+
+	if (token == NULL || len == 0 || len > JWT_MAX_LEN)
+		return false;
+	/* the header must be byte-for-byte ours: no alg negotiation at all */
+	if (len <= hlen + 1 || memcmp(token, JWT_HEADER_B64, hlen) != 0 || token[hlen] != '.')
+		return false;
+	payload = token + hlen + 1;
+	dot = memchr(payload, '.', len - hlen - 1);
+	if (dot == NULL)
+		return false;
+	payload_len = (size_t) (dot - payload);
+	sig = dot + 1;
+	sig_len = len - (size_t) (sig - token);
+	if (sig_len != JWT_B64_LEN(sizeof(mac)) || memchr(sig, '.', sig_len) != NULL)
+		return false;
+	if (!JwtB64Decode(sig, sig_len, given, sizeof(given), &given_len) ||
+		given_len != sizeof(mac))
+		return false;
+
+	hs256(secret, secret_len, token, (size_t) (dot - token), mac);
+	ok = crypto_verify_32(mac, given) == 0;
+	sodium_memzero(mac, sizeof(mac));
+	if (!ok)
+		return false;
+
+	if (!JwtB64Decode(payload, payload_len, json, sizeof(json), &json_len))
+		return false;
+	if (!JwtParseClaims((const char *) json, json_len, claims))
+		return false;
+	return claims->exp > now && claims->iat <= claims->exp;
+}
+
+static int
+hexval(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/*
+ * JwtParseUuid
+ *		Parses the canonical 8-4-4-4-12 form.  Returns false otherwise.
+ */
+bool
+JwtParseUuid(const char *s, size_t len, uint8_t out[16])
+{
+	int			o = 0;
+
+	if (len != JWT_UUID_STRLEN)
+		return false;
+	for (size_t i = 0; i < len;)
+	{
+		int			hi,
+					lo;
+
+		if (i == 8 || i == 13 || i == 18 || i == 23)
+		{
+			if (s[i] != '-')
+				return false;
+			i++;
+			continue;
+		}
+		if (i + 1 >= len)
+			return false;
+		hi = hexval((unsigned char) s[i]);
+		lo = hexval((unsigned char) s[i + 1]);
+		if (hi < 0 || lo < 0 || o >= 16)
+			return false;
+		out[o++] = (uint8_t) (hi << 4 | lo);
+		i += 2;
+	}
+	return o == 16;
+}
+
+/*
+ * JwtFormatUuid
+ *		Canonical lower-case text form of a UUID.
+ */
+void
+JwtFormatUuid(const uint8_t in[16], char out[JWT_UUID_STRLEN + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	int			o = 0;
+
+	for (int i = 0; i < 16; i++)
+	{
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			out[o++] = '-';
+		out[o++] = hex[in[i] >> 4];
+		out[o++] = hex[in[i] & 15];
+	}
+	out[o] = '\0';
+}
+
+typedef struct BearerState
+{
+	const char *token;
+	size_t		token_len;
+	int			found;
+} BearerState;
+
+static bool
+bearer_member(void *arg, const char *key, size_t keylen, bool key_esc,
+			  JsonValueKind kind, const char *val, size_t vallen, bool val_esc)
+{
+	BearerState *st = arg;
+
+	if (!key_is(key, keylen, key_esc, "authorization"))
+		return true;
+	st->found++;
+	if (kind != JV_STRING || val_esc)
+		return true;			/* not a token we could have issued */
+	/* scheme is case-insensitive; then one or more spaces */
+	if (vallen < 7 || strncasecmp(val, "bearer", 6) != 0 || val[6] != ' ')
+		return true;
+	val += 7;
+	vallen -= 7;
+	while (vallen > 0 && *val == ' ')
+	{
+		val++;
+		vallen--;
+	}
+	while (vallen > 0 && val[vallen - 1] == ' ')
+		vallen--;
+	st->token = val;
+	st->token_len = vallen;
+	return true;
+}
+
+/*
+ * BearerFromHeaders
+ *		Finds "authorization": "Bearer <token>" in PostgREST's request.headers
+ *		JSON (lower-cased header names).  Returns JWT_BEARER_NONE when there
+ *		is no authorization header, JWT_BEARER_FOUND with *token pointing into
+ *		json, or JWT_BEARER_BAD when the JSON is malformed, the header appears
+ *		more than once, or it is not a non-empty Bearer credential.
+ */
+int
+BearerFromHeaders(const char *json, size_t len, const char **token,
+				  size_t *token_len)
+{
+	BearerState st = {NULL, 0, 0};
+
+	if (!json_walk_object(json, len, bearer_member, &st))
+		return JWT_BEARER_BAD;
+	if (st.found == 0)
+		return JWT_BEARER_NONE;
+	if (st.found != 1 || st.token == NULL || st.token_len == 0)
+		return JWT_BEARER_BAD;
+	*token = st.token;
+	*token_len = st.token_len;
+	return JWT_BEARER_FOUND;
+}

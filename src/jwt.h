@@ -1,0 +1,49 @@
+/*
+ * src/jwt.h
+ *		HS256 JSON Web Tokens, base64url and a strict flat-JSON scanner.
+ *		Pure C with libsodium: no server calls, so test/fuzz links it alone.
+ */
+#ifndef AT_JWT_H
+#define AT_JWT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define JWT_MAX_LEN			4096
+#define JWT_UUID_STRLEN		36
+#define JWT_ROLE_MAX		63
+#define JWT_ISSUER			"audiotricks"
+/* base64url of {"alg":"HS256","typ":"JWT"}: the only header accepted */
+#define JWT_HEADER_B64		"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"
+
+typedef struct JwtClaims
+{
+	char		sub[JWT_UUID_STRLEN + 1];	/* user id */
+	char		sid[JWT_UUID_STRLEN + 1];	/* session id */
+	char		role[JWT_ROLE_MAX + 1];
+	int64_t		iat;
+	int64_t		exp;
+} JwtClaims;
+
+/* encoded length of n bytes, without padding or terminator */
+#define JWT_B64_LEN(n)		(((n) / 3) * 4 + ((n) % 3 ? (n) % 3 + 1 : 0))
+
+extern size_t JwtB64Encode(const uint8_t *in, size_t len, char *out);
+extern bool JwtB64Decode(const char *in, size_t len, uint8_t *out,
+						 size_t outcap, size_t *outlen);
+extern bool JwtParseClaims(const char *json, size_t len, JwtClaims *claims);
+extern size_t JwtSign(const uint8_t *secret, size_t secret_len,
+					  const JwtClaims *claims, char *out, size_t outcap);
+extern bool JwtVerify(const uint8_t *secret, size_t secret_len,
+					  const char *token, size_t len, int64_t now,
+					  JwtClaims *claims);
+extern bool JwtParseUuid(const char *s, size_t len, uint8_t out[16]);
+extern void JwtFormatUuid(const uint8_t in[16], char out[JWT_UUID_STRLEN + 1]);
+#define JWT_BEARER_BAD		(-1)
+#define JWT_BEARER_NONE		0
+#define JWT_BEARER_FOUND	1
+extern int	BearerFromHeaders(const char *json, size_t len,
+							  const char **token, size_t *token_len);
+
+#endif							/* AT_JWT_H */

@@ -1,0 +1,280 @@
+/*
+ * src/util.c
+ *		Small shared helpers: the preload check, settings that must be
+ *		present, catalog lookups of the extension's schema and owner, and the
+ *		updated_at trigger.
+ */
+#include "postgres.h"
+
+#include <sodium.h>
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/fmgroids.h"
+#include "utils/fmgrprotos.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+#include "utils/tuplestore.h"
+#include "utils/timestamp.h"
+
+#include "audiotricks.h"
+
+PG_FUNCTION_INFO_V1(at_check_preload);
+PG_FUNCTION_INFO_V1(at_touch_updated_at);
+
+/*
+ * AtRequirePreload
+ *		Raises 55000 unless the library came from shared_preload_libraries.
+ */
+void
+AtRequirePreload(void)
+{
+	if (!audiotricks_preloaded)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("audiotricks must be loaded via shared_preload_libraries"),
+				 errdetail("Its secret settings and shared state exist only when the server loads the library at start."),
+				 errhint("Add 'audiotricks' to shared_preload_libraries in postgresql.conf and restart the server.")));
+}
+
+/*
+ * at_check_preload() RETURNS void
+ *		Called first by the install script, so that CREATE EXTENSION fails
+ *		clearly when the library is not preloaded.
+ */
+Datum
+at_check_preload(PG_FUNCTION_ARGS)
+{
+	AtRequirePreload();
+	PG_RETURN_VOID();
+}
+
+/*
+ * AtJwtSecret
+ *		The JWT secret and its length.  Raises 55000 when it is unset or
+ *		shorter than 32 bytes.  The returned pointer is the GUC's own string:
+ *		never modify or free it.
+ */
+const char *
+AtJwtSecret(size_t *len)
+{
+	size_t		l;
+
+	AtRequirePreload();
+	l = audiotricks_jwt_secret ? strlen(audiotricks_jwt_secret) : 0;
+	if (l < AT_JWT_SECRET_MIN)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("audiotricks.jwt_secret is not set"),
+				 errdetail("The secret must be at least %d bytes long.", AT_JWT_SECRET_MIN),
+				 errhint("Set it in postgresql.conf and reload the server.")));
+	*len = l;
+	return audiotricks_jwt_secret;
+}
+
+/*
+ * AtSchemaOid
+ *		OID of the audiotricks schema; raises if the extension is not
+ *		installed in this database.
+ */
+Oid
+AtSchemaOid(void)
+{
+	return get_namespace_oid(AT_SCHEMA, false);
+}
+
+/*
+ * AtOwnerOid
+ *		The role that owns the extension's tables (the superuser who created
+ *		the extension, since it is not trusted).  Code that must see every
+ *		user's sessions runs its fully qualified SPI queries as this role.
+ *		Syscache lookups only: cheap enough for every call.
+ */
+Oid
+AtOwnerOid(void)
+{
+	Oid			relid = get_relname_relid("sessions", AtSchemaOid());
+	HeapTuple	tup;
+	Oid			owner;
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "relation audiotricks.sessions does not exist");
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/*
+ * AtPgcryptoSchema
+ *		Name of the schema pgcrypto is installed in (palloc'd).  Raises 55000
+ *		when pgcrypto is missing.
+ */
+char *
+AtPgcryptoSchema(void)
+{
+	Oid			extoid = get_extension_oid("pgcrypto", true);
+	Oid			nsp = InvalidOid;
+	Relation	rel;
+	SysScanDesc scan;
+	ScanKeyData key;
+	HeapTuple	tup;
+	char	   *name;
+
+	if (!OidIsValid(extoid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension pgcrypto is not installed"),
+				 errhint("Run CREATE EXTENSION pgcrypto.")));
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(extoid));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+		nsp = ((Form_pg_extension) GETSTRUCT(tup))->extnamespace;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	name = OidIsValid(nsp) ? get_namespace_name(nsp) : NULL;
+	if (name == NULL)
+		elog(ERROR, "could not find the schema of extension pgcrypto");
+	return name;
+}
+
+static void
+wipe_callback(void *arg)
+{
+	AtWipe	   *w = (AtWipe *) arg;
+
+	if (w->ptr != NULL)
+		sodium_memzero(w->ptr, w->len);
+}
+
+/*
+ * AtWipeOnReset
+ *		Zeroes len bytes at ptr when the current memory context is reset or
+ *		deleted, which happens on error as well as on success.  ptr must live
+ *		at least as long as that context.  Returns the handle, whose ptr may
+ *		be set to NULL to cancel.
+ */
+AtWipe *
+AtWipeOnReset(void *ptr, size_t len)
+{
+	AtWipe	   *w = palloc(sizeof(AtWipe));
+
+	w->ptr = ptr;
+	w->len = len;
+	w->cb.func = wipe_callback;
+	w->cb.arg = w;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, &w->cb);
+	return w;
+}
+
+static void
+hide_statement_callback(void *arg)
+{
+	errhidestmt(true);
+}
+
+/*
+ * AtHideStatementPush / AtHideStatementPop
+ *		While pushed, every message raised (by us or by anything we call)
+ *		leaves the statement text out of the server log: the statement may
+ *		carry a password, token or key as a literal.
+ */
+void
+AtHideStatementPush(ErrorContextCallback *cb)
+{
+	cb->callback = hide_statement_callback;
+	cb->arg = NULL;
+	cb->previous = error_context_stack;
+	error_context_stack = cb;
+}
+
+void
+AtHideStatementPop(ErrorContextCallback *cb)
+{
+	error_context_stack = cb->previous;
+}
+
+/*
+ * AtReturnOneRow
+ *		Returns one row from a set-returning function in materialize mode.
+ *		Raises 0A000 if the caller cannot take a set.
+ */
+Datum
+AtReturnOneRow(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	TupleDesc	tupdesc;
+	Tuplestorestate *store;
+	MemoryContext oldcxt;
+
+	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
+		(rsinfo->allowedModes & SFRM_Materialize) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("set-valued function called in context that cannot accept a set")));
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	oldcxt = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+	tupdesc = CreateTupleDescCopy(tupdesc);
+	store = tuplestore_begin_heap(true, false, work_mem);
+	tuplestore_putvalues(store, tupdesc, values, nulls);
+	MemoryContextSwitchTo(oldcxt);
+
+	rsinfo->returnMode = SFRM_Materialize;
+	rsinfo->setResult = store;
+	rsinfo->setDesc = tupdesc;
+	return (Datum) 0;
+}
+
+/*
+ * at_touch_updated_at() RETURNS trigger
+ *		BEFORE UPDATE row trigger: sets updated_at to the transaction's
+ *		timestamp.  Returns the modified tuple.
+ */
+Datum
+at_touch_updated_at(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TupleDesc	tupdesc;
+	int			attnum;
+	Datum		value;
+	bool		isnull = false;
+	HeapTuple	newtup;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "at_touch_updated_at: not called by trigger manager");
+	if (!TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		elog(ERROR, "at_touch_updated_at: must be fired before update for each row");
+
+	tupdesc = RelationGetDescr(trigdata->tg_relation);
+	attnum = SPI_fnumber(tupdesc, "updated_at");
+	if (attnum <= 0)
+		elog(ERROR, "at_touch_updated_at: relation \"%s\" has no column updated_at",
+			 RelationGetRelationName(trigdata->tg_relation));
+
+	value = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	newtup = heap_modify_tuple_by_cols(trigdata->tg_newtuple, tupdesc,
+									   1, &attnum, &value, &isnull);
+	return PointerGetDatum(newtup);
+}

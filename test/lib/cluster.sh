@@ -1,0 +1,56 @@
+# test/lib/cluster.sh — sourced by test/run, test/demo and test/bench/run.
+# Starts and stops a throwaway PostgreSQL 15 cluster, as the postgres user,
+# on a free loopback port, with audiotricks preloaded and configured.
+
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+
+# at_free_port: prints a TCP port nobody listens on
+at_free_port() {
+	local port
+	for port in $(seq 54320 54420); do
+		if ! (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
+			echo "$port"
+			return 0
+		fi
+	done
+	return 1
+}
+
+# at_random_hex N: N random bytes as hex
+at_random_hex() {
+	od -An -tx1 -N"$1" /dev/urandom | tr -d ' \n'
+}
+
+# at_cluster_start DIR PORT [extra postgresql.conf lines...]
+at_cluster_start() {
+	local dir=$1 port=$2
+	shift 2
+	mkdir -p "$dir"
+	chown postgres:postgres "$dir"
+	chmod 700 "$dir"
+	runuser -u postgres -- "$PGBIN/initdb" -D "$dir/data" --auth=trust \
+		--username=postgres --encoding=UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
+		{ cat "$dir/initdb.log"; return 1; }
+	{
+		echo "listen_addresses = '127.0.0.1'"
+		echo "port = $port"
+		echo "unix_socket_directories = '$dir'"
+		echo "shared_preload_libraries = 'audiotricks'"
+		echo "audiotricks.jwt_secret = '$(at_random_hex 32)'"
+		echo "fsync = off"
+		echo "max_connections = 100"
+		echo "log_min_error_statement = error"
+		for line in "$@"; do echo "$line"; done
+	} >>"$dir/data/postgresql.conf"
+	runuser -u postgres -- "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" \
+		-w -t 60 start >/dev/null ||
+		{ cat "$dir/server.log"; return 1; }
+}
+
+# at_cluster_stop DIR
+at_cluster_stop() {
+	local dir=$1
+	if [ -f "$dir/data/postmaster.pid" ]; then
+		runuser -u postgres -- "$PGBIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+	fi
+}

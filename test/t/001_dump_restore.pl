@@ -1,0 +1,78 @@
+# test/t/001_dump_restore.pl
+# pg_dump -Fc / pg_restore of a database with rows in all four tables brings
+# back every row (the tables are extension configuration tables), into a new
+# database and into a new cluster, without duplicating policies.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $secret = 'tap-secret-' . ('x' x 40);
+sub new_node
+{
+	my ($name) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'audiotricks'
+audiotricks.jwt_secret = '$secret'
+audiotricks.bcrypt_cost = 4
+});
+	$node->start;
+	return $node;
+}
+
+my $node = new_node('primary');
+$node->safe_psql('postgres', 'CREATE DATABASE app');
+$node->safe_psql('app', 'CREATE EXTENSION audiotricks CASCADE');
+$node->safe_psql('app', q{
+INSERT INTO audiotricks.users (email, username, password_hash)
+  SELECT 'u' || i || '@example.com', 'user' || i, 'x' FROM generate_series(1, 50) i;
+INSERT INTO audiotricks.user_settings (user_id, settings_json)
+  SELECT id, '{"theme":"dark"}' FROM audiotricks.users;
+INSERT INTO audiotricks.sessions (user_id, token_hash, expires_at)
+  SELECT id, md5(id::text), now() + interval '1 day' FROM audiotricks.users;
+INSERT INTO audiotricks.audio_history (user_id, title, transcript)
+  SELECT u.id, 'talk ' || g, 'words ' || g FROM audiotricks.users u, generate_series(1, 10) g;
+});
+
+my $counts_sql = q{SELECT (SELECT count(*) FROM audiotricks.users) || ',' ||
+  (SELECT count(*) FROM audiotricks.user_settings) || ',' ||
+  (SELECT count(*) FROM audiotricks.sessions) || ',' ||
+  (SELECT count(*) FROM audiotricks.audio_history) || ',' ||
+  (SELECT count(*) FROM pg_policies WHERE schemaname = 'audiotricks')};
+my $fingerprint_sql = q{SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FROM (
+  SELECT u.id, u.email, u.username, s.settings_json, h.title, h.transcript, h.created_at
+  FROM audiotricks.users u JOIN audiotricks.user_settings s ON s.user_id = u.id
+  JOIN audiotricks.audio_history h ON h.user_id = u.id) t};
+
+is($node->safe_psql('app', $counts_sql), '50,50,50,500,4', 'source has rows in all four tables');
+my $fp = $node->safe_psql('app', $fingerprint_sql);
+
+my $dump = $node->basedir . '/app.dump';
+$node->command_ok([ 'pg_dump', '-Fc', '-d', $node->connstr('app'), '-f', $dump ],
+	'pg_dump -Fc succeeds');
+
+# into a new database of the same cluster
+$node->safe_psql('postgres', 'CREATE DATABASE app2');
+$node->command_ok([ 'pg_restore', '--exit-on-error', '-d', $node->connstr('app2'), $dump ],
+	'pg_restore into a new database succeeds');
+is($node->safe_psql('app2', $counts_sql), '50,50,50,500,4',
+	'every row restored, policies not duplicated (new database)');
+is($node->safe_psql('app2', $fingerprint_sql), $fp, 'restored data is identical (new database)');
+
+# into a new cluster
+my $other = new_node('other');
+$other->safe_psql('postgres', 'CREATE DATABASE app');
+$other->command_ok([ 'pg_restore', '--exit-on-error', '-d', $other->connstr('app'), $dump ],
+	'pg_restore into a new cluster succeeds');
+is($other->safe_psql('app', $counts_sql), '50,50,50,500,4',
+	'every row restored, policies not duplicated (new cluster)');
+is($other->safe_psql('app', $fingerprint_sql), $fp, 'restored data is identical (new cluster)');
+is($other->safe_psql('app', q{SELECT relforcerowsecurity FROM pg_class WHERE oid = 'audiotricks.audio_history'::regclass}),
+	't', 'RLS still forced after restore');
+
+$node->stop;
+$other->stop;
+done_testing();
