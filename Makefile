@@ -17,7 +17,8 @@ DATA = \
 
 REGRESS = \
 	schema \
-	uuid
+	uuid \
+	accounts
 
 REGRESS_OPTS = --inputdir=. --dbname=contrib_regression_audiotricks
 
