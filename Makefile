@@ -18,7 +18,9 @@ DATA = \
 REGRESS = \
 	schema \
 	uuid \
-	accounts
+	accounts \
+	rls \
+	search_path
 
 REGRESS_OPTS = --inputdir=. --dbname=contrib_regression_audiotricks
 
