@@ -14,8 +14,13 @@
 
 #include <sodium.h>
 
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
@@ -23,7 +28,11 @@
 #include "nodes/makefuncs.h"
 #include "parser/parse_func.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -56,17 +65,6 @@ typedef struct AtPlan
 	Oid			argtypes[5];
 	SPIPlanPtr	plan;
 } AtPlan;
-
-static AtPlan plan_session_lookup = {
-	"SELECT 1 FROM audiotricks.sessions s"
-	" JOIN audiotricks.users u ON u.id OPERATOR(pg_catalog.=) s.user_id"
-	" WHERE s.token_hash OPERATOR(pg_catalog.=) $1"
-	"   AND s.id OPERATOR(pg_catalog.=) $2"
-	"   AND s.user_id OPERATOR(pg_catalog.=) $3"
-	"   AND s.expires_at OPERATOR(pg_catalog.>) $4"
-	"   AND u.is_active",
-	4, {TEXTOID, UUIDOID, UUIDOID, TIMESTAMPTZOID}, NULL
-};
 
 static AtPlan plan_register = {
 	"WITH u AS (INSERT INTO audiotricks.users (email, username, password_hash)"
@@ -451,66 +449,224 @@ secret_arg(FunctionCallInfo fcinfo, int n)
  * Token verification
  * --------------------------------------------------------------------- */
 
-static bool in_token_verify = false;
+/*
+ * Attribute numbers of the columns the token check reads, resolved by name
+ * and cached per relation OID (a re-created extension gets new OIDs).
+ */
+typedef struct LookupCache
+{
+	Oid			sessions_relid;
+	Oid			users_relid;
+	AttrNumber	s_id;
+	AttrNumber	s_user_id;
+	AttrNumber	s_expires_at;
+	AttrNumber	u_is_active;
+} LookupCache;
+
+static LookupCache lookup_cache;
+
+static AttrNumber
+attnum_of(Oid relid, const char *name)
+{
+	AttrNumber	a = get_attnum(relid, name);
+
+	if (a == InvalidAttrNumber)
+		elog(ERROR, "column %s of relation %u does not exist", name, relid);
+	return a;
+}
+
+/*
+ * index_fetch
+ *		Looks up key in the unique index idxname of rel, under snapshot, and
+ *		stores the matching row in slot.  Returns false when there is none.
+ */
+static bool
+index_fetch(Relation rel, Oid nsp, const char *idxname, RegProcedure eqproc,
+			Datum key, Snapshot snapshot, TupleTableSlot *slot)
+{
+	Oid			idxoid = get_relname_relid(idxname, nsp);
+	Relation	irel;
+	IndexScanDesc scan;
+	ScanKeyData skey;
+	bool		found;
+
+	if (!OidIsValid(idxoid))
+		elog(ERROR, "index audiotricks.%s does not exist", idxname);
+	irel = index_open(idxoid, AccessShareLock);
+	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   irel->rd_indcollation[0], eqproc, key);
+	scan = index_beginscan(rel, irel, snapshot, 1, 0);
+	index_rescan(scan, &skey, 1, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	index_endscan(scan);
+	index_close(irel, AccessShareLock);
+	return found;
+}
+
+/*
+ * session_is_live
+ *		True when sessions has a row with this token hash whose id and user
+ *		match, that expires after now, and whose user is active.  Reads the
+ *		unique indexes directly (no SPI, no planner): this is the hot path of
+ *		every authenticated request.  Row-level security and column
+ *		privileges do not apply here by design: the caller proved nothing yet,
+ *		and the function reveals only whether the token is valid.
+ */
+static bool
+session_is_live(const char *hex, const pg_uuid_t *session_id,
+				const pg_uuid_t *user_id)
+{
+	Oid			nsp = AtSchemaOid();
+	Oid			sessions_relid = get_relname_relid("sessions", nsp);
+	Oid			users_relid = get_relname_relid("users", nsp);
+	Relation	srel;
+	Relation	urel;
+	TupleTableSlot *sslot;
+	TupleTableSlot *uslot;
+	Snapshot	snapshot;
+	bool		ok = false;
+	bool		isnull;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (!OidIsValid(sessions_relid) || !OidIsValid(users_relid))
+		elog(ERROR, "audiotricks tables are missing");
+	if (lookup_cache.sessions_relid != sessions_relid ||
+		lookup_cache.users_relid != users_relid)
+	{
+		lookup_cache.s_id = attnum_of(sessions_relid, "id");
+		lookup_cache.s_user_id = attnum_of(sessions_relid, "user_id");
+		lookup_cache.s_expires_at = attnum_of(sessions_relid, "expires_at");
+		lookup_cache.u_is_active = attnum_of(users_relid, "is_active");
+		lookup_cache.sessions_relid = sessions_relid;
+		lookup_cache.users_relid = users_relid;
+	}
+
+	/* the newest committed state: a logout elsewhere takes effect at once */
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	srel = table_open(sessions_relid, AccessShareLock);
+	sslot = table_slot_create(srel, NULL);
+	if (index_fetch(srel, nsp, "sessions_token_hash_key", F_TEXTEQ,
+					CStringGetTextDatum(hex), snapshot, sslot))
+	{
+		Datum		sid = slot_getattr(sslot, lookup_cache.s_id, &isnull);
+		Datum		uid = slot_getattr(sslot, lookup_cache.s_user_id, &isnull);
+		Datum		exp = slot_getattr(sslot, lookup_cache.s_expires_at, &isnull);
+
+		ok = !isnull &&
+			memcmp(DatumGetUUIDP(sid)->data, session_id->data, UUID_LEN) == 0 &&
+			memcmp(DatumGetUUIDP(uid)->data, user_id->data, UUID_LEN) == 0 &&
+			DatumGetTimestampTz(exp) > now;
+	}
+	ExecDropSingleTupleTableSlot(sslot);
+	table_close(srel, AccessShareLock);
+
+	if (ok)
+	{
+		urel = table_open(users_relid, AccessShareLock);
+		uslot = table_slot_create(urel, NULL);
+		ok = index_fetch(urel, nsp, "users_pkey", F_UUID_EQ,
+						 UUIDPGetDatum(user_id), snapshot, uslot);
+		if (ok)
+		{
+			Datum		active = slot_getattr(uslot, lookup_cache.u_is_active, &isnull);
+
+			ok = !isnull && DatumGetBool(active);
+		}
+		ExecDropSingleTupleTableSlot(uslot);
+		table_close(urel, AccessShareLock);
+	}
+	UnregisterSnapshot(snapshot);
+	return ok;
+}
+
+/*
+ * A small per-backend cache of tokens whose signature and claims were already
+ * verified, so that a connection serving the same client again skips the
+ * HMAC and SHA-256 work.  It never skips the session lookup (revocation and
+ * deactivation take effect at once) nor the expiry check.  An entry holds no
+ * token, only a 128-bit keyed hash of it (SipHash-128 under a per-backend
+ * random key), compared in constant time: without the key nobody can make
+ * another string collide, and timing reveals nothing about cached tokens.
+ * A change of the secret empties it.
+ */
+#define TOKEN_CACHE_SIZE		64		/* a power of two */
+
+typedef struct TokenCacheEntry
+{
+	uint64		generation;		/* secret generation; 0 = empty */
+	unsigned char mac[crypto_shorthash_siphashx24_BYTES];
+	int64		exp;
+	pg_uuid_t	user_id;
+	pg_uuid_t	session_id;
+	char		hex[SHA256_HEX_LEN + 1];
+} TokenCacheEntry;
+
+static TokenCacheEntry *token_cache = NULL;
+static unsigned char token_cache_key[crypto_shorthash_siphashx24_KEYBYTES];
+
+static TokenCacheEntry *
+token_cache_slot(const char *token, size_t len,
+				 unsigned char mac[crypto_shorthash_siphashx24_BYTES])
+{
+	uint64		v;
+
+	if (token_cache == NULL)
+	{
+		token_cache = MemoryContextAllocZero(TopMemoryContext,
+											 sizeof(TokenCacheEntry) * TOKEN_CACHE_SIZE);
+		randombytes_buf(token_cache_key, sizeof(token_cache_key));
+	}
+	crypto_shorthash_siphashx24(mac, (const unsigned char *) token, len,
+								token_cache_key);
+	memcpy(&v, mac, sizeof(v));
+	return &token_cache[v & (TOKEN_CACHE_SIZE - 1)];
+}
 
 /*
  * TokenVerify
  *		True when token is a valid, unexpired token of this extension whose
  *		session row (matched by SHA-256, id and user) is live and whose user is
  *		active; fills the ids.  Never raises for a bad token; raises 55000 if
- *		the secret is unset.  The session lookup runs as the extension's owner.
+ *		the secret is unset.  read_only is accepted for callers' clarity; the
+ *		lookup never writes.
  */
 bool
 TokenVerify(const char *token, size_t len, pg_uuid_t *user_id,
 			pg_uuid_t *session_id, bool read_only)
 {
-	size_t		secret_len;
-	const char *secret;
+	const JwtKey *key = AtJwtKey();
+	uint64		generation = audiotricks_jwt_secret_generation + 1;	/* never 0 */
+	int64		now = unix_now();
 	JwtClaims	claims;
-	char		hex[SHA256_HEX_LEN + 1];
-	Datum		values[4];
-	Oid			save_userid;
-	int			save_sec;
-	volatile bool found = false;
+	TokenCacheEntry *e;
+	unsigned char mac[crypto_shorthash_siphashx24_BYTES];
 
-	secret = AtJwtSecret(&secret_len);
 	if (token == NULL || len == 0 || len > AT_TOKEN_MAX_LEN)
 		return false;
-	if (!JwtVerify((const uint8_t *) secret, secret_len, token, len,
-				   unix_now(), &claims))
+
+	e = token_cache_slot(token, len, mac);
+	if (e->generation == generation && crypto_verify_16(e->mac, mac) == 0)
+	{
+		if (e->exp <= now)
+			return false;
+		*user_id = e->user_id;
+		*session_id = e->session_id;
+		return session_is_live(e->hex, session_id, user_id);
+	}
+
+	if (!JwtVerifyKey(key, token, len, now, &claims))
 		return false;
 	if (!JwtParseUuid(claims.sub, strlen(claims.sub), user_id->data) ||
 		!JwtParseUuid(claims.sid, strlen(claims.sid), session_id->data))
 		return false;
-	/* the session lookup must not recurse through a policy back to here */
-	if (in_token_verify)
-		return false;
 
-	token_hash_hex(token, len, hex);
-	values[0] = CStringGetTextDatum(hex);
-	values[1] = UUIDPGetDatum(session_id);
-	values[2] = UUIDPGetDatum(user_id);
-	values[3] = TimestampTzGetDatum(GetCurrentTimestamp());
-
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(AtOwnerOid(),
-						   save_sec | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	in_token_verify = true;
-	PG_TRY();
-	{
-		spi_connect();
-		found = run_plan(&plan_session_lookup, values, read_only, 1) == SPI_OK_SELECT &&
-			SPI_processed == 1;
-		spi_finish();
-	}
-	PG_FINALLY();
-	{
-		in_token_verify = false;
-		SetUserIdAndSecContext(save_userid, save_sec);
-	}
-	PG_END_TRY();
-	return found;
+	e->generation = generation;
+	memcpy(e->mac, mac, sizeof(mac));
+	e->exp = claims.exp;
+	e->user_id = *user_id;
+	e->session_id = *session_id;
+	token_hash_hex(token, len, e->hex);
+	return session_is_live(e->hex, session_id, user_id);
 }
 
 /* ---------------------------------------------------------------------
@@ -593,8 +749,6 @@ Datum
 at_login(PG_FUNCTION_ARGS)
 {
 	ErrorContextCallback hide;
-	size_t		secret_len;
-	const char *secret;
 	text	   *login;
 	text	   *password;
 	char	   *schema;
@@ -616,7 +770,7 @@ at_login(PG_FUNCTION_ARGS)
 	bool		outnull[4] = {false, false, false, false};
 
 	AtHideStatementPush(&hide);
-	secret = AtJwtSecret(&secret_len);
+	(void) AtJwtKey();			/* 55000 now if the secret is missing */
 	schema = AtPgcryptoSchema();
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
@@ -675,7 +829,7 @@ at_login(PG_FUNCTION_ARGS)
 	claims.exp = iat + audiotricks_session_ttl;
 	expires_at = unix_to_timestamptz(claims.exp);
 
-	token_len = JwtSign((const uint8_t *) secret, secret_len, &claims, token, sizeof(token));
+	token_len = JwtSignKey(AtJwtKey(), &claims, token, sizeof(token));
 	if (token_len == 0)
 		elog(ERROR, "could not sign the session token");
 	token_hash_hex(token, token_len, hex);

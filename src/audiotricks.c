@@ -20,6 +20,7 @@ int			audiotricks_session_ttl = 7 * 24 * 60 * 60;
 int			audiotricks_bcrypt_cost = 12;
 
 bool		audiotricks_preloaded = false;
+uint64		audiotricks_jwt_secret_generation = 0;
 
 void		_PG_init(void);
 
@@ -50,6 +51,13 @@ check_jwt_role(char **newval, void **extra, GucSource source)
 	return true;
 }
 
+/* every change of the secret invalidates keys and caches derived from it */
+static void
+assign_jwt_secret(const char *newval, void *extra)
+{
+	audiotricks_jwt_secret_generation++;
+}
+
 void
 _PG_init(void)
 {
@@ -67,7 +75,7 @@ _PG_init(void)
 							   NULL,
 							   PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
-							   NULL, NULL, NULL);
+							   NULL, assign_jwt_secret, NULL);
 
 	DefineCustomStringVariable("audiotricks.jwt_role",
 							   "Value of the \"role\" claim of issued tokens (the role PostgREST switches to).",

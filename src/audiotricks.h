@@ -20,6 +20,9 @@ extern char *audiotricks_jwt_role;
 extern int	audiotricks_session_ttl;	/* seconds */
 extern int	audiotricks_bcrypt_cost;
 
+/* bumped whenever audiotricks.jwt_secret changes */
+extern uint64 audiotricks_jwt_secret_generation;
+
 /* true when the library was loaded by shared_preload_libraries */
 extern bool audiotricks_preloaded;
 
@@ -33,6 +36,8 @@ typedef struct AtWipe
 
 extern void AtRequirePreload(void);
 extern const char *AtJwtSecret(size_t *len);
+struct JwtKey;
+extern const struct JwtKey *AtJwtKey(void);
 extern Oid	AtSchemaOid(void);
 extern Oid	AtOwnerOid(void);
 extern char *AtPgcryptoSchema(void);

@@ -57,20 +57,30 @@ JwtB64Encode(const uint8_t *in, size_t len, char *out)
 	return o;
 }
 
-static int
+/* value of each byte in base64url, or -1 */
+static const signed char b64url_values[256] = {
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 62, -1, -1,
+	52, 53, 54, 55, 56, 57, 58, 59, 60, 61, -1, -1, -1, -1, -1, -1,
+	-1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+	15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, -1, -1, -1, -1, 63,
+	-1, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40,
+	41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1
+};
+
+static inline int
 b64url_value(unsigned char c)
 {
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '-')
-		return 62;
-	if (c == '_')
-		return 63;
-	return -1;
+	return b64url_values[c];
 }
 
 /*
@@ -532,27 +542,36 @@ JwtParseClaims(const char *json, size_t len, JwtClaims *claims)
 	return (st.seen & CLAIMS_REQUIRED) == CLAIMS_REQUIRED;
 }
 
+/*
+ * JwtKeyInit
+ *		Prepares an HMAC-SHA-256 key: the two pad blocks are hashed once here
+ *		instead of on every token.  Wipe the key with sodium_memzero when done.
+ */
+void
+JwtKeyInit(JwtKey *key, const uint8_t *secret, size_t secret_len)
+{
+	crypto_auth_hmacsha256_init(&key->state, secret, secret_len);
+}
+
 static void
-hs256(const uint8_t *secret, size_t secret_len, const char *msg, size_t len,
+hs256(const JwtKey *key, const char *msg, size_t len,
 	  uint8_t mac[crypto_auth_hmacsha256_BYTES])
 {
-	crypto_auth_hmacsha256_state st;
+	crypto_auth_hmacsha256_state st = key->state;
 
-	crypto_auth_hmacsha256_init(&st, secret, secret_len);
 	crypto_auth_hmacsha256_update(&st, (const unsigned char *) msg, len);
 	crypto_auth_hmacsha256_final(&st, mac);
 	sodium_memzero(&st, sizeof(st));
 }
 
 /*
- * JwtSign
+ * JwtSignKey
  *		Writes header.payload.signature into out (NUL-terminated).  Returns
  *		its length, or 0 if outcap is too small.  claims->role must be plain
  *		(no characters that need JSON escaping); it is omitted when empty.
  */
 size_t
-JwtSign(const uint8_t *secret, size_t secret_len, const JwtClaims *claims,
-		char *out, size_t outcap)
+JwtSignKey(const JwtKey *key, const JwtClaims *claims, char *out, size_t outcap)
 {
 	char		payload[512];
 	int			plen;
@@ -578,7 +597,7 @@ JwtSign(const uint8_t *secret, size_t secret_len, const JwtClaims *claims,
 	memcpy(out, JWT_HEADER_B64, n);
 	out[n++] = '.';
 	n += JwtB64Encode((const uint8_t *) payload, (size_t) plen, out + n);
-	hs256(secret, secret_len, out, n, mac);
+	hs256(key, out, n, mac);
 	out[n++] = '.';
 	n += JwtB64Encode(mac, sizeof(mac), out + n);
 	sodium_memzero(mac, sizeof(mac));
@@ -586,15 +605,32 @@ JwtSign(const uint8_t *secret, size_t secret_len, const JwtClaims *claims,
 }
 
 /*
- * JwtVerify
+ * JwtSign
+ *		JwtSignKey with a raw secret.
+ */
+size_t
+JwtSign(const uint8_t *secret, size_t secret_len, const JwtClaims *claims,
+		char *out, size_t outcap)
+{
+	JwtKey		key;
+	size_t		n;
+
+	JwtKeyInit(&key, secret, secret_len);
+	n = JwtSignKey(&key, claims, out, outcap);
+	sodium_memzero(&key, sizeof(key));
+	return n;
+}
+
+/*
+ * JwtVerifyKey
  *		True when token is exactly header.payload.signature with this
- *		extension's header, a valid HS256 signature under secret (compared in
+ *		extension's header, a valid HS256 signature under key (compared in
  *		constant time), the required claims, and exp > now.  Rejects tokens
  *		longer than JWT_MAX_LEN before reading them.
  */
 bool
-JwtVerify(const uint8_t *secret, size_t secret_len, const char *token,
-		  size_t len, int64_t now, JwtClaims *claims)
+JwtVerifyKey(const JwtKey *key, const char *token, size_t len, int64_t now,
+			 JwtClaims *claims)
 {
 	size_t		hlen = strlen(JWT_HEADER_B64);
 	const char *payload;
@@ -627,7 +663,7 @@ JwtVerify(const uint8_t *secret, size_t secret_len, const char *token,
 		given_len != sizeof(mac))
 		return false;
 
-	hs256(secret, secret_len, token, (size_t) (dot - token), mac);
+	hs256(key, token, (size_t) (dot - token), mac);
 	ok = crypto_verify_32(mac, given) == 0;
 	sodium_memzero(mac, sizeof(mac));
 	if (!ok)
@@ -638,6 +674,23 @@ JwtVerify(const uint8_t *secret, size_t secret_len, const char *token,
 	if (!JwtParseClaims((const char *) json, json_len, claims))
 		return false;
 	return claims->exp > now && claims->iat <= claims->exp;
+}
+
+/*
+ * JwtVerify
+ *		JwtVerifyKey with a raw secret.
+ */
+bool
+JwtVerify(const uint8_t *secret, size_t secret_len, const char *token,
+		  size_t len, int64_t now, JwtClaims *claims)
+{
+	JwtKey		key;
+	bool		ok;
+
+	JwtKeyInit(&key, secret, secret_len);
+	ok = JwtVerifyKey(&key, token, len, now, claims);
+	sodium_memzero(&key, sizeof(key));
+	return ok;
 }
 
 static int

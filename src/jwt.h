@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sodium.h>
+
 #define JWT_MAX_LEN			4096
 #define JWT_UUID_STRLEN		36
 #define JWT_ROLE_MAX		63
@@ -29,6 +31,17 @@ typedef struct JwtClaims
 /* encoded length of n bytes, without padding or terminator */
 #define JWT_B64_LEN(n)		(((n) / 3) * 4 + ((n) % 3 ? (n) % 3 + 1 : 0))
 
+/* an HMAC key with its inner and outer pads already hashed */
+typedef struct JwtKey
+{
+	crypto_auth_hmacsha256_state state;
+} JwtKey;
+
+extern void JwtKeyInit(JwtKey *key, const uint8_t *secret, size_t secret_len);
+extern size_t JwtSignKey(const JwtKey *key, const JwtClaims *claims,
+						 char *out, size_t outcap);
+extern bool JwtVerifyKey(const JwtKey *key, const char *token, size_t len,
+						 int64_t now, JwtClaims *claims);
 extern size_t JwtB64Encode(const uint8_t *in, size_t len, char *out);
 extern bool JwtB64Decode(const char *in, size_t len, uint8_t *out,
 						 size_t outcap, size_t *outlen);

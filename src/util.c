@@ -29,6 +29,7 @@
 #include "utils/timestamp.h"
 
 #include "audiotricks.h"
+#include "jwt.h"
 
 PG_FUNCTION_INFO_V1(at_check_preload);
 PG_FUNCTION_INFO_V1(at_touch_updated_at);
@@ -81,6 +82,31 @@ AtJwtSecret(size_t *len)
 				 errhint("Set it in postgresql.conf and reload the server.")));
 	*len = l;
 	return audiotricks_jwt_secret;
+}
+
+/*
+ * AtJwtKey
+ *		The HMAC key prepared from audiotricks.jwt_secret, rebuilt (and the
+ *		old one wiped) whenever the secret changes.  Raises like AtJwtSecret.
+ *		The result lives in static memory: never modify it.
+ */
+const JwtKey *
+AtJwtKey(void)
+{
+	static JwtKey key;
+	static uint64 key_generation = 0;
+	static bool key_valid = false;
+	size_t		len;
+	const char *secret = AtJwtSecret(&len);
+
+	if (!key_valid || key_generation != audiotricks_jwt_secret_generation)
+	{
+		sodium_memzero(&key, sizeof(key));
+		JwtKeyInit(&key, (const uint8_t *) secret, len);
+		key_generation = audiotricks_jwt_secret_generation;
+		key_valid = true;
+	}
+	return &key;
 }
 
 /*

@@ -50,6 +50,21 @@ is($node->safe_psql('postgres',
 	q{SELECT count(*) FROM audiotricks.at_login('alice', 'Passw0rdA')}), '1',
 	'login works after the secret is set and reloaded');
 
+# a token verified (and cached) by a backend stops working in that same
+# backend once the secret changes
+my $bg = $node->background_psql('postgres', on_error_stop => 0);
+my $tok = $node->safe_psql('postgres',
+	q{SELECT token FROM audiotricks.at_login('alice', 'Passw0rdA')});
+like($bg->query_safe("SELECT audiotricks.at_authenticate('$tok') IS NOT NULL"), qr/^t$/m,
+	'token accepted (and cached) before the secret changes');
+$node->append_conf('postgresql.conf', "audiotricks.jwt_secret = '${secret}-rotated'\n");
+$node->reload;
+$bg->query_safe('SELECT pg_sleep(0.2)');
+my $after = $bg->query("SELECT audiotricks.at_authenticate('$tok') IS NOT NULL");
+unlike($after // '', qr/^t$/m, 'the same backend refuses the token after the secret changed');
+like($bg->{stderr}, qr/invalid or expired token/, 'with 28000 invalid or expired token');
+$bg->quit;
+
 # cannot be set per session, per database or per role
 ($ret, $err) = sqlstate_of(q{SET audiotricks.jwt_secret = 'x'});
 like($err, qr/55P02/, 'SET of the secret is refused');
