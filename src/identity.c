@@ -111,10 +111,18 @@ IdentityInit(void)
 void
 IdentitySet(const pg_uuid_t *user_id, const pg_uuid_t *session_id)
 {
-	IdentityFrame *f = MemoryContextAlloc(TopTransactionContext,
-										  sizeof(IdentityFrame));
+	SubTransactionId subid = GetCurrentSubTransactionId();
+	IdentityFrame *f;
 
-	f->subid = GetCurrentSubTransactionId();
+	/* a new identity in the same (sub)transaction replaces the last one */
+	if (identity_top != NULL && identity_top->subid == subid)
+	{
+		identity_top->user_id = *user_id;
+		identity_top->session_id = *session_id;
+		return;
+	}
+	f = MemoryContextAlloc(TopTransactionContext, sizeof(IdentityFrame));
+	f->subid = subid;
 	f->user_id = *user_id;
 	f->session_id = *session_id;
 	f->prev = identity_top;
