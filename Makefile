@@ -10,7 +10,9 @@ OBJS = \
 	src/util.o \
 	src/identity.o \
 	src/jwt.o \
-	src/accounts.o
+	src/accounts.o \
+	src/throttle.o \
+	src/audit.o
 
 DATA = \
 	src/extension/audiotricks--0.1.0.sql
@@ -20,7 +22,8 @@ REGRESS = \
 	uuid \
 	accounts \
 	rls \
-	search_path
+	search_path \
+	account_security
 
 REGRESS_OPTS = --inputdir=. --dbname=contrib_regression_audiotricks
 

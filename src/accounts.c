@@ -23,6 +23,7 @@
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
@@ -34,6 +35,7 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
+#include "utils/tuplestore.h"
 #include "utils/uuid.h"
 
 #include "audiotricks.h"
@@ -47,6 +49,11 @@ PG_FUNCTION_INFO_V1(at_logout_all);
 PG_FUNCTION_INFO_V1(at_change_password);
 PG_FUNCTION_INFO_V1(at_purge_expired_sessions);
 PG_FUNCTION_INFO_V1(at_postgrest_pre_request);
+PG_FUNCTION_INFO_V1(at_refresh);
+PG_FUNCTION_INFO_V1(at_list_sessions);
+PG_FUNCTION_INFO_V1(at_logout_session);
+PG_FUNCTION_INFO_V1(at_deactivate_account);
+PG_FUNCTION_INFO_V1(at_delete_account);
 
 #define BCRYPT_MAX_BYTES	72
 #define EMAIL_MAX_CHARS		255
@@ -62,7 +69,7 @@ typedef struct AtPlan
 {
 	const char *sql;
 	int			nargs;
-	Oid			argtypes[5];
+	Oid			argtypes[6];
 	SPIPlanPtr	plan;
 } AtPlan;
 
@@ -98,12 +105,55 @@ static AtPlan plan_user_by_id = {
 	1, {UUIDOID}, NULL
 };
 
-static AtPlan plan_new_session = {
-	"WITH s AS (INSERT INTO audiotricks.sessions (id, user_id, token_hash, expires_at)"
-	"           VALUES ($1, $2, $3, $4))"
-	" UPDATE audiotricks.users SET last_login_at = pg_catalog.now()"
-	" WHERE id OPERATOR(pg_catalog.=) $2",
-	4, {UUIDOID, UUIDOID, TEXTOID, TIMESTAMPTZOID}, NULL
+static AtPlan plan_insert_session = {
+	"INSERT INTO audiotricks.sessions (id, user_id, token_hash, expires_at, family_id)"
+	" VALUES ($1, $2, $3, $4, $5)",
+	5, {UUIDOID, UUIDOID, TEXTOID, TIMESTAMPTZOID, UUIDOID}, NULL
+};
+
+static AtPlan plan_touch_login = {
+	"UPDATE audiotricks.users SET last_login_at = pg_catalog.now()"
+	" WHERE id OPERATOR(pg_catalog.=) $1",
+	1, {UUIDOID}, NULL
+};
+
+static AtPlan plan_session_for_refresh = {
+	"SELECT s.id, s.user_id, s.family_id, s.refreshed_at IS NOT NULL,"
+	"       s.expires_at OPERATOR(pg_catalog.>) pg_catalog.now(), u.is_active"
+	" FROM audiotricks.sessions s JOIN audiotricks.users u ON u.id OPERATOR(pg_catalog.=) s.user_id"
+	" WHERE s.token_hash OPERATOR(pg_catalog.=) $1 FOR UPDATE OF s",
+	1, {TEXTOID}, NULL
+};
+
+static AtPlan plan_mark_refreshed = {
+	"UPDATE audiotricks.sessions SET refreshed_at = pg_catalog.now()"
+	" WHERE id OPERATOR(pg_catalog.=) $1",
+	1, {UUIDOID}, NULL
+};
+
+static AtPlan plan_list_sessions = {
+	"SELECT id, created_at, expires_at, id OPERATOR(pg_catalog.=) $2"
+	" FROM audiotricks.sessions"
+	" WHERE user_id OPERATOR(pg_catalog.=) $1 AND refreshed_at IS NULL"
+	"   AND expires_at OPERATOR(pg_catalog.>) pg_catalog.now()"
+	" ORDER BY created_at DESC, id DESC",
+	2, {UUIDOID, UUIDOID}, NULL
+};
+
+static AtPlan plan_deactivate = {
+	"UPDATE audiotricks.users SET is_active = false WHERE id OPERATOR(pg_catalog.=) $1",
+	1, {UUIDOID}, NULL
+};
+
+static AtPlan plan_anonymize_audit = {
+	"UPDATE audiotricks.audit_log SET user_id = NULL, client_addr = NULL"
+	" WHERE user_id OPERATOR(pg_catalog.=) $1",
+	1, {UUIDOID}, NULL
+};
+
+static AtPlan plan_delete_user = {
+	"DELETE FROM audiotricks.users WHERE id OPERATOR(pg_catalog.=) $1",
+	1, {UUIDOID}, NULL
 };
 
 static AtPlan plan_set_password = {
@@ -114,14 +164,15 @@ static AtPlan plan_set_password = {
 
 static AtPlan plan_logout_token = {
 	"DELETE FROM audiotricks.sessions WHERE token_hash OPERATOR(pg_catalog.=) $1"
-	" RETURNING id, expires_at OPERATOR(pg_catalog.>) pg_catalog.now()",
+	" RETURNING id, user_id,"
+	"   expires_at OPERATOR(pg_catalog.>) pg_catalog.now() AND refreshed_at IS NULL",
 	1, {TEXTOID}, NULL
 };
 
 static AtPlan plan_logout_session = {
 	"DELETE FROM audiotricks.sessions WHERE id OPERATOR(pg_catalog.=) $1"
 	" AND user_id OPERATOR(pg_catalog.=) $2"
-	" RETURNING expires_at OPERATOR(pg_catalog.>) pg_catalog.now()",
+	" RETURNING expires_at OPERATOR(pg_catalog.>) pg_catalog.now() AND refreshed_at IS NULL",
 	2, {UUIDOID, UUIDOID}, NULL
 };
 
@@ -460,6 +511,7 @@ typedef struct LookupCache
 	AttrNumber	s_id;
 	AttrNumber	s_user_id;
 	AttrNumber	s_expires_at;
+	AttrNumber	s_refreshed_at;
 	AttrNumber	u_is_active;
 } LookupCache;
 
@@ -536,6 +588,7 @@ session_is_live(const char *hex, const pg_uuid_t *session_id,
 		lookup_cache.s_id = attnum_of(sessions_relid, "id");
 		lookup_cache.s_user_id = attnum_of(sessions_relid, "user_id");
 		lookup_cache.s_expires_at = attnum_of(sessions_relid, "expires_at");
+		lookup_cache.s_refreshed_at = attnum_of(sessions_relid, "refreshed_at");
 		lookup_cache.u_is_active = attnum_of(users_relid, "is_active");
 		lookup_cache.sessions_relid = sessions_relid;
 		lookup_cache.users_relid = users_relid;
@@ -551,8 +604,10 @@ session_is_live(const char *hex, const pg_uuid_t *session_id,
 		Datum		sid = slot_getattr(sslot, lookup_cache.s_id, &isnull);
 		Datum		uid = slot_getattr(sslot, lookup_cache.s_user_id, &isnull);
 		Datum		exp = slot_getattr(sslot, lookup_cache.s_expires_at, &isnull);
+		bool		not_refreshed;
 
-		ok = !isnull &&
+		(void) slot_getattr(sslot, lookup_cache.s_refreshed_at, &not_refreshed);
+		ok = !isnull && not_refreshed &&
 			memcmp(DatumGetUUIDP(sid)->data, session_id->data, UUID_LEN) == 0 &&
 			memcmp(DatumGetUUIDP(uid)->data, user_id->data, UUID_LEN) == 0 &&
 			DatumGetTimestampTz(exp) > now;
@@ -733,17 +788,131 @@ at_register(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_UNIQUE_VIOLATION),
 				 errmsg(email_taken ? "email already registered" : "username already taken"),
 				 errhidestmt(true)));
+	AuditEvent("registered", result, NULL, NULL);
 
 	AtHideStatementPop(&hide);
 	PG_RETURN_UUID_P(result);
 }
 
 /*
+ * issue_session
+ *		Creates a session for user_id (in family, or a new family when NULL)
+ *		and signs its token.  Fills the output row of at_login/at_refresh:
+ *		out[0] token (text), out[1] user id, out[2] session id, out[3]
+ *		expires_at.  Runs inside an open SPI connection.
+ */
+static void
+issue_session(const pg_uuid_t *user_id, const pg_uuid_t *family,
+			  pg_uuid_t *session_id, Datum *out)
+{
+	JwtClaims	claims;
+	char		token[JWT_MAX_LEN];
+	size_t		token_len;
+	char		hex[SHA256_HEX_LEN + 1];
+	int64		iat;
+	TimestampTz expires_at;
+	Datum		values[5];
+
+	UuidV7Generate(session_id);
+	iat = unix_now();
+	memset(&claims, 0, sizeof(claims));
+	JwtFormatUuid(user_id->data, claims.sub);
+	JwtFormatUuid(session_id->data, claims.sid);
+	strlcpy(claims.role, audiotricks_jwt_role ? audiotricks_jwt_role : "", sizeof(claims.role));
+	claims.iat = iat;
+	claims.exp = iat + audiotricks_session_ttl;
+	expires_at = unix_to_timestamptz(claims.exp);
+
+	token_len = JwtSignKey(AtJwtKey(), &claims, token, sizeof(token));
+	if (token_len == 0)
+		elog(ERROR, "could not sign the session token");
+	token_hash_hex(token, token_len, hex);
+
+	values[0] = UUIDPGetDatum(session_id);
+	values[1] = UUIDPGetDatum(user_id);
+	values[2] = CStringGetTextDatum(hex);
+	values[3] = TimestampTzGetDatum(expires_at);
+	values[4] = UUIDPGetDatum(family ? family : session_id);
+	if (run_plan(&plan_insert_session, values, false, 0) != SPI_OK_INSERT || SPI_processed != 1)
+		elog(ERROR, "could not record the session");
+
+	/* the result row outlives SPI: allocate it in the caller's context */
+	out[0] = PointerGetDatum(SPI_palloc(VARHDRSZ + token_len));
+	SET_VARSIZE(DatumGetPointer(out[0]), VARHDRSZ + token_len);
+	memcpy(VARDATA(DatumGetPointer(out[0])), token, token_len);
+	sodium_memzero(token, sizeof(token));
+	out[1] = PointerGetDatum(SPI_palloc(sizeof(pg_uuid_t)));
+	*DatumGetUUIDP(out[1]) = *user_id;
+	out[2] = PointerGetDatum(SPI_palloc(sizeof(pg_uuid_t)));
+	*DatumGetUUIDP(out[2]) = *session_id;
+	out[3] = TimestampTzGetDatum(expires_at);
+}
+
+/*
+ * check_own_password
+ *		Inside an open SPI connection: true when password is the current
+ *		password of user_id and the user is active.  Always does one bcrypt.
+ */
+static bool
+check_own_password(const char *schema, const pg_uuid_t *user_id, text *password)
+{
+	Datum		values[1];
+	text	   *stored = NULL;
+	bool		active = false;
+	text	   *computed;
+
+	values[0] = UUIDPGetDatum(user_id);
+	run_plan(&plan_user_by_id, values, true, 1);
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+
+		stored = DatumGetTextPCopy(SPI_getbinval(SPI_tuptable->vals[0],
+												 SPI_tuptable->tupdesc, 2, &isnull));
+		active = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+											SPI_tuptable->tupdesc, 3, &isnull));
+	}
+	computed = bcrypt_crypt(schema, password,
+							stored ? stored : bcrypt_salt(schema, audiotricks_bcrypt_cost));
+	return stored != NULL && active &&
+		VARSIZE_ANY_EXHDR(password) <= BCRYPT_MAX_BYTES &&
+		text_equal_ct(computed, VARDATA_ANY(stored), VARSIZE_ANY_EXHDR(stored));
+}
+
+/* throttle key: the account when the login names one, else the login text */
+static void
+throttle_key(bool found, const pg_uuid_t *user_id, text *login,
+			 const char **key, int *keylen)
+{
+	if (found)
+	{
+		char	   *k = palloc(1 + UUID_LEN);
+
+		k[0] = 'u';
+		memcpy(k + 1, user_id->data, UUID_LEN);
+		*key = k;
+		*keylen = 1 + UUID_LEN;
+	}
+	else
+	{
+		int			n = VARSIZE_ANY_EXHDR(login);
+		char	   *k = palloc(1 + n);
+
+		k[0] = 'l';
+		memcpy(k + 1, VARDATA_ANY(login), n);
+		*key = k;
+		*keylen = 1 + n;
+	}
+}
+
+/*
  * at_login(login text, password text)
  *		RETURNS TABLE(token text, user_id uuid, session_id uuid, expires_at timestamptz)
  *		login is an email or a username, either case-insensitively.  Unknown
- *		users, wrong passwords, inactive users and over-long passwords all do
- *		one bcrypt at the configured cost and raise 28P01.
+ *		users, wrong passwords, inactive users, over-long passwords and
+ *		throttled logins all do one bcrypt at the configured cost and raise
+ *		28P01.  Failures are counted (shared memory) and audited even though
+ *		the call's transaction aborts.
  */
 Datum
 at_login(PG_FUNCTION_ARGS)
@@ -755,17 +924,14 @@ at_login(PG_FUNCTION_ARGS)
 	Datum		values[4];
 	bool		found = false;
 	bool		active = false;
+	bool		blocked;
 	pg_uuid_t	user_id;
 	text	   *stored = NULL;
 	text	   *computed;
 	bool		ok;
-	JwtClaims	claims;
 	pg_uuid_t	session_id;
-	char		token[JWT_MAX_LEN];
-	size_t		token_len;
-	char		hex[SHA256_HEX_LEN + 1];
-	int64		iat;
-	TimestampTz expires_at;
+	const char *tkey;
+	int			tkeylen;
 	Datum		out[4];
 	bool		outnull[4] = {false, false, false, false};
 
@@ -800,14 +966,32 @@ at_login(PG_FUNCTION_ARGS)
 		}
 	}
 
-	/* the same bcrypt work whether or not the user exists */
+	throttle_key(found, &user_id, login, &tkey, &tkeylen);
+	blocked = ThrottleIsBlocked(tkey, tkeylen);
+
+	/*
+	 * The same bcrypt work whether or not the user exists or is throttled; a
+	 * throttled login's password is hashed against a fresh salt, never
+	 * checked.
+	 */
 	computed = bcrypt_crypt(schema, password,
-							found ? stored : bcrypt_salt(schema, audiotricks_bcrypt_cost));
-	ok = found && active &&
+							(found && !blocked) ? stored :
+							bcrypt_salt(schema, audiotricks_bcrypt_cost));
+	ok = found && active && !blocked &&
 		VARSIZE_ANY_EXHDR(password) <= BCRYPT_MAX_BYTES &&
 		text_equal_ct(computed, VARDATA_ANY(stored), VARSIZE_ANY_EXHDR(stored));
 	if (!ok)
+	{
+		if (blocked)
+			AuditEventDetached("login_throttled", found ? &user_id : NULL);
+		else
+		{
+			ThrottleRecordFailure(tkey, tkeylen);
+			AuditEventDetached("login_failed", found ? &user_id : NULL);
+		}
 		raise_bad_login();
+	}
+	ThrottleReset(tkey, tkeylen);
 
 	/* raising bcrypt_cost upgrades users as they log in */
 	if (bcrypt_cost_of(VARDATA_ANY(stored), VARSIZE_ANY_EXHDR(stored)) < audiotricks_bcrypt_cost)
@@ -818,35 +1002,92 @@ at_login(PG_FUNCTION_ARGS)
 		run_plan(&plan_set_password, values, false, 0);
 	}
 
-	/* the token and its session */
-	UuidV7Generate(&session_id);
-	iat = unix_now();
-	memset(&claims, 0, sizeof(claims));
-	JwtFormatUuid(user_id.data, claims.sub);
-	JwtFormatUuid(session_id.data, claims.sid);
-	strlcpy(claims.role, audiotricks_jwt_role ? audiotricks_jwt_role : "", sizeof(claims.role));
-	claims.iat = iat;
-	claims.exp = iat + audiotricks_session_ttl;
-	expires_at = unix_to_timestamptz(claims.exp);
-
-	token_len = JwtSignKey(AtJwtKey(), &claims, token, sizeof(token));
-	if (token_len == 0)
-		elog(ERROR, "could not sign the session token");
-	token_hash_hex(token, token_len, hex);
-
-	values[0] = UUIDPGetDatum(&session_id);
-	values[1] = UUIDPGetDatum(&user_id);
-	values[2] = CStringGetTextDatum(hex);
-	values[3] = TimestampTzGetDatum(expires_at);
-	if (run_plan(&plan_new_session, values, false, 0) != SPI_OK_UPDATE || SPI_processed != 1)
-		elog(ERROR, "could not record the session");
+	issue_session(&user_id, NULL, &session_id, out);
+	values[0] = UUIDPGetDatum(&user_id);
+	run_plan(&plan_touch_login, values, false, 0);
 	spi_finish();
+	AuditEvent("login", &user_id, &session_id, NULL);
 
-	out[0] = PointerGetDatum(cstring_to_text_with_len(token, token_len));
-	sodium_memzero(token, sizeof(token));
-	out[1] = uuid_datum(&user_id);
-	out[2] = uuid_datum(&session_id);
-	out[3] = TimestampTzGetDatum(expires_at);
+	AtHideStatementPop(&hide);
+	return AtReturnOneRow(fcinfo, out, outnull);
+}
+
+/*
+ * at_refresh(token text)
+ *		RETURNS TABLE(token text, user_id uuid, session_id uuid, expires_at timestamptz)
+ *		Exchanges a valid token for a new one of the same user and session
+ *		family, ending the old session.  A token that was already refreshed
+ *		is refused (28000), and its reuse ends the whole family: a stolen
+ *		token that the victim (or the thief) already refreshed is worthless,
+ *		and so is every token descended from it.
+ */
+Datum
+at_refresh(PG_FUNCTION_ARGS)
+{
+	ErrorContextCallback hide;
+	text	   *token;
+	size_t		len;
+	JwtClaims	claims;
+	pg_uuid_t	claim_user;
+	pg_uuid_t	claim_session;
+	char		hex[SHA256_HEX_LEN + 1];
+	Datum		values[1];
+	bool		isnull;
+	pg_uuid_t	old_id,
+				user_id,
+				family,
+				session_id;
+	bool		refreshed,
+				live,
+				active;
+	Datum		out[4];
+	bool		outnull[4] = {false, false, false, false};
+
+	AtHideStatementPush(&hide);
+	if (PG_ARGISNULL(0))
+		raise_bad_token();
+	token = PG_GETARG_TEXT_PP(0);
+	len = VARSIZE_ANY_EXHDR(token);
+	if (len == 0 || len > AT_TOKEN_MAX_LEN ||
+		!JwtVerifyKey(AtJwtKey(), VARDATA_ANY(token), len, unix_now(), &claims) ||
+		!JwtParseUuid(claims.sub, strlen(claims.sub), claim_user.data) ||
+		!JwtParseUuid(claims.sid, strlen(claims.sid), claim_session.data))
+		raise_bad_token();
+	token_hash_hex(VARDATA_ANY(token), len, hex);
+
+	spi_connect();
+	values[0] = CStringGetTextDatum(hex);
+	run_plan(&plan_session_for_refresh, values, false, 0);
+	if (SPI_processed != 1)
+		raise_bad_token();
+	old_id = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	user_id = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	family = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	refreshed = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
+	live = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull));
+	active = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6, &isnull));
+	if (memcmp(old_id.data, claim_session.data, UUID_LEN) != 0 ||
+		memcmp(user_id.data, claim_user.data, UUID_LEN) != 0)
+		raise_bad_token();
+	if (refreshed)
+	{
+		/*
+		 * Reuse.  This transaction is about to abort (the call raises), so
+		 * the family is ended by the audit writer, which runs on its own.
+		 */
+		AuditEventDetached("refresh_reuse", &user_id);
+		AuditRevokeFamilyDetached(&family);
+		raise_bad_token();
+	}
+	if (!live || !active)
+		raise_bad_token();
+
+	values[0] = UUIDPGetDatum(&old_id);
+	run_plan(&plan_mark_refreshed, values, false, 0);
+	issue_session(&user_id, &family, &session_id, out);
+	spi_finish();
+	IdentityForgetSession(&old_id);
+	AuditEvent("refresh", &user_id, &session_id, NULL);
 
 	AtHideStatementPop(&hide);
 	return AtReturnOneRow(fcinfo, out, outnull);
@@ -892,6 +1133,7 @@ at_logout(PG_FUNCTION_ARGS)
 	pg_uuid_t	user_id;
 	pg_uuid_t	session_id;
 	bool		have_session = false;
+	bool		isnull;
 
 	AtHideStatementPush(&hide);
 	spi_connect();
@@ -908,12 +1150,12 @@ at_logout(PG_FUNCTION_ARGS)
 			run_plan(&plan_logout_token, values, false, 0);
 			if (SPI_processed == 1)
 			{
-				bool		isnull;
+				HeapTuple	tup = SPI_tuptable->vals[0];
+				TupleDesc	desc = SPI_tuptable->tupdesc;
 
-				session_id = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0],
-														  SPI_tuptable->tupdesc, 1, &isnull));
-				ended = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-												   SPI_tuptable->tupdesc, 2, &isnull));
+				session_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull));
+				user_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 2, &isnull));
+				ended = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
 				have_session = true;
 			}
 		}
@@ -925,20 +1167,110 @@ at_logout(PG_FUNCTION_ARGS)
 		values[1] = UUIDPGetDatum(&user_id);
 		run_plan(&plan_logout_session, values, false, 0);
 		if (SPI_processed == 1)
-		{
-			bool		isnull;
-
 			ended = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
 											   SPI_tuptable->tupdesc, 1, &isnull));
-		}
 		have_session = true;
 	}
 	spi_finish();
 
 	if (have_session)
+	{
 		IdentityForgetSession(&session_id);
+		if (ended)
+			AuditEvent("logout", &user_id, &session_id, NULL);
+	}
 	AtHideStatementPop(&hide);
 	PG_RETURN_BOOL(ended);
+}
+
+/*
+ * at_logout_session(session_id uuid) RETURNS boolean
+ *		Ends one of the current user's sessions (42501 without an identity);
+ *		false when it is not theirs or not live.
+ */
+Datum
+at_logout_session(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t	user_id;
+	pg_uuid_t	session_id;
+	pg_uuid_t	target;
+	Datum		values[2];
+	bool		ended = false;
+	bool		isnull;
+
+	require_identity(&user_id, &session_id);
+	if (PG_ARGISNULL(0))
+		PG_RETURN_BOOL(false);
+	target = *PG_GETARG_UUID_P(0);
+	spi_connect();
+	values[0] = UUIDPGetDatum(&target);
+	values[1] = UUIDPGetDatum(&user_id);
+	run_plan(&plan_logout_session, values, false, 0);
+	if (SPI_processed == 1)
+		ended = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+										   SPI_tuptable->tupdesc, 1, &isnull));
+	spi_finish();
+	if (ended)
+	{
+		IdentityForgetSession(&target);
+		AuditEvent("logout_session", &user_id, &target, NULL);
+	}
+	PG_RETURN_BOOL(ended);
+}
+
+/*
+ * at_list_sessions()
+ *		RETURNS TABLE(id uuid, created_at timestamptz, expires_at timestamptz, is_current boolean)
+ *		The current user's live sessions, newest first (42501 without an
+ *		identity).  Never the token hash.
+ */
+Datum
+at_list_sessions(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	pg_uuid_t	user_id;
+	pg_uuid_t	session_id;
+	Datum		values[2];
+	TupleDesc	tupdesc;
+	Tuplestorestate *store;
+	MemoryContext oldcxt;
+
+	require_identity(&user_id, &session_id);
+	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
+		(rsinfo->allowedModes & SFRM_Materialize) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("set-valued function called in context that cannot accept a set")));
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	oldcxt = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+	tupdesc = CreateTupleDescCopy(tupdesc);
+	store = tuplestore_begin_heap(true, false, work_mem);
+	MemoryContextSwitchTo(oldcxt);
+
+	spi_connect();
+	values[0] = UUIDPGetDatum(&user_id);
+	values[1] = UUIDPGetDatum(&session_id);
+	run_plan(&plan_list_sessions, values, true, 0);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		Datum		row[4];
+		bool		nulls[4];
+
+		for (int c = 0; c < 4; c++)
+			row[c] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+								   c + 1, &nulls[c]);
+		oldcxt = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+		tuplestore_putvalues(store, tupdesc, row, nulls);
+		MemoryContextSwitchTo(oldcxt);
+	}
+	spi_finish();
+
+	rsinfo->returnMode = SFRM_Materialize;
+	rsinfo->setResult = store;
+	rsinfo->setDesc = tupdesc;
+	return (Datum) 0;
 }
 
 /*
@@ -961,6 +1293,7 @@ at_logout_all(PG_FUNCTION_ARGS)
 	n = SPI_processed;
 	spi_finish();
 	IdentityForgetSession(NULL);
+	AuditEvent("logout_all", &user_id, &session_id, NULL);
 	PG_RETURN_INT32((int32) Min(n, (uint64) PG_INT32_MAX));
 }
 
@@ -980,9 +1313,6 @@ at_change_password(PG_FUNCTION_ARGS)
 	text	   *newpw;
 	char	   *schema;
 	Datum		values[2];
-	text	   *stored = NULL;
-	bool		active = false;
-	text	   *computed;
 
 	AtHideStatementPush(&hide);
 	require_identity(&user_id, &session_id);
@@ -993,24 +1323,8 @@ at_change_password(PG_FUNCTION_ARGS)
 	schema = AtPgcryptoSchema();
 
 	spi_connect();
-	values[0] = UUIDPGetDatum(&user_id);
-	run_plan(&plan_user_by_id, values, true, 1);
-	if (SPI_processed == 1)
-	{
-		bool		isnull;
-
-		stored = DatumGetTextPCopy(SPI_getbinval(SPI_tuptable->vals[0],
-												 SPI_tuptable->tupdesc, 2, &isnull));
-		active = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-											SPI_tuptable->tupdesc, 3, &isnull));
-	}
-	computed = bcrypt_crypt(schema, current,
-							stored ? stored : bcrypt_salt(schema, audiotricks_bcrypt_cost));
-	if (stored == NULL || !active ||
-		VARSIZE_ANY_EXHDR(current) > BCRYPT_MAX_BYTES ||
-		!text_equal_ct(computed, VARDATA_ANY(stored), VARSIZE_ANY_EXHDR(stored)))
+	if (!check_own_password(schema, &user_id, current))
 		raise_bad_login();
-
 	validate_password(VARDATA_ANY(newpw), VARSIZE_ANY_EXHDR(newpw));
 
 	values[0] = UUIDPGetDatum(&user_id);
@@ -1022,6 +1336,80 @@ at_change_password(PG_FUNCTION_ARGS)
 	values[1] = UUIDPGetDatum(&session_id);
 	run_plan(&plan_logout_others, values, false, 0);
 	spi_finish();
+	AuditEvent("password_changed", &user_id, &session_id, NULL);
+
+	AtHideStatementPop(&hide);
+	PG_RETURN_VOID();
+}
+
+/*
+ * at_deactivate_account(password text) RETURNS void
+ *		Checks the password (28P01 if wrong), marks the user inactive and
+ *		ends all their sessions; login is refused from then on with the usual
+ *		28P01.  42501 without an identity.
+ */
+Datum
+at_deactivate_account(PG_FUNCTION_ARGS)
+{
+	ErrorContextCallback hide;
+	pg_uuid_t	user_id;
+	pg_uuid_t	session_id;
+	text	   *password;
+	char	   *schema;
+	Datum		values[1];
+
+	AtHideStatementPush(&hide);
+	require_identity(&user_id, &session_id);
+	require_arg(fcinfo, 0, "password");
+	password = secret_arg(fcinfo, 0);
+	schema = AtPgcryptoSchema();
+
+	spi_connect();
+	if (!check_own_password(schema, &user_id, password))
+		raise_bad_login();
+	values[0] = UUIDPGetDatum(&user_id);
+	run_plan(&plan_deactivate, values, false, 0);
+	run_plan(&plan_logout_all, values, false, 0);
+	spi_finish();
+	IdentityForgetSession(NULL);
+	AuditEvent("account_deactivated", &user_id, &session_id, NULL);
+
+	AtHideStatementPop(&hide);
+	PG_RETURN_VOID();
+}
+
+/*
+ * at_delete_account(password text) RETURNS void
+ *		Checks the password (28P01 if wrong) and deletes the user and, by
+ *		cascade, their sessions, settings and history.  Their audit events
+ *		stay, stripped of the user id and client address.  42501 without an
+ *		identity.
+ */
+Datum
+at_delete_account(PG_FUNCTION_ARGS)
+{
+	ErrorContextCallback hide;
+	pg_uuid_t	user_id;
+	pg_uuid_t	session_id;
+	text	   *password;
+	char	   *schema;
+	Datum		values[1];
+
+	AtHideStatementPush(&hide);
+	require_identity(&user_id, &session_id);
+	require_arg(fcinfo, 0, "password");
+	password = secret_arg(fcinfo, 0);
+	schema = AtPgcryptoSchema();
+
+	spi_connect();
+	if (!check_own_password(schema, &user_id, password))
+		raise_bad_login();
+	values[0] = UUIDPGetDatum(&user_id);
+	run_plan(&plan_anonymize_audit, values, false, 0);
+	run_plan(&plan_delete_user, values, false, 0);
+	spi_finish();
+	IdentityForgetSession(NULL);
+	AuditEvent("account_deleted", NULL, NULL, NULL);
 
 	AtHideStatementPop(&hide);
 	PG_RETURN_VOID();

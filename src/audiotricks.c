@@ -8,6 +8,9 @@
 
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
 #include "utils/guc.h"
 
 #include "audiotricks.h"
@@ -49,6 +52,40 @@ check_jwt_role(char **newval, void **extra, GucSource source)
 		}
 	}
 	return true;
+}
+
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+#if PG_VERSION_NUM >= 150000
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+#endif
+
+static void
+request_shmem(void)
+{
+	RequestAddinShmemSpace(ThrottleShmemSize() + AuditShmemSize());
+	RequestNamedLWLockTranche("audiotricks", 2);
+}
+
+#if PG_VERSION_NUM >= 150000
+static void
+at_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	request_shmem();
+}
+#endif
+
+static void
+at_shmem_startup(void)
+{
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	ThrottleShmemInit();
+	AuditShmemInit();
+	LWLockRelease(AddinShmemInitLock);
 }
 
 /* every change of the secret invalidates keys and caches derived from it */
@@ -108,6 +145,8 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	ThrottleDefineGucs();
+
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("audiotricks");
 #else
@@ -115,4 +154,17 @@ _PG_init(void)
 #endif
 
 	IdentityInit();
+
+	/* shared state (throttle counts, detached audit events) needs preloading */
+	if (audiotricks_preloaded)
+	{
+#if PG_VERSION_NUM >= 150000
+		prev_shmem_request_hook = shmem_request_hook;
+		shmem_request_hook = at_shmem_request;
+#else
+		request_shmem();
+#endif
+		prev_shmem_startup_hook = shmem_startup_hook;
+		shmem_startup_hook = at_shmem_startup;
+	}
 }

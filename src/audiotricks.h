@@ -56,6 +56,24 @@ extern void IdentitySet(const pg_uuid_t *user_id, const pg_uuid_t *session_id);
 extern bool IdentityGet(pg_uuid_t *user_id, pg_uuid_t *session_id);
 extern void IdentityForgetSession(const pg_uuid_t *session_id);
 
+/* src/throttle.c */
+extern int	audiotricks_max_failed_logins;
+extern int	audiotricks_failed_login_window;
+extern Size ThrottleShmemSize(void);
+extern void ThrottleShmemInit(void);
+extern void ThrottleDefineGucs(void);
+extern bool ThrottleIsBlocked(const char *key, int len);
+extern void ThrottleRecordFailure(const char *key, int len);
+extern void ThrottleReset(const char *key, int len);
+
+/* src/audit.c */
+extern Size AuditShmemSize(void);
+extern void AuditShmemInit(void);
+extern void AuditEvent(const char *event, const pg_uuid_t *user_id,
+					   const pg_uuid_t *session_id, const char *detail);
+extern void AuditEventDetached(const char *event, const pg_uuid_t *user_id);
+extern void AuditRevokeFamilyDetached(const pg_uuid_t *family_id);
+
 /* src/uuid.c */
 extern void UuidV7Generate(pg_uuid_t *out);
 

@@ -97,12 +97,15 @@ CREATE TABLE audiotricks.sessions (
     token_hash      varchar(255)    NOT NULL,
     expires_at      timestamptz     NOT NULL,
     created_at      timestamptz     NOT NULL DEFAULT pg_catalog.now(),
+    family_id       uuid            NOT NULL DEFAULT audiotricks.at_uuid_v7(),
+    refreshed_at    timestamptz,
     CONSTRAINT sessions_pkey PRIMARY KEY (id),
     CONSTRAINT sessions_token_hash_key UNIQUE (token_hash),
     CONSTRAINT sessions_user_id_fkey FOREIGN KEY (user_id)
         REFERENCES audiotricks.users (id) ON DELETE CASCADE
 );
 CREATE INDEX sessions_user_id_idx ON audiotricks.sessions (user_id);
+CREATE INDEX sessions_family_id_idx ON audiotricks.sessions (family_id);
 
 COMMENT ON TABLE audiotricks.sessions IS 'Manages active user sessions for JWT authentication.';
 COMMENT ON COLUMN audiotricks.sessions.id IS 'Session identifier';
@@ -110,6 +113,8 @@ COMMENT ON COLUMN audiotricks.sessions.user_id IS 'Reference to users.id';
 COMMENT ON COLUMN audiotricks.sessions.token_hash IS 'SHA256 hash of JWT (hex; never readable by application roles)';
 COMMENT ON COLUMN audiotricks.sessions.expires_at IS 'Session expiration time';
 COMMENT ON COLUMN audiotricks.sessions.created_at IS 'Session creation time';
+COMMENT ON COLUMN audiotricks.sessions.family_id IS 'Refresh family: the id of the login session this one descends from by at_refresh (extra column: reuse of a refreshed token ends the family)';
+COMMENT ON COLUMN audiotricks.sessions.refreshed_at IS 'When at_refresh replaced this session (extra column: a refreshed session is no longer live, and presenting its token again is reuse)';
 
 CREATE TABLE audiotricks.user_settings (
     user_id                         uuid            NOT NULL,
@@ -209,7 +214,7 @@ REVOKE ALL ON audiotricks.users, audiotricks.sessions,
 
 GRANT SELECT (id, email, username, created_at, updated_at, last_login_at, is_active)
     ON audiotricks.users TO audiotricks_user;
-GRANT SELECT (id, user_id, expires_at, created_at)
+GRANT SELECT (id, user_id, expires_at, created_at, family_id, refreshed_at)
     ON audiotricks.sessions TO audiotricks_user;
 GRANT SELECT (user_id, preferred_language, summary_quality, settings_json, updated_at)
     ON audiotricks.user_settings TO audiotricks_user;
@@ -324,4 +329,104 @@ GRANT EXECUTE ON FUNCTION
 GRANT EXECUTE ON FUNCTION
     audiotricks.at_logout_all(),
     audiotricks.at_change_password(text, text)
+    TO audiotricks_user;
+
+------------------------------------------------------------------------------
+-- Account security: audit trail, sessions, account lifecycle
+-- (src/audit.c, src/throttle.c, src/accounts.c)
+------------------------------------------------------------------------------
+CREATE TABLE audiotricks.audit_log (
+    id              uuid            NOT NULL DEFAULT audiotricks.at_uuid_v7(),
+    user_id         uuid,
+    session_id      uuid,
+    event           text            NOT NULL,
+    detail          jsonb           NOT NULL DEFAULT '{}',
+    client_addr     inet,
+    created_at      timestamptz     NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT audit_log_pkey PRIMARY KEY (id),
+    CONSTRAINT audit_log_event_check
+        CHECK (event OPERATOR(pg_catalog.~) '^[a-z_]{1,32}$')
+);
+CREATE INDEX audit_log_user_created_idx ON audiotricks.audit_log (user_id, created_at DESC);
+CREATE INDEX audit_log_created_idx ON audiotricks.audit_log (created_at);
+COMMENT ON TABLE audiotricks.audit_log IS 'Append-only trail of account events. Never holds a password, token, key or plaintext.';
+COMMENT ON COLUMN audiotricks.audit_log.id IS 'Event identifier (time-ordered)';
+COMMENT ON COLUMN audiotricks.audit_log.user_id IS 'The user the event is about; no foreign key, so events outlive the user (set to NULL when the account is deleted)';
+COMMENT ON COLUMN audiotricks.audit_log.session_id IS 'The session involved, if any';
+COMMENT ON COLUMN audiotricks.audit_log.event IS 'What happened: registered, login, login_failed, login_throttled, logout, logout_session, logout_all, refresh, refresh_reuse, password_changed, api_key_set, api_key_cleared, keys_rotated, history_deleted, account_deactivated, account_deleted';
+COMMENT ON COLUMN audiotricks.audit_log.detail IS 'Small JSON detail from fixed strings (never secrets)';
+COMMENT ON COLUMN audiotricks.audit_log.client_addr IS 'Client IP address of the connection, if TCP';
+COMMENT ON COLUMN audiotricks.audit_log.created_at IS 'When it happened';
+SELECT pg_catalog.pg_extension_config_dump('audiotricks.audit_log', '');
+ALTER TABLE audiotricks.audit_log ENABLE ROW LEVEL SECURITY;
+ALTER TABLE audiotricks.audit_log FORCE ROW LEVEL SECURITY;
+-- users read their own events; nobody but the owner writes, changes or deletes
+CREATE POLICY audit_log_read_own ON audiotricks.audit_log FOR SELECT
+    USING (user_id OPERATOR(pg_catalog.=) (SELECT audiotricks.at_current_user_id()));
+REVOKE ALL ON audiotricks.audit_log FROM PUBLIC;
+GRANT SELECT ON audiotricks.audit_log TO audiotricks_user;
+
+CREATE FUNCTION audiotricks.at_refresh(token text)
+    RETURNS TABLE(token text, user_id uuid, session_id uuid, expires_at timestamptz)
+    LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    ROWS 1
+    AS 'MODULE_PATHNAME', 'at_refresh';
+COMMENT ON FUNCTION audiotricks.at_refresh(text) IS
+    'Exchanges a valid token for a new one (same user and session family) and ends the old session; reuse of a refreshed token ends the whole family.';
+
+CREATE FUNCTION audiotricks.at_list_sessions()
+    RETURNS TABLE(id uuid, created_at timestamptz, expires_at timestamptz, is_current boolean)
+    LANGUAGE c STABLE PARALLEL RESTRICTED SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'at_list_sessions';
+COMMENT ON FUNCTION audiotricks.at_list_sessions() IS
+    'The current user''s live sessions, newest first, and which one is the current one.';
+
+CREATE FUNCTION audiotricks.at_logout_session(session_id uuid)
+    RETURNS boolean
+    LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'at_logout_session';
+COMMENT ON FUNCTION audiotricks.at_logout_session(uuid) IS
+    'Ends one of the current user''s sessions; false when it is not theirs or not live.';
+
+CREATE FUNCTION audiotricks.at_deactivate_account(password text)
+    RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'at_deactivate_account';
+COMMENT ON FUNCTION audiotricks.at_deactivate_account(text) IS
+    'Checks the password, deactivates the current user and ends all their sessions.';
+
+CREATE FUNCTION audiotricks.at_delete_account(password text)
+    RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'at_delete_account';
+COMMENT ON FUNCTION audiotricks.at_delete_account(text) IS
+    'Checks the password and deletes the current user with everything of theirs; their audit events stay, without user id or address.';
+
+CREATE FUNCTION audiotricks.at_purge_audit_log(older_than interval DEFAULT '1 year', batch_size integer DEFAULT 10000)
+    RETURNS bigint
+    LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'at_purge_audit_log';
+COMMENT ON FUNCTION audiotricks.at_purge_audit_log(interval, integer) IS
+    'Deletes audit events older than older_than, batch_size rows per statement; returns how many (schedule it with pg_cron). Not executable by application roles.';
+
+REVOKE ALL ON FUNCTION
+    audiotricks.at_refresh(text),
+    audiotricks.at_list_sessions(),
+    audiotricks.at_logout_session(uuid),
+    audiotricks.at_deactivate_account(text),
+    audiotricks.at_delete_account(text),
+    audiotricks.at_purge_audit_log(interval, integer)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audiotricks.at_refresh(text) TO audiotricks_anon, audiotricks_user;
+GRANT EXECUTE ON FUNCTION
+    audiotricks.at_list_sessions(),
+    audiotricks.at_logout_session(uuid),
+    audiotricks.at_deactivate_account(text),
+    audiotricks.at_delete_account(text)
     TO audiotricks_user;

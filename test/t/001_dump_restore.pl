@@ -47,7 +47,8 @@ my $fingerprint_sql = q{SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FR
   FROM audiotricks.users u JOIN audiotricks.user_settings s ON s.user_id = u.id
   JOIN audiotricks.audio_history h ON h.user_id = u.id) t};
 
-is($node->safe_psql('app', $counts_sql), '50,50,50,500,4', 'source has rows in all four tables');
+my $source_counts = $node->safe_psql('app', $counts_sql);
+like($source_counts, qr/^50,50,50,500,\d+$/, 'source has rows in all four tables');
 my $fp = $node->safe_psql('app', $fingerprint_sql);
 
 my $dump = $node->basedir . '/app.dump';
@@ -58,7 +59,7 @@ $node->command_ok([ 'pg_dump', '-Fc', '-d', $node->connstr('app'), '-f', $dump ]
 $node->safe_psql('postgres', 'CREATE DATABASE app2');
 $node->command_ok([ 'pg_restore', '--exit-on-error', '-d', $node->connstr('app2'), $dump ],
 	'pg_restore into a new database succeeds');
-is($node->safe_psql('app2', $counts_sql), '50,50,50,500,4',
+is($node->safe_psql('app2', $counts_sql), $source_counts,
 	'every row restored, policies not duplicated (new database)');
 is($node->safe_psql('app2', $fingerprint_sql), $fp, 'restored data is identical (new database)');
 
@@ -67,7 +68,7 @@ my $other = new_node('other');
 $other->safe_psql('postgres', 'CREATE DATABASE app');
 $other->command_ok([ 'pg_restore', '--exit-on-error', '-d', $other->connstr('app'), $dump ],
 	'pg_restore into a new cluster succeeds');
-is($other->safe_psql('app', $counts_sql), '50,50,50,500,4',
+is($other->safe_psql('app', $counts_sql), $source_counts,
 	'every row restored, policies not duplicated (new cluster)');
 is($other->safe_psql('app', $fingerprint_sql), $fp, 'restored data is identical (new cluster)');
 is($other->safe_psql('app', q{SELECT relforcerowsecurity FROM pg_class WHERE oid = 'audiotricks.audio_history'::regclass}),
