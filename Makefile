@@ -10,14 +10,18 @@ OBJS = \
 	src/util.o \
 	src/identity.o \
 	src/jwt.o \
-	src/accounts.o
+	src/accounts.o \
+	src/history.o \
+	src/validate.o
 
 DATA = \
 	src/extension/audiotricks--0.1.0.sql
 
 REGRESS = \
 	schema \
-	uuid
+	uuid \
+	history \
+	settings
 
 REGRESS_OPTS = --inputdir=. --dbname=contrib_regression_audiotricks
 

@@ -54,4 +54,9 @@ extern void IdentityForgetSession(const pg_uuid_t *session_id);
 /* src/uuid.c */
 extern void UuidV7Generate(pg_uuid_t *out);
 
+/* Audio history and settings (src/history.c, src/validate.c) */
+#define AT_PAGE_SIZE_DEFAULT	20
+#define AT_PAGE_SIZE_MAX		100
+#define AT_AUDIO_URL_MAX		2048	/* characters */
+
 #endif							/* AUDIOTRICKS_H */
