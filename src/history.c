@@ -28,6 +28,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/value.h"
 #include "tsearch/ts_type.h"
@@ -395,10 +396,19 @@ run_search(const pg_uuid_t *user_id, TSQuery query, int32 page_size,
 		if (search_plan == NULL)
 		{
 			Oid			argtypes[3] = {UUIDOID, TSQUERYOID, INT4OID};
-			SPIPlanPtr	plan = SPI_prepare(SEARCH_SQL, 3, argtypes);
+			SPIPlanPtr	plan;
+
+			/*
+			 * Always the generic plan: the bitmap scan of the (user_id,
+			 * search_tsv) index.  A custom plan for a word that most of the
+			 * table holds may prefer a sequential scan, which would read
+			 * every user's entries.
+			 */
+			plan = SPI_prepare_cursor(SEARCH_SQL, 3, argtypes,
+									  CURSOR_OPT_GENERIC_PLAN);
 
 			if (plan == NULL)
-				elog(ERROR, "SPI_prepare failed: %s",
+				elog(ERROR, "SPI_prepare_cursor failed: %s",
 					 SPI_result_code_string(SPI_result));
 			if (SPI_keepplan(plan) != 0)
 				elog(ERROR, "SPI_keepplan failed");
@@ -433,7 +443,7 @@ run_search(const pg_uuid_t *user_id, TSQuery query, int32 page_size,
  *		first (ts_rank; title counts most), then newest.  A NULL query or one
  *		without searchable words returns no rows.  The rows are materialized
  *		in the per-query context.  Raises 42501 without identity, 22023 for a
- *		page size outside 1..100.
+ *		page size outside 1..100 or a query longer than 1000 characters.
  */
 Datum
 at_history_search(PG_FUNCTION_ARGS)
@@ -463,7 +473,18 @@ at_history_search(PG_FUNCTION_ARGS)
 				 errhint("Call audiotricks.at_authenticate(token) in this transaction first.")));
 	page_size = checked_page_size(fcinfo, 1);
 	if (!PG_ARGISNULL(0))
-		query = search_query(PG_GETARG_TEXT_PP(0));
+	{
+		text	   *input = PG_GETARG_TEXT_PP(0);
+
+		/* bounded: a query tree thousands of terms deep exhausts the stack */
+		if (pg_mbstrlen_with_len(VARDATA_ANY(input), VARSIZE_ANY_EXHDR(input)) >
+			AT_SEARCH_QUERY_MAX)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("query must be at most %d characters long",
+							AT_SEARCH_QUERY_MAX)));
+		query = search_query(input);
+	}
 
 	per_query = rsinfo->econtext->ecxt_per_query_memory;
 	oldcxt = MemoryContextSwitchTo(per_query);
