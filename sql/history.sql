@@ -269,6 +269,17 @@ SELECT 'deep, time only' AS page, * FROM pg_temp.plan_props(
     format('SELECT * FROM audiotricks.at_history_page(20, %L)', :'deep_t'));
 PREPARE page(integer, timestamptz, uuid) AS
     SELECT * FROM audiotricks.at_history_page($1, $2, $3);
+-- at the default plan_cache_mode, a prepared page (PostgREST, drivers)
+-- switches to the generic plan after five custom ones
+EXECUTE page(20, NULL, NULL) \g /dev/null
+EXECUTE page(20, NULL, NULL) \g /dev/null
+EXECUTE page(20, NULL, NULL) \g /dev/null
+EXECUTE page(20, NULL, NULL) \g /dev/null
+EXECUTE page(20, NULL, NULL) \g /dev/null
+EXECUTE page(20, NULL, NULL) \g /dev/null
+EXECUTE page(20, NULL, NULL) \g /dev/null
+SELECT custom_plans AS custom, generic_plans > 0 AS went_generic
+  FROM pg_prepared_statements WHERE name = 'page';
 SET LOCAL plan_cache_mode = force_generic_plan;
 SELECT 'generic page 1' AS page, * FROM pg_temp.plan_props('EXECUTE page(20, NULL, NULL)');
 SELECT 'generic deep' AS page, * FROM pg_temp.plan_props(

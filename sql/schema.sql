@@ -25,18 +25,18 @@ SELECT c.relname, obj_description(c.oid, 'pg_class')
 SELECT conrelid::regclass AS tbl, conname, contype, pg_get_constraintdef(oid) AS def
   FROM pg_constraint
  WHERE connamespace = 'audiotricks'::regnamespace
- ORDER BY 1::text, 2;
+ ORDER BY conrelid::regclass::text, conname;
 
 -- indexes
 SELECT indexrelid::regclass AS index, pg_get_indexdef(indexrelid) AS def
   FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
  WHERE c.relnamespace = 'audiotricks'::regnamespace
- ORDER BY 1::text;
+ ORDER BY indexrelid::regclass::text;
 
 -- triggers that maintain updated_at
 SELECT tgrelid::regclass, tgname, pg_get_triggerdef(oid)
   FROM pg_trigger WHERE NOT tgisinternal
-   AND tgrelid::regclass::text LIKE 'audiotricks.%' ORDER BY 1::text, 2;
+   AND tgrelid::regclass::text LIKE 'audiotricks.%' ORDER BY tgrelid::regclass::text, tgname;
 
 -- every table is dumped by pg_dump
 SELECT unnest(extconfig)::regclass AS config_table FROM pg_extension
@@ -51,7 +51,7 @@ SELECT tablename, policyname, cmd, qual, with_check FROM pg_policies
 -- every function carries a comment and, if SECURITY DEFINER, a pinned search_path
 SELECT p.oid::regprocedure AS function, p.prosecdef AS definer, p.proconfig,
        obj_description(p.oid, 'pg_proc') IS NOT NULL AS commented
-  FROM pg_proc p WHERE p.pronamespace = 'audiotricks'::regnamespace ORDER BY 1::text;
+  FROM pg_proc p WHERE p.pronamespace = 'audiotricks'::regnamespace ORDER BY p.oid::regprocedure::text;
 SELECT count(*) AS definer_without_search_path FROM pg_proc p
  WHERE p.pronamespace = 'audiotricks'::regnamespace AND p.prosecdef
    AND NOT coalesce(p.proconfig @> '{"search_path=pg_catalog, pg_temp"}', false);
@@ -59,7 +59,7 @@ SELECT count(*) AS definer_without_search_path FROM pg_proc p
 -- nothing but USAGE on the schema is granted to PUBLIC
 SELECT p.oid::regprocedure AS executable_by_public FROM pg_proc p
  WHERE p.pronamespace = 'audiotricks'::regnamespace
-   AND has_function_privilege('public', p.oid, 'EXECUTE') ORDER BY 1::text;
+   AND has_function_privilege('public', p.oid, 'EXECUTE') ORDER BY p.oid::regprocedure::text;
 SELECT c.relname, has_table_privilege('public', c.oid, 'SELECT') AS public_select
   FROM pg_class c WHERE c.relnamespace = 'audiotricks'::regnamespace AND c.relkind = 'r' ORDER BY 1;
 

@@ -471,7 +471,12 @@ COMMENT ON FUNCTION audiotricks.at_history_add(text, text, bigint, integer, text
 -- COALESCE as possibly leaky, and under row-level security a leaky condition
 -- may not be an index condition; in a generic plan (prepared statements,
 -- PL/pgSQL) the parameters stay unknown and COALESCE would turn the deep page
--- into a scan of every newer row.
+-- into a scan of every newer row.  The inner constant LIMIT 100 (the largest
+-- page) gives the planner a row estimate for generic plans: with only the
+-- parameter's LIMIT it assumes 10% of the user's rows, prices the generic
+-- plan far above the custom one, and a prepared statement (PostgREST,
+-- drivers) would be re-planned on every call.  Limits pull rows on demand,
+-- so a page still reads only page_size rows.
 CREATE FUNCTION audiotricks.at_history_page(
         page_size integer DEFAULT 20,
         before_created_at timestamptz DEFAULT NULL,
@@ -479,14 +484,16 @@ CREATE FUNCTION audiotricks.at_history_page(
     RETURNS SETOF audiotricks.audio_history
     LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 20
     AS $$
-SELECT h.* FROM audiotricks.audio_history h
- WHERE h.user_id OPERATOR(pg_catalog.=) (SELECT audiotricks.at_require_user_id())
-   AND ROW(h.created_at, h.id) OPERATOR(pg_catalog.<)
-       ROW(CASE WHEN $2 IS NULL THEN 'infinity'::pg_catalog.timestamptz ELSE $2 END,
-           CASE WHEN $2 IS NULL THEN 'ffffffff-ffff-ffff-ffff-ffffffffffff'::pg_catalog.uuid
-                WHEN $3 IS NULL THEN '00000000-0000-0000-0000-000000000000'::pg_catalog.uuid
-                ELSE $3 END)
- ORDER BY h.created_at DESC, h.id DESC
+SELECT p.* FROM (
+    SELECT h.* FROM audiotricks.audio_history h
+     WHERE h.user_id OPERATOR(pg_catalog.=) (SELECT audiotricks.at_require_user_id())
+       AND ROW(h.created_at, h.id) OPERATOR(pg_catalog.<)
+           ROW(CASE WHEN $2 IS NULL THEN 'infinity'::pg_catalog.timestamptz ELSE $2 END,
+               CASE WHEN $2 IS NULL THEN 'ffffffff-ffff-ffff-ffff-ffffffffffff'::pg_catalog.uuid
+                    WHEN $3 IS NULL THEN '00000000-0000-0000-0000-000000000000'::pg_catalog.uuid
+                    ELSE $3 END)
+     ORDER BY h.created_at DESC, h.id DESC
+     LIMIT 100) p
  LIMIT audiotricks.at_page_size($1)
 $$;
 COMMENT ON FUNCTION audiotricks.at_history_page(integer, timestamptz, uuid) IS
