@@ -12,7 +12,9 @@ OBJS = \
 	src/jwt.o \
 	src/accounts.o \
 	src/throttle.o \
-	src/audit.o
+	src/audit.o \
+	src/history.o \
+	src/validate.o
 
 DATA = \
 	src/extension/audiotricks--0.1.0.sql
@@ -23,7 +25,9 @@ REGRESS = \
 	accounts \
 	rls \
 	search_path \
-	account_security
+	account_security \
+	history \
+	settings
 
 REGRESS_OPTS = --inputdir=. --dbname=contrib_regression_audiotricks
 

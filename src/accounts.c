@@ -1405,8 +1405,9 @@ at_delete_account(PG_FUNCTION_ARGS)
 	if (!check_own_password(schema, &user_id, password))
 		raise_bad_login();
 	values[0] = UUIDPGetDatum(&user_id);
-	run_plan(&plan_anonymize_audit, values, false, 0);
 	run_plan(&plan_delete_user, values, false, 0);
+	/* after the delete, so that events its cascades wrote are cleared too */
+	run_plan(&plan_anonymize_audit, values, false, 0);
 	spi_finish();
 	IdentityForgetSession(NULL);
 	AuditEvent("account_deleted", NULL, NULL, NULL);

@@ -18,6 +18,7 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -34,11 +35,13 @@
 #include "utils/inet.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
+#include "utils/tuplestore.h"
 #include "utils/uuid.h"
 
 #include "audiotricks.h"
 
 PG_FUNCTION_INFO_V1(at_purge_audit_log);
+PG_FUNCTION_INFO_V1(at_audit_history_delete);
 PGDLLEXPORT void at_audit_worker_main(Datum arg);
 
 #define AUDIT_QUEUE_SIZE	1024
@@ -452,4 +455,39 @@ at_purge_audit_log(PG_FUNCTION_ARGS)
 	}
 	SPI_finish();
 	PG_RETURN_INT64((int64) total);
+}
+
+/*
+ * at_audit_history_delete() RETURNS trigger
+ *		AFTER DELETE ... FOR EACH STATEMENT on audio_history, with the old rows
+ *		as transition table "deleted": records one history_deleted event per
+ *		statement (how many entries), for the current identity.  (A deletion
+ *		cascaded from at_delete_account is recorded too, then anonymised with
+ *		the user's other events.)
+ */
+Datum
+at_audit_history_delete(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	uint64		n;
+	pg_uuid_t	user_id;
+	pg_uuid_t	session_id;
+	bool		have;
+	char		detail[64];
+
+	if (!CALLED_AS_TRIGGER(fcinfo) ||
+		!TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event) ||
+		trigdata->tg_oldtable == NULL)
+		elog(ERROR, "at_audit_history_delete: must be fired after delete for each statement with an old table");
+
+	n = tuplestore_tuple_count(trigdata->tg_oldtable);
+	if (n > 0)
+	{
+		have = IdentityGet(&user_id, &session_id);
+		snprintf(detail, sizeof(detail), "{\"entries\": " UINT64_FORMAT "}", n);
+		AuditEvent("history_deleted", have ? &user_id : NULL,
+				   have ? &session_id : NULL, detail);
+	}
+	return PointerGetDatum(NULL);
 }

@@ -430,3 +430,291 @@ GRANT EXECUTE ON FUNCTION
     audiotricks.at_deactivate_account(text),
     audiotricks.at_delete_account(text)
     TO audiotricks_user;
+
+------------------------------------------------------------------------------
+-- Audio history and settings (src/history.c)
+--
+-- Validation lives in table constraints, so at_history_add, a direct INSERT
+-- or UPDATE (PostgREST's POST/PATCH /audio_history) and at_update_settings
+-- are all covered.  The JSONB checks are C functions that raise 23514 naming
+-- the offending key; keys the seed does not list are allowed.
+--
+-- The history functions that touch only the caller's rows are SECURITY
+-- INVOKER, so the policies apply; page and count are SQL functions the
+-- planner inlines into the caller's query.  at_history_search runs its one
+-- query as the extension owner, restricted to the verified identity, because
+-- the tsvector match operator is not leakproof and so could not use the
+-- search index under a policy (src/history.c explains).
+------------------------------------------------------------------------------
+CREATE FUNCTION audiotricks.at_require_user_id() RETURNS uuid
+    LANGUAGE c STABLE PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'at_require_user_id';
+COMMENT ON FUNCTION audiotricks.at_require_user_id() IS
+    'The user id of this transaction''s verified identity; raises 42501 "not authenticated" without one.';
+
+CREATE FUNCTION audiotricks.at_page_size(page_size integer) RETURNS integer
+    LANGUAGE c IMMUTABLE PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'at_page_size';
+COMMENT ON FUNCTION audiotricks.at_page_size(integer) IS
+    'A page size for the history functions: 20 for NULL, else the value if it is 1 to 100; raises 22023 otherwise.';
+
+CREATE FUNCTION audiotricks.at_check_key_moments(key_moments jsonb) RETURNS boolean
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'at_check_key_moments';
+COMMENT ON FUNCTION audiotricks.at_check_key_moments(jsonb) IS
+    'True for an array of {timestamp "HH:MM:SS", description string, confidence number 0..1 (optional)}; raises 23514 naming the element and key otherwise. Used by a CHECK constraint.';
+
+CREATE FUNCTION audiotricks.at_check_processing_options(processing_options jsonb) RETURNS boolean
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'at_check_processing_options';
+COMMENT ON FUNCTION audiotricks.at_check_processing_options(jsonb) IS
+    'True for an object whose listed keys have their types (language, model, summaryStyle: string; includeTimestamps, speakerDiarization: boolean); raises 23514 naming the key otherwise. Used by a CHECK constraint.';
+
+CREATE FUNCTION audiotricks.at_check_settings_json(settings_json jsonb) RETURNS boolean
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'at_check_settings_json';
+COMMENT ON FUNCTION audiotricks.at_check_settings_json(jsonb) IS
+    'True for an object whose listed keys have their types (theme: string; autoSave: boolean; notifications: {email, browser: boolean}; audioDefaults: {format, quality: string}); raises 23514 naming the key otherwise. Used by a CHECK constraint.';
+
+CREATE FUNCTION audiotricks.at_check_audio_url(audio_url text) RETURNS boolean
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'at_check_audio_url';
+COMMENT ON FUNCTION audiotricks.at_check_audio_url(text) IS
+    'True for an http or https URL with a host, without whitespace, at most 2048 characters; raises 23514 otherwise. Used by a CHECK constraint.';
+
+CREATE FUNCTION audiotricks.at_search_config(language text) RETURNS regconfig
+    LANGUAGE c IMMUTABLE PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'at_search_config';
+COMMENT ON FUNCTION audiotricks.at_search_config(text) IS
+    'The text search configuration for a language code (ISO 639-1 such as de, a tag such as pt-BR, or a name such as german); simple for NULL or an unknown language.';
+
+CREATE FUNCTION audiotricks.at_history_tsv(search_config regconfig, processing_options jsonb,
+                                           title text, summary text, transcript text)
+    RETURNS tsvector
+    LANGUAGE c IMMUTABLE PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'at_history_tsv';
+COMMENT ON FUNCTION audiotricks.at_history_tsv(regconfig, jsonb, text, text, text) IS
+    'The search document of a history entry: title (weight A), summary (B), transcript (C) in the configuration of processing_options.language, else search_config.';
+
+CREATE FUNCTION audiotricks.at_default_search_config() RETURNS regconfig
+    LANGUAGE sql STABLE PARALLEL RESTRICTED
+    AS $$
+SELECT audiotricks.at_search_config(
+    (SELECT s.preferred_language::pg_catalog.text FROM audiotricks.user_settings s
+      WHERE s.user_id OPERATOR(pg_catalog.=) audiotricks.at_current_user_id()))
+$$;
+COMMENT ON FUNCTION audiotricks.at_default_search_config() IS
+    'Default of audio_history.search_config: the configuration of the current user''s preferred_language, or simple without identity.';
+
+-- Settings
+ALTER TABLE audiotricks.user_settings
+    ADD CONSTRAINT user_settings_preferred_language_check
+        CHECK (preferred_language OPERATOR(pg_catalog.~) '^[A-Za-z]{2,3}([_-][A-Za-z0-9]{1,8})*$'),
+    ADD CONSTRAINT user_settings_summary_quality_check
+        CHECK (summary_quality OPERATOR(pg_catalog.=) ANY (ARRAY['fast', 'balanced', 'detailed']::pg_catalog.text[])),
+    ADD CONSTRAINT user_settings_settings_json_check
+        CHECK (audiotricks.at_check_settings_json(settings_json));
+COMMENT ON COLUMN audiotricks.user_settings.preferred_language IS
+    'Language preference: a language tag such as en or pt-BR; also the search language of history entries without processing_options.language';
+COMMENT ON COLUMN audiotricks.user_settings.summary_quality IS
+    'Summary generation quality: fast, balanced or detailed';
+COMMENT ON COLUMN audiotricks.user_settings.settings_json IS
+    'Additional settings: theme string, autoSave boolean, notifications {email, browser: boolean}, audioDefaults {format, quality: string}; other keys allowed';
+
+-- History: validation
+ALTER TABLE audiotricks.audio_history
+    ADD CONSTRAINT audio_history_audio_url_check
+        CHECK (audiotricks.at_check_audio_url(audio_url)),
+    ADD CONSTRAINT audio_history_file_size_bytes_check
+        CHECK (file_size_bytes OPERATOR(pg_catalog.>=) 0),
+    ADD CONSTRAINT audio_history_duration_seconds_check
+        CHECK (duration_seconds OPERATOR(pg_catalog.>=) 0),
+    ADD CONSTRAINT audio_history_key_moments_check
+        CHECK (audiotricks.at_check_key_moments(key_moments)),
+    ADD CONSTRAINT audio_history_processing_options_check
+        CHECK (audiotricks.at_check_processing_options(processing_options));
+
+-- History: search.  search_config is fixed when the entry is written (the
+-- writer's preferred_language; processing_options.language wins when given);
+-- search_tsv is derived from it.  Neither is writable by application roles.
+ALTER TABLE audiotricks.audio_history
+    ADD COLUMN search_config regconfig NOT NULL
+        DEFAULT audiotricks.at_default_search_config(),
+    ADD COLUMN search_tsv tsvector NOT NULL
+        GENERATED ALWAYS AS (audiotricks.at_history_tsv(search_config, processing_options,
+                                                        title, summary, transcript)) STORED;
+COMMENT ON COLUMN audiotricks.audio_history.search_config IS
+    'Extra column: text search configuration of the entry''s language when it was written (processing_options.language wins over this)';
+COMMENT ON COLUMN audiotricks.audio_history.search_tsv IS
+    'Extra column, generated: the full-text search document (title A, summary B, transcript C) that at_history_search matches';
+-- btree_gin puts user_id in the same GIN index, so a search reads only the
+-- caller's matching entries.
+CREATE INDEX audio_history_search_idx
+    ON audiotricks.audio_history USING gin (user_id, search_tsv);
+
+-- History: functions
+CREATE FUNCTION audiotricks.at_history_add(
+        title text DEFAULT NULL, audio_url text DEFAULT NULL,
+        file_size_bytes bigint DEFAULT NULL, duration_seconds integer DEFAULT NULL,
+        transcript text DEFAULT NULL, summary text DEFAULT NULL,
+        key_moments jsonb DEFAULT NULL, processing_options jsonb DEFAULT NULL)
+    RETURNS uuid
+    LANGUAGE sql VOLATILE PARALLEL UNSAFE
+    AS $$
+INSERT INTO audiotricks.audio_history
+    (user_id, title, audio_url, file_size_bytes, duration_seconds,
+     transcript, summary, key_moments, processing_options)
+VALUES ((SELECT audiotricks.at_require_user_id()), $1, $2, $3, $4, $5, $6, $7, $8)
+RETURNING id
+$$;
+COMMENT ON FUNCTION audiotricks.at_history_add(text, text, bigint, integer, text, text, jsonb, jsonb) IS
+    'Adds a history entry for the current user and returns its id; raises 42501 without identity, 23514 or 22001 for invalid values.';
+
+-- Keyset paging: one row comparison on (created_at, id), so that the
+-- composite index both starts at the cursor and yields the order.  The
+-- cursor's defaults are written with CASE, not COALESCE: the planner treats
+-- COALESCE as possibly leaky, and under row-level security a leaky condition
+-- may not be an index condition; in a generic plan (prepared statements,
+-- PL/pgSQL) the parameters stay unknown and COALESCE would turn the deep page
+-- into a scan of every newer row.  The inner constant LIMIT 100 (the largest
+-- page) gives the planner a row estimate for generic plans: with only the
+-- parameter's LIMIT it assumes 10% of the user's rows, prices the generic
+-- plan far above the custom one, and a prepared statement (PostgREST,
+-- drivers) would be re-planned on every call.  Limits pull rows on demand,
+-- so a page still reads only page_size rows.
+CREATE FUNCTION audiotricks.at_history_page(
+        page_size integer DEFAULT 20,
+        before_created_at timestamptz DEFAULT NULL,
+        before_id uuid DEFAULT NULL)
+    RETURNS SETOF audiotricks.audio_history
+    LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 20
+    AS $$
+SELECT p.* FROM (
+    SELECT h.* FROM audiotricks.audio_history h
+     WHERE h.user_id OPERATOR(pg_catalog.=) (SELECT audiotricks.at_require_user_id())
+       AND ROW(h.created_at, h.id) OPERATOR(pg_catalog.<)
+           ROW(CASE WHEN $2 IS NULL THEN 'infinity'::pg_catalog.timestamptz ELSE $2 END,
+               CASE WHEN $2 IS NULL THEN 'ffffffff-ffff-ffff-ffff-ffffffffffff'::pg_catalog.uuid
+                    WHEN $3 IS NULL THEN '00000000-0000-0000-0000-000000000000'::pg_catalog.uuid
+                    ELSE $3 END)
+     ORDER BY h.created_at DESC, h.id DESC
+     LIMIT 100) p
+ LIMIT audiotricks.at_page_size($1)
+$$;
+COMMENT ON FUNCTION audiotricks.at_history_page(integer, timestamptz, uuid) IS
+    'The current user''s history, newest first, keyset-paged: pass the last row''s (created_at, id) for the next page; before_id NULL means rows created before before_created_at. page_size NULL means 20, outside 1-100 raises 22023; 42501 without identity.';
+
+CREATE FUNCTION audiotricks.at_history_count()
+    RETURNS bigint
+    LANGUAGE sql STABLE PARALLEL RESTRICTED
+    AS $$
+SELECT pg_catalog.count(*) FROM audiotricks.audio_history h
+ WHERE h.user_id OPERATOR(pg_catalog.=) (SELECT audiotricks.at_require_user_id())
+$$;
+COMMENT ON FUNCTION audiotricks.at_history_count() IS
+    'How many history entries the current user has (for page numbers); 42501 without identity.';
+
+CREATE FUNCTION audiotricks.at_history_search(query text, page_size integer DEFAULT 20)
+    RETURNS SETOF audiotricks.audio_history
+    LANGUAGE c STABLE PARALLEL RESTRICTED ROWS 20
+    AS 'MODULE_PATHNAME', 'at_history_search';
+COMMENT ON FUNCTION audiotricks.at_history_search(text, integer) IS
+    'Full-text search (web search syntax) over the current user''s titles, summaries and transcripts, best match first; 42501 without identity, 22023 for a page size outside 1-100.';
+
+CREATE FUNCTION audiotricks.at_history_delete(id uuid)
+    RETURNS boolean
+    LANGUAGE sql VOLATILE PARALLEL UNSAFE
+    AS $$
+WITH d AS (
+    DELETE FROM audiotricks.audio_history h
+     WHERE h.id OPERATOR(pg_catalog.=) $1
+       AND h.user_id OPERATOR(pg_catalog.=) (SELECT audiotricks.at_require_user_id())
+    RETURNING 1)
+SELECT EXISTS (SELECT FROM d)
+$$;
+COMMENT ON FUNCTION audiotricks.at_history_delete(uuid) IS
+    'Deletes one of the current user''s history entries; true if it was deleted, false if there is no such entry of theirs; 42501 without identity.';
+
+-- Settings: functions (direct SELECT/UPDATE of these columns works as well)
+CREATE FUNCTION audiotricks.at_get_settings()
+    RETURNS TABLE(preferred_language text, summary_quality text,
+                  settings_json jsonb, updated_at timestamptz)
+    LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 1
+    AS $$
+SELECT s.preferred_language::pg_catalog.text, s.summary_quality::pg_catalog.text,
+       s.settings_json, s.updated_at
+  FROM audiotricks.user_settings s
+ WHERE s.user_id OPERATOR(pg_catalog.=) (SELECT audiotricks.at_require_user_id())
+$$;
+COMMENT ON FUNCTION audiotricks.at_get_settings() IS
+    'The current user''s preferred_language, summary_quality, settings_json and updated_at; 42501 without identity.';
+
+CREATE FUNCTION audiotricks.at_update_settings(
+        preferred_language text DEFAULT NULL,
+        summary_quality text DEFAULT NULL,
+        settings_json jsonb DEFAULT NULL)
+    RETURNS TABLE(preferred_language text, summary_quality text,
+                  settings_json jsonb, updated_at timestamptz)
+    LANGUAGE sql VOLATILE PARALLEL UNSAFE ROWS 1
+    AS $$
+UPDATE audiotricks.user_settings s
+   SET preferred_language = COALESCE($1, s.preferred_language),
+       summary_quality = COALESCE($2, s.summary_quality),
+       settings_json = COALESCE($3, s.settings_json)
+ WHERE s.user_id OPERATOR(pg_catalog.=) (SELECT audiotricks.at_require_user_id())
+RETURNING s.preferred_language::pg_catalog.text, s.summary_quality::pg_catalog.text,
+          s.settings_json, s.updated_at
+$$;
+COMMENT ON FUNCTION audiotricks.at_update_settings(text, text, jsonb) IS
+    'Sets the given settings of the current user (NULL leaves one unchanged; settings_json is replaced whole) and returns them; 42501 without identity, 23514 or 22001 for invalid values.';
+
+REVOKE ALL ON FUNCTION
+    audiotricks.at_require_user_id(),
+    audiotricks.at_page_size(integer),
+    audiotricks.at_check_key_moments(jsonb),
+    audiotricks.at_check_processing_options(jsonb),
+    audiotricks.at_check_settings_json(jsonb),
+    audiotricks.at_check_audio_url(text),
+    audiotricks.at_search_config(text),
+    audiotricks.at_history_tsv(regconfig, jsonb, text, text, text),
+    audiotricks.at_default_search_config(),
+    audiotricks.at_history_add(text, text, bigint, integer, text, text, jsonb, jsonb),
+    audiotricks.at_history_page(integer, timestamptz, uuid),
+    audiotricks.at_history_count(),
+    audiotricks.at_history_search(text, integer),
+    audiotricks.at_history_delete(uuid),
+    audiotricks.at_get_settings(),
+    audiotricks.at_update_settings(text, text, jsonb)
+    FROM PUBLIC;
+-- The helpers are granted because constraints, defaults, generated columns
+-- and inlined SQL functions run them with the caller's privileges.
+GRANT EXECUTE ON FUNCTION
+    audiotricks.at_require_user_id(),
+    audiotricks.at_page_size(integer),
+    audiotricks.at_check_key_moments(jsonb),
+    audiotricks.at_check_processing_options(jsonb),
+    audiotricks.at_check_settings_json(jsonb),
+    audiotricks.at_check_audio_url(text),
+    audiotricks.at_search_config(text),
+    audiotricks.at_history_tsv(regconfig, jsonb, text, text, text),
+    audiotricks.at_default_search_config(),
+    audiotricks.at_history_add(text, text, bigint, integer, text, text, jsonb, jsonb),
+    audiotricks.at_history_page(integer, timestamptz, uuid),
+    audiotricks.at_history_count(),
+    audiotricks.at_history_search(text, integer),
+    audiotricks.at_history_delete(uuid),
+    audiotricks.at_get_settings(),
+    audiotricks.at_update_settings(text, text, jsonb)
+    TO audiotricks_user;
+
+-- Deleting history is audited once per statement, whatever the path
+-- (at_history_delete, PostgREST DELETE /audio_history, plain SQL).
+CREATE FUNCTION audiotricks.at_audit_history_delete() RETURNS trigger
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'at_audit_history_delete';
+COMMENT ON FUNCTION audiotricks.at_audit_history_delete() IS
+    'AFTER DELETE statement trigger on audio_history: records a history_deleted audit event.';
+REVOKE ALL ON FUNCTION audiotricks.at_audit_history_delete() FROM PUBLIC;
+CREATE TRIGGER audio_history_audit_delete AFTER DELETE ON audiotricks.audio_history
+    REFERENCING OLD TABLE AS deleted
+    FOR EACH STATEMENT EXECUTE FUNCTION audiotricks.at_audit_history_delete();

@@ -1,0 +1,398 @@
+-- Audio history: at_history_add, at_history_page, at_history_count,
+-- at_history_search, at_history_delete; the validation constraints; and
+-- row-level security, tested as an application role (superusers bypass RLS).
+\set VERBOSITY terse
+\set ON_ERROR_ROLLBACK on
+SET audiotricks.bcrypt_cost = 4;
+SELECT audiotricks.at_register('hist-a@example.com', 'hist_alice', 'Passw0rdA') IS NOT NULL AS alice;
+SELECT audiotricks.at_register('hist-b@example.com', 'hist_bob', 'Passw0rdB') IS NOT NULL AS bob;
+SELECT token AS ta FROM audiotricks.at_login('hist_alice', 'Passw0rdA') \gset
+SELECT token AS tb FROM audiotricks.at_login('hist_bob', 'Passw0rdB') \gset
+SELECT id AS alice_id FROM audiotricks.users WHERE username = 'hist_alice' \gset
+SELECT id AS bob_id FROM audiotricks.users WHERE username = 'hist_bob' \gset
+CREATE ROLE regress_hist_app;
+GRANT audiotricks_user TO regress_hist_app;
+SET ROLE regress_hist_app;
+
+-- EXPLAIN, summarised as properties: the scan of audio_history (node type,
+-- index, rows it returned, rows it read and threw away)
+CREATE FUNCTION pg_temp.plan_props(q text)
+RETURNS TABLE(node text, index_name text, rows_out bigint, rows_discarded bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+    j jsonb;
+    scan jsonb;
+BEGIN
+    EXECUTE 'EXPLAIN (ANALYZE, FORMAT JSON, COSTS OFF, TIMING OFF, SUMMARY OFF) ' || q INTO j;
+    scan := jsonb_path_query_first(j, '$.** ? (@."Relation Name" == "audio_history")');
+    node := scan->>'Node Type';
+    index_name := coalesce(scan->>'Index Name',
+                           jsonb_path_query_first(scan, '$.** ? (exists (@."Index Name"))')->>'Index Name');
+    rows_out := (scan->>'Actual Rows')::bigint;
+    rows_discarded := coalesce((scan->>'Rows Removed by Filter')::bigint, 0)
+                    + coalesce((scan->>'Rows Removed by Index Recheck')::bigint, 0);
+    RETURN NEXT;
+END
+$$;
+
+-- without an identity every function refuses: 42501
+SELECT audiotricks.at_history_add('x');
+SELECT * FROM audiotricks.at_history_page();
+SELECT audiotricks.at_history_count();
+SELECT * FROM audiotricks.at_history_search('x');
+SELECT audiotricks.at_history_delete('00000000-0000-0000-0000-000000000000');
+-- and direct access sees nothing and may write nothing
+SELECT count(*) FROM audiotricks.audio_history;
+INSERT INTO audiotricks.audio_history (title) VALUES ('nobody');
+
+------------------------------------------------------------------ add
+BEGIN;
+SELECT audiotricks.at_authenticate(:'ta') IS NOT NULL AS authenticated;
+-- named arguments, as PostgREST passes them
+SELECT audiotricks.at_history_add(
+    title => 'Weekly sync', audio_url => 'https://cdn.example.com/a/1.mp3',
+    file_size_bytes => 1048576, duration_seconds => 1800,
+    transcript => 'we discussed the roadmap and the zebra budget',
+    summary => 'roadmap discussion',
+    key_moments => '[{"timestamp": "00:01:23", "description": "Introduction begins", "confidence": 0.95},
+                     {"timestamp": "00:05:47", "description": "Main topic discussion", "confidence": 0.88}]',
+    processing_options => '{"language": "en", "model": "whisper-1", "summaryStyle": "detailed",
+                            "includeTimestamps": true, "speakerDiarization": false}'
+) IS NOT NULL AS added;
+-- every argument defaults to NULL
+SELECT audiotricks.at_history_add() IS NOT NULL AS added_empty;
+SELECT title, audio_url, file_size_bytes, duration_seconds, summary,
+       jsonb_array_length(key_moments) AS moments, processing_options->>'model' AS model,
+       user_id = :'alice_id' AS mine, created_at = now() AS created_now,
+       search_config
+  FROM audiotricks.audio_history ORDER BY created_at, id;
+-- the id returned is the row's id
+SELECT audiotricks.at_history_add('returned id') AS returned_id \gset
+SELECT id = :'returned_id' AS id_matches FROM audiotricks.audio_history WHERE title = 'returned id';
+-- direct INSERT (PostgREST POST /audio_history): user_id defaults to the identity
+INSERT INTO audiotricks.audio_history (title, transcript) VALUES ('Direct insert', 'posted directly')
+RETURNING user_id = :'alice_id' AS mine, search_config;
+-- another user's id is refused by the policy
+INSERT INTO audiotricks.audio_history (user_id, title) VALUES (:'bob_id', 'forged');
+-- the derived and time columns are not writable by application roles
+INSERT INTO audiotricks.audio_history (title, created_at) VALUES ('x', '2000-01-01');
+INSERT INTO audiotricks.audio_history (title, search_config) VALUES ('x', 'simple');
+UPDATE audiotricks.audio_history SET user_id = :'bob_id' WHERE title = 'Direct insert';
+COMMIT;
+
+------------------------------------------------------------------ validation
+BEGIN;
+SELECT audiotricks.at_authenticate(:'ta') IS NOT NULL AS authenticated;
+-- key_moments
+SELECT audiotricks.at_history_add(key_moments => '{"timestamp": "00:00:01"}');
+SELECT audiotricks.at_history_add(key_moments => '"00:00:01"');
+SELECT audiotricks.at_history_add(key_moments => '[{"timestamp": "00:00:01", "description": "a"}, 5]');
+SELECT audiotricks.at_history_add(key_moments => '[{"description": "a"}]');
+SELECT audiotricks.at_history_add(key_moments => '[{"timestamp": "1:23", "description": "a"}]');
+SELECT audiotricks.at_history_add(key_moments => '[{"timestamp": "00:60:00", "description": "a"}]');
+SELECT audiotricks.at_history_add(key_moments => '[{"timestamp": "00:00:60", "description": "a"}]');
+SELECT audiotricks.at_history_add(key_moments => '[{"timestamp": 83, "description": "a"}]');
+SELECT audiotricks.at_history_add(key_moments => '[{"timestamp": "00:00:01"}]');
+SELECT audiotricks.at_history_add(key_moments => '[{"timestamp": "00:00:01", "description": null}]');
+SELECT audiotricks.at_history_add(key_moments => '[{"timestamp": "00:00:01", "description": "a"},
+                                                   {"timestamp": "00:00:02", "description": "b"},
+                                                   {"timestamp": "00:00:03", "description": "c", "confidence": 1.01}]');
+SELECT audiotricks.at_history_add(key_moments => '[{"timestamp": "00:00:01", "description": "a", "confidence": -0.1}]');
+SELECT audiotricks.at_history_add(key_moments => '[{"timestamp": "00:00:01", "description": "a", "confidence": "0.5"}]');
+-- accepted: the bounds, no confidence, unlisted keys, an empty array, 99 hours
+SELECT audiotricks.at_history_add(title => 'km ok', key_moments =>
+    '[{"timestamp": "00:00:00", "description": "a", "confidence": 0},
+      {"timestamp": "99:59:59", "description": "b", "confidence": 1},
+      {"timestamp": "00:00:02", "description": "c", "speaker": {"name": "Ann"}}]') IS NOT NULL AS ok;
+SELECT audiotricks.at_history_add(key_moments => '[]') IS NOT NULL AS ok;
+-- a long array and a deeply nested unlisted value are fine
+SELECT audiotricks.at_history_add(key_moments =>
+    (SELECT jsonb_agg(jsonb_build_object('timestamp', '00:00:01', 'description', 'm' || g, 'confidence', 0.5))
+       FROM generate_series(1, 10000) g)) IS NOT NULL AS ok;
+SELECT audiotricks.at_history_add(processing_options =>
+    ('{"extra": ' || repeat('[', 1000) || repeat(']', 1000) || '}')::jsonb) IS NOT NULL AS ok;
+-- processing_options
+SELECT audiotricks.at_history_add(processing_options => '[]');
+SELECT audiotricks.at_history_add(processing_options => '"en"');
+SELECT audiotricks.at_history_add(processing_options => '{"language": 1}');
+SELECT audiotricks.at_history_add(processing_options => '{"model": true}');
+SELECT audiotricks.at_history_add(processing_options => '{"summaryStyle": null}');
+SELECT audiotricks.at_history_add(processing_options => '{"includeTimestamps": "yes"}');
+SELECT audiotricks.at_history_add(processing_options => '{"speakerDiarization": 1}');
+SELECT audiotricks.at_history_add(processing_options => '{"temperature": 0.2, "language": "fr"}') IS NOT NULL AS ok;
+-- audio_url
+SELECT audiotricks.at_history_add(audio_url => 'ftp://example.com/a.mp3');
+SELECT audiotricks.at_history_add(audio_url => 'javascript:alert(1)');
+SELECT audiotricks.at_history_add(audio_url => 'https://');
+SELECT audiotricks.at_history_add(audio_url => 'https:///path');
+SELECT audiotricks.at_history_add(audio_url => 'https://example.com/a b.mp3');
+SELECT audiotricks.at_history_add(audio_url => 'https://example.com/' || repeat('a', 2029));
+SELECT audiotricks.at_history_add(audio_url => 'https://example.com/' || repeat('a', 2028)) IS NOT NULL AS ok_2048;
+SELECT audiotricks.at_history_add(audio_url => 'HTTP://Example.com:8080/a.mp3?x=1#t') IS NOT NULL AS ok;
+-- sizes, durations, title
+SELECT audiotricks.at_history_add(file_size_bytes => -1);
+SELECT audiotricks.at_history_add(duration_seconds => -1);
+SELECT audiotricks.at_history_add(file_size_bytes => 0, duration_seconds => 0) IS NOT NULL AS ok;
+SELECT audiotricks.at_history_add(title => repeat('t', 501));
+SELECT audiotricks.at_history_add(title => repeat('é', 500)) IS NOT NULL AS ok_500;
+-- the same rules hold for direct INSERT and UPDATE
+INSERT INTO audiotricks.audio_history (key_moments) VALUES ('[{"timestamp": "00:00:01", "description": "a", "confidence": 2}]');
+UPDATE audiotricks.audio_history SET processing_options = '{"model": 3}' WHERE title = 'Direct insert';
+UPDATE audiotricks.audio_history SET audio_url = 'file:///etc/passwd' WHERE title = 'Direct insert';
+UPDATE audiotricks.audio_history SET duration_seconds = -5 WHERE title = 'Direct insert';
+-- the checks are callable directly too (NULL passes, as in a CHECK)
+SELECT audiotricks.at_check_key_moments(NULL) IS NULL AS null_passes,
+       audiotricks.at_check_processing_options('{}') AS empty_ok;
+COMMIT;
+
+------------------------------------------------------------------ page
+BEGIN;
+SELECT audiotricks.at_authenticate(:'ta') IS NOT NULL AS authenticated;
+SELECT * FROM audiotricks.at_history_page(0);
+SELECT * FROM audiotricks.at_history_page(101);
+SELECT * FROM audiotricks.at_history_page(-1);
+SELECT count(*) = audiotricks.at_history_count() AS count_matches FROM audiotricks.audio_history;
+-- newest first, ties on created_at broken by id
+SELECT bool_and(ok) AS ordered FROM (
+  SELECT (created_at, id) < lag((created_at, id)) OVER (ORDER BY n) AS ok
+    FROM (SELECT row_number() OVER () AS n, * FROM audiotricks.at_history_page(100)) p
+  OFFSET 1) s;
+COMMIT;
+
+-- bob sees, counts and pages only his own
+BEGIN;
+SELECT audiotricks.at_authenticate(:'tb') IS NOT NULL AS authenticated;
+SELECT audiotricks.at_history_add('bob entry', transcript => 'bob talks about zebra crossings') IS NOT NULL AS added;
+SELECT audiotricks.at_history_count() AS bob_count,
+       (SELECT count(*) FROM audiotricks.at_history_page(100)) AS bob_page,
+       (SELECT count(*) FROM audiotricks.audio_history) AS bob_select;
+SELECT title FROM audiotricks.at_history_page();
+COMMIT;
+
+------------------------------------------------------------------ walk
+-- 1,000 more entries for alice, in groups of three sharing a created_at
+RESET ROLE;
+INSERT INTO audiotricks.audio_history (user_id, title, created_at)
+SELECT :'alice_id', 'walk ' || g, '2024-01-01'::timestamptz + (g / 3) * interval '1 second'
+  FROM generate_series(1, 1000) g;
+SET ROLE regress_hist_app;
+CREATE TEMP TABLE walk (n serial, id uuid, created_at timestamptz);
+CREATE TEMP TABLE deleted_ahead (id uuid);
+CREATE TEMP TABLE initial (id uuid);
+BEGIN;
+SELECT audiotricks.at_authenticate(:'ta') IS NOT NULL AS authenticated;
+INSERT INTO initial SELECT id FROM audiotricks.audio_history;
+-- page by 7; between pages add an entry, delete the cursor's own row and
+-- one row further ahead (PL/pgSQL: its plans go generic after 5 calls)
+DO $$
+DECLARE
+    cur_t timestamptz;
+    cur_id uuid;
+    r record;
+    got int;
+    pages int := 0;
+BEGIN
+    LOOP
+        got := 0;
+        FOR r IN SELECT * FROM audiotricks.at_history_page(7, cur_t, cur_id) LOOP
+            INSERT INTO walk (id, created_at) VALUES (r.id, r.created_at);
+            cur_t := r.created_at;
+            cur_id := r.id;
+            got := got + 1;
+        END LOOP;
+        EXIT WHEN got = 0;
+        pages := pages + 1;
+        PERFORM audiotricks.at_history_add('walk new ' || pages);
+        PERFORM audiotricks.at_history_delete(cur_id);
+        WITH d AS (
+            DELETE FROM audiotricks.audio_history WHERE id = (
+                SELECT id FROM audiotricks.audio_history
+                 WHERE (created_at, id) < (cur_t, cur_id)
+                 ORDER BY created_at DESC, id DESC OFFSET 4 LIMIT 1)
+            RETURNING id)
+        INSERT INTO deleted_ahead SELECT id FROM d;
+    END LOOP;
+    RAISE NOTICE 'walked % pages', pages;
+END
+$$;
+COMMIT;
+SELECT (SELECT count(*) FROM initial) AS initial_rows,
+       (SELECT count(*) FROM deleted_ahead) AS deleted_ahead,
+       (SELECT count(*) FROM walk) AS returned,
+       (SELECT count(DISTINCT id) FROM walk) AS distinct_returned;
+-- every row present throughout came exactly once; none deleted ahead came
+SELECT count(*) AS missing FROM initial i
+ WHERE i.id NOT IN (SELECT id FROM deleted_ahead)
+   AND NOT EXISTS (SELECT FROM walk w WHERE w.id = i.id);
+SELECT count(*) AS deleted_but_returned FROM walk WHERE id IN (SELECT id FROM deleted_ahead);
+SELECT count(*) AS not_initial FROM walk WHERE id NOT IN (SELECT id FROM initial);
+-- strictly in order, newest first
+SELECT count(*) AS out_of_order FROM (
+  SELECT (created_at, id) >= lag((created_at, id)) OVER (ORDER BY n) AS bad FROM walk) s
+ WHERE bad;
+-- a cursor whose row is gone still works: the next page starts right below it
+BEGIN;
+SELECT audiotricks.at_authenticate(:'ta') IS NOT NULL AS authenticated;
+SELECT w.created_at AS gone_t, w.id AS gone_id FROM walk w
+ WHERE NOT EXISTS (SELECT FROM audiotricks.audio_history h WHERE h.id = w.id)
+ ORDER BY w.n LIMIT 1 OFFSET 10 \gset
+SELECT array(SELECT id FROM audiotricks.at_history_page(5, :'gone_t', :'gone_id')) =
+       array(SELECT id FROM audiotricks.audio_history WHERE (created_at, id) < (:'gone_t', :'gone_id')
+              ORDER BY created_at DESC, id DESC LIMIT 5) AS resumes;
+-- before_created_at alone means "created before"
+SELECT bool_and(created_at < :'gone_t') AS strictly_before
+  FROM audiotricks.at_history_page(50, :'gone_t');
+COMMIT;
+
+------------------------------------------------------------------ plans
+-- 20,000 entries for alice and 40,000 for bob: the page reads about
+-- page_size rows at page 1 and deep down, in custom and generic plans
+RESET ROLE;
+INSERT INTO audiotricks.audio_history (user_id, title, transcript, created_at)
+SELECT :'alice_id', 'deep ' || g, 'alice common words number ' || g,
+       '2022-01-01'::timestamptz + g * interval '1 minute'
+  FROM generate_series(1, 20000) g;
+INSERT INTO audiotricks.audio_history (user_id, title, transcript, created_at)
+SELECT :'bob_id', 'bob ' || g, 'bob common words number ' || g,
+       '2022-01-01'::timestamptz + g * interval '1 minute'
+  FROM generate_series(1, 40000) g;
+ANALYZE audiotricks.audio_history;
+SET ROLE regress_hist_app;
+BEGIN;
+SELECT audiotricks.at_authenticate(:'ta') IS NOT NULL AS authenticated;
+SELECT created_at AS deep_t, id AS deep_id FROM audiotricks.audio_history
+ WHERE title = 'deep 5000' \gset
+SELECT 'page 1' AS page, * FROM pg_temp.plan_props('SELECT * FROM audiotricks.at_history_page(20)');
+SELECT 'deep' AS page, * FROM pg_temp.plan_props(
+    format('SELECT * FROM audiotricks.at_history_page(20, %L, %L)', :'deep_t', :'deep_id'));
+SELECT 'deep, time only' AS page, * FROM pg_temp.plan_props(
+    format('SELECT * FROM audiotricks.at_history_page(20, %L)', :'deep_t'));
+PREPARE page(integer, timestamptz, uuid) AS
+    SELECT * FROM audiotricks.at_history_page($1, $2, $3);
+-- at the default plan_cache_mode, a prepared page (PostgREST, drivers)
+-- switches to the generic plan after five custom ones
+EXECUTE page(20, NULL, NULL) \g /dev/null
+EXECUTE page(20, NULL, NULL) \g /dev/null
+EXECUTE page(20, NULL, NULL) \g /dev/null
+EXECUTE page(20, NULL, NULL) \g /dev/null
+EXECUTE page(20, NULL, NULL) \g /dev/null
+EXECUTE page(20, NULL, NULL) \g /dev/null
+EXECUTE page(20, NULL, NULL) \g /dev/null
+SELECT custom_plans AS custom, generic_plans > 0 AS went_generic
+  FROM pg_prepared_statements WHERE name = 'page';
+SET LOCAL plan_cache_mode = force_generic_plan;
+SELECT 'generic page 1' AS page, * FROM pg_temp.plan_props('EXECUTE page(20, NULL, NULL)');
+SELECT 'generic deep' AS page, * FROM pg_temp.plan_props(
+    format('EXECUTE page(20, %L, %L)', :'deep_t', :'deep_id'));
+SELECT 'generic deep, size 100' AS page, * FROM pg_temp.plan_props(
+    format('EXECUTE page(100, %L, NULL)', :'deep_t'));
+-- the deep page is the right one
+SELECT array_agg(title) AS deep_page FROM audiotricks.at_history_page(3, :'deep_t', :'deep_id');
+SELECT count(*) AS null_means_20 FROM audiotricks.at_history_page(NULL);
+SELECT count(*) AS default_20 FROM audiotricks.at_history_page();
+SELECT count(*) AS max_100 FROM audiotricks.at_history_page(100);
+COMMIT;
+DEALLOCATE page;
+
+-- search reads only the caller's matching entries through the GIN index on
+-- (user_id, search_tsv), although bob holds most rows and shares the words.
+-- at_history_search runs this query (src/history.c, SEARCH_SQL) as the
+-- extension owner, always with a generic plan; here it is checked as a
+-- superuser, for a rare word and for one a third of the table holds.
+RESET ROLE;
+PREPARE search(uuid, tsquery, integer) AS
+    SELECT h.* FROM audiotricks.audio_history h
+     WHERE h.user_id OPERATOR(pg_catalog.=) $1
+       AND h.search_tsv OPERATOR(pg_catalog.@@) $2
+     ORDER BY pg_catalog.ts_rank(h.search_tsv, $2) DESC, h.created_at DESC, h.id DESC
+     LIMIT $3;
+SET plan_cache_mode = force_generic_plan;
+SELECT 'generic' AS plan, * FROM pg_temp.plan_props(
+    format('EXECUTE search(%L, %L, 20)', :'alice_id', 'number & 1234'));
+SELECT 'generic, common word' AS plan, * FROM pg_temp.plan_props(
+    format('EXECUTE search(%L, %L, 20)', :'alice_id', 'common'));
+RESET plan_cache_mode;
+DEALLOCATE search;
+SET ROLE regress_hist_app;
+
+------------------------------------------------------------------ search
+BEGIN;
+SELECT audiotricks.at_authenticate(:'ta') IS NOT NULL AS authenticated;
+SELECT audiotricks.at_history_add('Quarterly numbers', transcript => 'revenue and costs',
+                                  processing_options => '{"language": "en"}') IS NOT NULL AS added;
+SELECT audiotricks.at_history_add('Team lunch', transcript => 'we talked about quarterly plans',
+                                  processing_options => '{"language": "en"}') IS NOT NULL AS added;
+SELECT audiotricks.at_history_add('Wochenbericht', transcript => 'Die Besprechungen dauerten lange',
+                                  processing_options => '{"language": "de"}') IS NOT NULL AS added;
+SELECT audiotricks.at_history_add('Unknown tongue', transcript => 'blorp zibber',
+                                  processing_options => '{"language": "xx"}') IS NOT NULL AS added;
+-- a word only one transcript holds
+SELECT title FROM audiotricks.at_history_search('zebra');
+-- stemming in the entry's language: "discussing roadmaps", "Besprechung"
+SELECT title FROM audiotricks.at_history_search('discussing roadmaps');
+SELECT title FROM audiotricks.at_history_search('Besprechung');
+-- the search document: stemmed in the entry's language, 'simple' for an
+-- unknown one; title A, summary B, transcript C
+SELECT title, search_tsv FROM audiotricks.audio_history
+ WHERE title IN ('Wochenbericht', 'Unknown tongue', 'Quarterly numbers', 'Weekly sync') ORDER BY title;
+SELECT title FROM audiotricks.at_history_search('zibber');
+-- a title match ranks above a transcript-only match
+SELECT title FROM audiotricks.at_history_search('quarterly');
+-- web search syntax: phrases, OR, exclusion
+SELECT title FROM audiotricks.at_history_search('"zebra budget" or "revenue and costs"') ORDER BY title;
+SELECT title FROM audiotricks.at_history_search('quarterly -lunch');
+-- hostile or empty input: no error, no rows
+SELECT count(*) AS hostile FROM audiotricks.at_history_search($$'"(&|!$$);
+SELECT count(*) AS operators FROM audiotricks.at_history_search('!!! & | <-> :* ( )');
+SELECT count(*) AS stop_words_only FROM audiotricks.at_history_search('the and of');
+SELECT count(*) AS empty FROM audiotricks.at_history_search('');
+SELECT count(*) AS null_query FROM audiotricks.at_history_search(NULL);
+SELECT count(*) AS longest FROM audiotricks.at_history_search(repeat('zebra ', 165) || 'zebra');
+SELECT count(*) AS many_terms FROM audiotricks.at_history_search(repeat('z ', 499) || 'z');
+SELECT count(*) AS too_long FROM audiotricks.at_history_search(repeat('zebra ', 20000));
+-- page size
+SELECT count(*) AS default_20 FROM audiotricks.at_history_search('common');
+SELECT count(*) AS five FROM audiotricks.at_history_search('common', 5);
+SELECT count(*) FROM audiotricks.at_history_search('common', 0);
+SELECT count(*) FROM audiotricks.at_history_search('common', 101);
+-- only alice's rows, though bob's transcripts share the words
+SELECT count(*) FILTER (WHERE user_id <> :'alice_id') AS foreign_rows
+  FROM audiotricks.at_history_search('common', 100);
+COMMIT;
+BEGIN;
+SELECT audiotricks.at_authenticate(:'tb') IS NOT NULL AS authenticated;
+SELECT title FROM audiotricks.at_history_search('zebra');
+SELECT count(*) AS bob_cannot_find_alice FROM audiotricks.at_history_search('roadmap');
+COMMIT;
+
+------------------------------------------------------------------ delete
+BEGIN;
+SELECT audiotricks.at_authenticate(:'tb') IS NOT NULL AS authenticated;
+SELECT id AS bob_entry FROM audiotricks.audio_history WHERE title = 'bob entry' \gset
+COMMIT;
+BEGIN;
+SELECT audiotricks.at_authenticate(:'ta') IS NOT NULL AS authenticated;
+SELECT id AS alice_entry FROM audiotricks.audio_history WHERE title = 'Weekly sync' \gset
+SELECT audiotricks.at_history_delete(:'bob_entry') AS deleted_bobs;
+SELECT audiotricks.at_history_delete('00000000-0000-0000-0000-000000000000') AS deleted_unknown;
+SELECT audiotricks.at_history_delete(NULL) AS deleted_null;
+SELECT audiotricks.at_history_delete(:'alice_entry') AS deleted_own;
+SELECT audiotricks.at_history_delete(:'alice_entry') AS deleted_again;
+DELETE FROM audiotricks.audio_history WHERE id = :'bob_entry';
+COMMIT;
+RESET ROLE;
+SELECT count(*) AS bob_entry_still_there FROM audiotricks.audio_history WHERE id = :'bob_entry';
+SET ROLE regress_hist_app;
+
+-- PostgREST: the bearer token in request.headers is the identity
+BEGIN;
+SELECT set_config('request.headers', json_build_object('authorization', 'Bearer ' || :'tb')::text, true) IS NOT NULL AS headers_set;
+SELECT title FROM audiotricks.at_history_page(1);
+COMMIT;
+
+-- clean up
+DROP FUNCTION pg_temp.plan_props(text);
+DROP TABLE walk, deleted_ahead, initial;
+RESET ROLE;
+DELETE FROM audiotricks.users WHERE username IN ('hist_alice', 'hist_bob');
+DROP ROLE regress_hist_app;

@@ -1,0 +1,502 @@
+/*
+ * src/history.c
+ *		Audio history: the helpers behind at_history_add/page/count/delete
+ *		(which are SQL functions the planner can inline, see the install
+ *		script), the language-aware search index, and at_history_search.
+ *
+ * Search.  Each entry carries search_config, the text search configuration
+ * of its language (processing_options.language if given, else the writer's
+ * preferred_language, else 'simple'), and search_tsv, a stored generated
+ * tsvector of title (weight A), summary (B) and transcript (C) in that
+ * configuration.  A GIN index on (user_id, search_tsv) (btree_gin) lets one
+ * bitmap scan find only the caller's matching entries.  The query text is
+ * parsed with websearch_to_tsquery (no syntax errors from user input) once
+ * per supported language and the results are OR-ed, so a word matches an
+ * entry in whatever language that entry was indexed.
+ *
+ * Row-level security cannot be used for the search query itself: the
+ * tsvector match operator is not leakproof, so under a policy the planner
+ * may not use it as an index condition and would read every entry of the
+ * user.  at_history_search therefore runs its one fixed, fully qualified
+ * query as the extension owner, restricted explicitly to the verified
+ * identity's user_id (the same pattern as the session lookup in accounts.c).
+ */
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "nodes/value.h"
+#include "tsearch/ts_type.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/tuplestore.h"
+#include "utils/uuid.h"
+
+#include "audiotricks.h"
+
+PG_FUNCTION_INFO_V1(at_require_user_id);
+PG_FUNCTION_INFO_V1(at_page_size);
+PG_FUNCTION_INFO_V1(at_search_config);
+PG_FUNCTION_INFO_V1(at_history_tsv);
+PG_FUNCTION_INFO_V1(at_history_search);
+
+#define LANGUAGE_MAX_LEN	35		/* longest language tag we look at */
+
+/* ISO 639-1 codes and the PostgreSQL text search configuration for each */
+typedef struct LanguageConfig
+{
+	const char *code;
+	const char *config;
+} LanguageConfig;
+
+static const LanguageConfig language_configs[] = {
+	{"ar", "arabic"},
+	{"ca", "catalan"},
+	{"da", "danish"},
+	{"de", "german"},
+	{"el", "greek"},
+	{"en", "english"},
+	{"es", "spanish"},
+	{"eu", "basque"},
+	{"fi", "finnish"},
+	{"fr", "french"},
+	{"ga", "irish"},
+	{"hi", "hindi"},
+	{"hu", "hungarian"},
+	{"hy", "armenian"},
+	{"id", "indonesian"},
+	{"it", "italian"},
+	{"lt", "lithuanian"},
+	{"nb", "norwegian"},
+	{"ne", "nepali"},
+	{"nl", "dutch"},
+	{"nn", "norwegian"},
+	{"no", "norwegian"},
+	{"pt", "portuguese"},
+	{"ro", "romanian"},
+	{"ru", "russian"},
+	{"sr", "serbian"},
+	{"sv", "swedish"},
+	{"ta", "tamil"},
+	{"tr", "turkish"},
+	{"yi", "yiddish"},
+	{NULL, NULL}
+};
+
+/*
+ * at_require_user_id() RETURNS uuid
+ *		The identity's user id (palloc'd in the caller's context).  Raises
+ *		42501 "not authenticated" when this transaction has none.
+ */
+Datum
+at_require_user_id(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t	user_id;
+	pg_uuid_t	session_id;
+	pg_uuid_t  *result;
+
+	if (!IdentityGet(&user_id, &session_id))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("not authenticated"),
+				 errhint("Call audiotricks.at_authenticate(token) in this transaction first.")));
+	result = palloc(sizeof(pg_uuid_t));
+	*result = user_id;
+	PG_RETURN_UUID_P(result);
+}
+
+/* page_size NULL means AT_PAGE_SIZE_DEFAULT; outside 1..AT_PAGE_SIZE_MAX is 22023 */
+static int32
+checked_page_size(FunctionCallInfo fcinfo, int argno)
+{
+	int32		n;
+
+	if (PG_ARGISNULL(argno))
+		return AT_PAGE_SIZE_DEFAULT;
+	n = PG_GETARG_INT32(argno);
+	if (n < 1 || n > AT_PAGE_SIZE_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("page_size must be between 1 and %d", AT_PAGE_SIZE_MAX)));
+	return n;
+}
+
+/*
+ * at_page_size(integer) RETURNS integer
+ *		The page size to use: 20 for NULL, the value itself if it is in
+ *		1..100.  Raises 22023 otherwise.  IMMUTABLE, so a constant argument
+ *		folds at plan time and the planner knows the LIMIT.
+ */
+Datum
+at_page_size(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT32(checked_page_size(fcinfo, 0));
+}
+
+/*
+ * config_oid
+ *		OID of pg_catalog.<name>, or InvalidOid if this server lacks it.
+ */
+static Oid
+config_oid(const char *name)
+{
+	List	   *names = list_make2(makeString(pstrdup("pg_catalog")),
+								   makeString(pstrdup(name)));
+
+	return get_ts_config_oid(names, true);
+}
+
+static Oid
+simple_config(void)
+{
+	Oid			oid = config_oid("simple");
+
+	if (!OidIsValid(oid))
+		elog(ERROR, "text search configuration pg_catalog.simple is missing");
+	return oid;
+}
+
+/*
+ * language_config
+ *		The text search configuration for a language tag such as "en",
+ *		"en-US", "pt_BR" or "english" (case-insensitive): its primary subtag
+ *		mapped by language_configs, or a configuration of that name.
+ *		Returns InvalidOid when the language is unknown.
+ */
+static Oid
+language_config(const char *s, int len)
+{
+	char		tag[LANGUAGE_MAX_LEN + 1];
+	int			n = 0;
+
+	while (n < len && n < LANGUAGE_MAX_LEN && s[n] != '-' && s[n] != '_')
+	{
+		unsigned char c = (unsigned char) s[n];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')))
+			return InvalidOid;
+		tag[n++] = (char) pg_ascii_tolower(c);
+	}
+	if (n == 0 || (n == LANGUAGE_MAX_LEN && n < len))
+		return InvalidOid;
+	tag[n] = '\0';
+
+	for (const LanguageConfig *l = language_configs; l->code != NULL; l++)
+	{
+		if (strcmp(tag, l->code) == 0)
+			return config_oid(l->config);
+		if (strcmp(tag, l->config) == 0)
+			return config_oid(l->config);
+	}
+	return InvalidOid;
+}
+
+/*
+ * at_search_config(language text) RETURNS regconfig
+ *		The text search configuration for a language code (ISO 639-1 such as
+ *		"de", a tag such as "pt-BR", or a configuration name such as
+ *		"german"); 'simple' for NULL or an unknown language.  IMMUTABLE.
+ */
+Datum
+at_search_config(PG_FUNCTION_ARGS)
+{
+	Oid			cfg = InvalidOid;
+
+	if (!PG_ARGISNULL(0))
+	{
+		text	   *t = PG_GETARG_TEXT_PP(0);
+
+		cfg = language_config(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+	}
+	if (!OidIsValid(cfg))
+		cfg = simple_config();
+	PG_RETURN_OID(cfg);
+}
+
+/* weighted tsvector of one text, or NULL */
+static Datum
+weighted_part(Oid cfg, FunctionCallInfo fcinfo, int argno, char weight)
+{
+	Datum		tsv;
+
+	if (PG_ARGISNULL(argno))
+		return (Datum) 0;
+	tsv = DirectFunctionCall2(to_tsvector_byid, ObjectIdGetDatum(cfg),
+							  PG_GETARG_DATUM(argno));
+	return DirectFunctionCall2(tsvector_setweight, tsv, CharGetDatum(weight));
+}
+
+/*
+ * at_history_tsv(search_config regconfig, processing_options jsonb,
+ *				  title text, summary text, transcript text) RETURNS tsvector
+ *		The search document of an entry: title weighted A, summary B,
+ *		transcript C, in the configuration of processing_options.language
+ *		when that is a string ('simple' if the language is unknown), else in
+ *		search_config (else 'simple').  IMMUTABLE: used by the stored
+ *		generated column search_tsv.  Never returns NULL.
+ */
+Datum
+at_history_tsv(PG_FUNCTION_ARGS)
+{
+	Oid			cfg = InvalidOid;
+	bool		from_options = false;
+	Datum		parts[3];
+	Datum		result = (Datum) 0;
+
+	if (!PG_ARGISNULL(1))
+	{
+		Jsonb	   *opts = PG_GETARG_JSONB_P(1);
+
+		if (JB_ROOT_IS_OBJECT(opts))
+		{
+			JsonbValue	k;
+			JsonbValue *v;
+
+			k.type = jbvString;
+			k.val.string.val = "language";
+			k.val.string.len = 8;
+			v = findJsonbValueFromContainer(&opts->root, JB_FOBJECT, &k);
+			if (v != NULL && v->type == jbvString)
+			{
+				cfg = language_config(v->val.string.val, v->val.string.len);
+				from_options = true;
+			}
+		}
+	}
+	if (!from_options && !PG_ARGISNULL(0))
+		cfg = PG_GETARG_OID(0);
+	if (!OidIsValid(cfg))
+		cfg = simple_config();
+
+	parts[0] = weighted_part(cfg, fcinfo, 2, 'A');
+	parts[1] = weighted_part(cfg, fcinfo, 3, 'B');
+	parts[2] = weighted_part(cfg, fcinfo, 4, 'C');
+	for (int i = 0; i < 3; i++)
+	{
+		if (parts[i] == (Datum) 0)
+			continue;
+		result = result == (Datum) 0 ? parts[i] :
+			DirectFunctionCall2(tsvector_concat, result, parts[i]);
+	}
+	if (result == (Datum) 0)
+		result = DirectFunctionCall2(to_tsvector_byid, ObjectIdGetDatum(cfg),
+									 CStringGetTextDatum(""));
+	PG_RETURN_DATUM(result);
+}
+
+/*
+ * search_query
+ *		The user's text parsed with websearch_to_tsquery in 'simple' and in
+ *		every supported language, OR-ed together (identical arms once).
+ *		Returns NULL when no arm has a lexeme (empty or stop words only).
+ *		The parser's notices about stop words are kept from the client.
+ */
+static TSQuery
+search_query(text *input)
+{
+	Datum		result = (Datum) 0;
+	List	   *seen = NIL;
+	int			nestlevel = NewGUCNestLevel();
+	Oid			configs[lengthof(language_configs)];
+	int			nconfigs = 0;
+
+	(void) set_config_option("client_min_messages", "warning",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+
+	configs[nconfigs++] = simple_config();
+	for (const LanguageConfig *l = language_configs; l->code != NULL; l++)
+	{
+		Oid			cfg = config_oid(l->config);
+		bool		dup = false;
+
+		for (int i = 0; i < nconfigs; i++)
+			dup |= configs[i] == cfg;
+		if (OidIsValid(cfg) && !dup)
+			configs[nconfigs++] = cfg;
+	}
+
+	for (int i = 0; i < nconfigs; i++)
+	{
+		TSQuery		arm;
+		ListCell   *lc;
+		bool		dup = false;
+
+		arm = DatumGetTSQuery(DirectFunctionCall2(websearch_to_tsquery_byid,
+												  ObjectIdGetDatum(configs[i]),
+												  PointerGetDatum(input)));
+		if (arm->size == 0)
+			continue;
+		foreach(lc, seen)
+		{
+			TSQuery		other = (TSQuery) lfirst(lc);
+
+			if (VARSIZE(other) == VARSIZE(arm) &&
+				memcmp(other, arm, VARSIZE(arm)) == 0)
+				dup = true;
+		}
+		if (dup)
+			continue;
+		seen = lappend(seen, arm);
+		result = result == (Datum) 0 ? PointerGetDatum(arm) :
+			DirectFunctionCall2(tsquery_or, result, PointerGetDatum(arm));
+	}
+
+	AtEOXact_GUC(true, nestlevel);
+	return result == (Datum) 0 ? NULL : DatumGetTSQuery(result);
+}
+
+static SPIPlanPtr search_plan = NULL;
+
+#define SEARCH_SQL \
+	"SELECT h.* FROM audiotricks.audio_history h" \
+	" WHERE h.user_id OPERATOR(pg_catalog.=) $1" \
+	"   AND h.search_tsv OPERATOR(pg_catalog.@@) $2" \
+	" ORDER BY pg_catalog.ts_rank(h.search_tsv, $2) DESC," \
+	"          h.created_at DESC, h.id DESC" \
+	" LIMIT $3"
+
+/*
+ * run_search
+ *		Runs the search plan as the extension owner for user_id and appends
+ *		the rows to store (allocated in per_query).
+ */
+static void
+run_search(const pg_uuid_t *user_id, TSQuery query, int32 page_size,
+		   Tuplestorestate *store, int natts, MemoryContext per_query)
+{
+	Oid			save_userid;
+	int			save_sec;
+	Datum		values[3];
+	pg_uuid_t  *uid = palloc(sizeof(pg_uuid_t));
+
+	*uid = *user_id;
+	values[0] = UUIDPGetDatum(uid);
+	values[1] = PointerGetDatum(query);
+	values[2] = Int32GetDatum(page_size);
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(AtOwnerOid(),
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	PG_TRY();
+	{
+		MemoryContext oldcxt;
+		int			rc;
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		if (search_plan == NULL)
+		{
+			Oid			argtypes[3] = {UUIDOID, TSQUERYOID, INT4OID};
+			SPIPlanPtr	plan;
+
+			/*
+			 * Always the generic plan: the bitmap scan of the (user_id,
+			 * search_tsv) index.  A custom plan for a word that most of the
+			 * table holds may prefer a sequential scan, which would read
+			 * every user's entries.
+			 */
+			plan = SPI_prepare_cursor(SEARCH_SQL, 3, argtypes,
+									  CURSOR_OPT_GENERIC_PLAN);
+
+			if (plan == NULL)
+				elog(ERROR, "SPI_prepare_cursor failed: %s",
+					 SPI_result_code_string(SPI_result));
+			if (SPI_keepplan(plan) != 0)
+				elog(ERROR, "SPI_keepplan failed");
+			search_plan = plan;
+		}
+		rc = SPI_execute_plan(search_plan, values, NULL, true, page_size);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+		if (SPI_tuptable->tupdesc->natts != natts)
+			elog(ERROR, "search result does not match audiotricks.audio_history");
+
+		oldcxt = MemoryContextSwitchTo(per_query);
+		for (uint64 i = 0; i < SPI_processed; i++)
+			tuplestore_puttuple(store, SPI_tuptable->vals[i]);
+		MemoryContextSwitchTo(oldcxt);
+
+		if (SPI_finish() != SPI_OK_FINISH)
+			elog(ERROR, "SPI_finish failed");
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_userid, save_sec);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * at_history_search(query text, page_size integer DEFAULT 20)
+ *		RETURNS SETOF audiotricks.audio_history
+ *		The current user's entries whose title, summary or transcript match
+ *		the query (web search syntax: words, "phrases", or, -not), best match
+ *		first (ts_rank; title counts most), then newest.  A NULL query or one
+ *		without searchable words returns no rows.  The rows are materialized
+ *		in the per-query context.  Raises 42501 without identity, 22023 for a
+ *		page size outside 1..100 or a query longer than 1000 characters.
+ */
+Datum
+at_history_search(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	TupleDesc	tupdesc;
+	Tuplestorestate *store;
+	MemoryContext per_query;
+	MemoryContext oldcxt;
+	pg_uuid_t	user_id;
+	pg_uuid_t	session_id;
+	int32		page_size;
+	TSQuery		query = NULL;
+
+	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
+		(rsinfo->allowedModes & SFRM_Materialize) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("set-valued function called in context that cannot accept a set")));
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	if (!IdentityGet(&user_id, &session_id))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("not authenticated"),
+				 errhint("Call audiotricks.at_authenticate(token) in this transaction first.")));
+	page_size = checked_page_size(fcinfo, 1);
+	if (!PG_ARGISNULL(0))
+	{
+		text	   *input = PG_GETARG_TEXT_PP(0);
+
+		/* bounded: a query tree thousands of terms deep exhausts the stack */
+		if (pg_mbstrlen_with_len(VARDATA_ANY(input), VARSIZE_ANY_EXHDR(input)) >
+			AT_SEARCH_QUERY_MAX)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("query must be at most %d characters long",
+							AT_SEARCH_QUERY_MAX)));
+		query = search_query(input);
+	}
+
+	per_query = rsinfo->econtext->ecxt_per_query_memory;
+	oldcxt = MemoryContextSwitchTo(per_query);
+	tupdesc = CreateTupleDescCopy(tupdesc);
+	store = tuplestore_begin_heap(true, false, work_mem);
+	MemoryContextSwitchTo(oldcxt);
+
+	if (query != NULL)
+		run_search(&user_id, query, page_size, store, tupdesc->natts, per_query);
+
+	rsinfo->returnMode = SFRM_Materialize;
+	rsinfo->setResult = store;
+	rsinfo->setDesc = tupdesc;
+	return (Datum) 0;
+}
