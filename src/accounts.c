@@ -288,15 +288,6 @@ raise_bad_login(void)
 			 errhidestmt(true)));
 }
 
-static void
-require_identity(pg_uuid_t *user_id, pg_uuid_t *session_id)
-{
-	if (!IdentityGet(user_id, session_id))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("not authenticated"),
-				 errhint("Call audiotricks.at_authenticate(token) in this transaction first.")));
-}
 
 /* ---------------------------------------------------------------------
  * bcrypt through pgcrypto
@@ -1162,7 +1153,7 @@ at_logout(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		require_identity(&user_id, &session_id);
+		IdentityRequire(&user_id, &session_id);
 		values[0] = UUIDPGetDatum(&session_id);
 		values[1] = UUIDPGetDatum(&user_id);
 		run_plan(&plan_logout_session, values, false, 0);
@@ -1198,7 +1189,7 @@ at_logout_session(PG_FUNCTION_ARGS)
 	bool		ended = false;
 	bool		isnull;
 
-	require_identity(&user_id, &session_id);
+	IdentityRequire(&user_id, &session_id);
 	if (PG_ARGISNULL(0))
 		PG_RETURN_BOOL(false);
 	target = *PG_GETARG_UUID_P(0);
@@ -1235,19 +1226,8 @@ at_list_sessions(PG_FUNCTION_ARGS)
 	Tuplestorestate *store;
 	MemoryContext oldcxt;
 
-	require_identity(&user_id, &session_id);
-	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
-		(rsinfo->allowedModes & SFRM_Materialize) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("set-valued function called in context that cannot accept a set")));
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-
-	oldcxt = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-	tupdesc = CreateTupleDescCopy(tupdesc);
-	store = tuplestore_begin_heap(true, false, work_mem);
-	MemoryContextSwitchTo(oldcxt);
+	IdentityRequire(&user_id, &session_id);
+	store = AtMaterialize(fcinfo, &tupdesc);
 
 	spi_connect();
 	values[0] = UUIDPGetDatum(&user_id);
@@ -1266,10 +1246,6 @@ at_list_sessions(PG_FUNCTION_ARGS)
 		MemoryContextSwitchTo(oldcxt);
 	}
 	spi_finish();
-
-	rsinfo->returnMode = SFRM_Materialize;
-	rsinfo->setResult = store;
-	rsinfo->setDesc = tupdesc;
 	return (Datum) 0;
 }
 
@@ -1286,7 +1262,7 @@ at_logout_all(PG_FUNCTION_ARGS)
 	Datum		values[1];
 	uint64		n;
 
-	require_identity(&user_id, &session_id);
+	IdentityRequire(&user_id, &session_id);
 	spi_connect();
 	values[0] = UUIDPGetDatum(&user_id);
 	run_plan(&plan_logout_all, values, false, 0);
@@ -1315,7 +1291,7 @@ at_change_password(PG_FUNCTION_ARGS)
 	Datum		values[2];
 
 	AtHideStatementPush(&hide);
-	require_identity(&user_id, &session_id);
+	IdentityRequire(&user_id, &session_id);
 	require_arg(fcinfo, 0, "current_password");
 	require_arg(fcinfo, 1, "new_password");
 	current = secret_arg(fcinfo, 0);
@@ -1359,7 +1335,7 @@ at_deactivate_account(PG_FUNCTION_ARGS)
 	Datum		values[1];
 
 	AtHideStatementPush(&hide);
-	require_identity(&user_id, &session_id);
+	IdentityRequire(&user_id, &session_id);
 	require_arg(fcinfo, 0, "password");
 	password = secret_arg(fcinfo, 0);
 	schema = AtPgcryptoSchema();
@@ -1396,7 +1372,7 @@ at_delete_account(PG_FUNCTION_ARGS)
 	Datum		values[1];
 
 	AtHideStatementPush(&hide);
-	require_identity(&user_id, &session_id);
+	IdentityRequire(&user_id, &session_id);
 	require_arg(fcinfo, 0, "password");
 	password = secret_arg(fcinfo, 0);
 	schema = AtPgcryptoSchema();

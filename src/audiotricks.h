@@ -6,6 +6,7 @@
 #ifndef AUDIOTRICKS_H
 #define AUDIOTRICKS_H
 
+#include "access/tupdesc.h"
 #include "fmgr.h"
 #include "utils/memutils.h"
 #include "utils/uuid.h"
@@ -45,6 +46,8 @@ extern AtWipe *AtWipeOnReset(void *ptr, size_t len);
 extern void AtHideStatementPush(ErrorContextCallback *cb);
 extern void AtHideStatementPop(ErrorContextCallback *cb);
 extern Datum AtReturnOneRow(FunctionCallInfo fcinfo, Datum *values, bool *nulls);
+struct Tuplestorestate;
+extern struct Tuplestorestate *AtMaterialize(FunctionCallInfo fcinfo, TupleDesc *tupdesc);
 
 /* src/accounts.c */
 extern bool TokenVerify(const char *token, size_t len, pg_uuid_t *user_id,
@@ -54,6 +57,7 @@ extern bool TokenVerify(const char *token, size_t len, pg_uuid_t *user_id,
 extern void IdentityInit(void);
 extern void IdentitySet(const pg_uuid_t *user_id, const pg_uuid_t *session_id);
 extern bool IdentityGet(pg_uuid_t *user_id, pg_uuid_t *session_id);
+extern void IdentityRequire(pg_uuid_t *user_id, pg_uuid_t *session_id);
 extern void IdentityForgetSession(const pg_uuid_t *session_id);
 
 /* src/throttle.c */

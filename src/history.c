@@ -102,11 +102,7 @@ at_require_user_id(PG_FUNCTION_ARGS)
 	pg_uuid_t	session_id;
 	pg_uuid_t  *result;
 
-	if (!IdentityGet(&user_id, &session_id))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("not authenticated"),
-				 errhint("Call audiotricks.at_authenticate(token) in this transaction first.")));
+	IdentityRequire(&user_id, &session_id);
 	result = palloc(sizeof(pg_uuid_t));
 	*result = user_id;
 	PG_RETURN_UUID_P(result);
@@ -452,25 +448,12 @@ at_history_search(PG_FUNCTION_ARGS)
 	TupleDesc	tupdesc;
 	Tuplestorestate *store;
 	MemoryContext per_query;
-	MemoryContext oldcxt;
 	pg_uuid_t	user_id;
 	pg_uuid_t	session_id;
 	int32		page_size;
 	TSQuery		query = NULL;
 
-	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
-		(rsinfo->allowedModes & SFRM_Materialize) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("set-valued function called in context that cannot accept a set")));
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-
-	if (!IdentityGet(&user_id, &session_id))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("not authenticated"),
-				 errhint("Call audiotricks.at_authenticate(token) in this transaction first.")));
+	IdentityRequire(&user_id, &session_id);
 	page_size = checked_page_size(fcinfo, 1);
 	if (!PG_ARGISNULL(0))
 	{
@@ -487,16 +470,8 @@ at_history_search(PG_FUNCTION_ARGS)
 	}
 
 	per_query = rsinfo->econtext->ecxt_per_query_memory;
-	oldcxt = MemoryContextSwitchTo(per_query);
-	tupdesc = CreateTupleDescCopy(tupdesc);
-	store = tuplestore_begin_heap(true, false, work_mem);
-	MemoryContextSwitchTo(oldcxt);
-
+	store = AtMaterialize(fcinfo, &tupdesc);
 	if (query != NULL)
 		run_search(&user_id, query, page_size, store, tupdesc->natts, per_query);
-
-	rsinfo->returnMode = SFRM_Materialize;
-	rsinfo->setResult = store;
-	rsinfo->setDesc = tupdesc;
 	return (Datum) 0;
 }

@@ -218,6 +218,21 @@ IdentityGet(pg_uuid_t *user_id, pg_uuid_t *session_id)
 }
 
 /*
+ * IdentityRequire
+ *		Like IdentityGet, but raises 42501 "not authenticated" when there is
+ *		no identity.
+ */
+void
+IdentityRequire(pg_uuid_t *user_id, pg_uuid_t *session_id)
+{
+	if (!IdentityGet(user_id, session_id))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("not authenticated"),
+				 errhint("Call audiotricks.at_authenticate(token) in this transaction first.")));
+}
+
+/*
  * at_current_user_id() RETURNS uuid
  *		The identity's user id (palloc'd in the caller's context), or NULL.
  */
