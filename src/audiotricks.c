@@ -100,6 +100,9 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	/* Encrypted API keys (src/keys.c) define their GUCs before the prefix is reserved */
+	KeysInit();
+
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("audiotricks");
 #else

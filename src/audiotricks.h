@@ -54,4 +54,9 @@ extern void IdentityForgetSession(const pg_uuid_t *session_id);
 /* src/uuid.c */
 extern void UuidV7Generate(pg_uuid_t *out);
 
+/* --- Encrypted API keys (src/keys.c) --- */
+extern char *audiotricks_key_file;
+extern int	audiotricks_aes_backend;
+extern void KeysInit(void);
+
 #endif							/* AUDIOTRICKS_H */
