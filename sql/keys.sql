@@ -69,6 +69,7 @@ SELECT what, pg_temp.try(format('SELECT audiotricks.at_decrypt_key(%L, %L)', v, 
     ('extra piece',            c || '.x', 'ctx'),
     ('padding added',          c || '=', 'ctx'),
     ('not base64url',          overlay(c PLACING '+' FROM 40 FOR 1), 'ctx'),
+    ('non-ASCII in the nonce', overlay(c PLACING 'é' FROM 25 FOR 1), 'ctx'),
     ('empty',                  '', 'ctx'),
     ('garbage',                'hello', 'ctx')) t(what, v, context)
  ORDER BY what;

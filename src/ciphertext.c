@@ -515,11 +515,34 @@ CtSeal(const CtKey *key, CtBackend backend, char domain,
 	return CT_OK;
 }
 
+/*
+ * Only the 64 base64url characters.  libsodium 1.0.18's decoder maps bytes
+ * >= 0x80 to digits (found by test/fuzz/fuzz_ciphertext.c), which would let
+ * several texts stand for one ciphertext: check the alphabet ourselves.
+ */
+static bool
+b64url_alphabet(const char *in, size_t len)
+{
+	size_t		i;
+
+	for (i = 0; i < len; i++)
+	{
+		char		c = in[i];
+
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+			  (c >= '0' && c <= '9') || c == '-' || c == '_'))
+			return false;
+	}
+	return true;
+}
+
 static bool
 b64_exact(const char *in, size_t len, uint8_t *out, size_t want)
 {
 	size_t		got = 0;
 
+	if (!b64url_alphabet(in, len))
+		return false;
 	if (sodium_base642bin(out, want, in, len, NULL, &got, NULL,
 						  sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0)
 		return false;
@@ -578,14 +601,8 @@ CtParse(const char *in, size_t len, CtParsed *parsed)
 	if (parsed->sealed_len < CT_TAG_BYTES ||
 		parsed->sealed_len - CT_TAG_BYTES > CT_MAX_PLAINTEXT)
 		return CT_ERR_MALFORMED;
-	for (i = 0; i < b64_len; i++)
-	{
-		char		c = part[4][i];
-
-		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-			  (c >= '0' && c <= '9') || c == '-' || c == '_'))
-			return CT_ERR_MALFORMED;
-	}
+	if (!b64url_alphabet(part[4], b64_len))
+		return CT_ERR_MALFORMED;
 	parsed->body = part[4];
 	parsed->body_len = b64_len;
 	return CT_OK;
