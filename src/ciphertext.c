@@ -445,12 +445,14 @@ CtKeyPrefix(const CtKey *key, char *out, size_t outcap)
 
 /*
  * CtSeal
- *		Encrypts plaintext under key with a fresh random nonce and writes the
- *		at1 text (NUL-terminated) to out, which needs CtEncodedLen bytes;
- *		scratch needs plaintext_len + CT_TAG_BYTES bytes and is wiped.
+ *		Encrypts plaintext under key with nonce, which the caller must take
+ *		fresh from a CSPRNG for every call (never reuse one with a key), and
+ *		writes the at1 text (NUL-terminated) to out, which needs CtEncodedLen
+ *		bytes; scratch needs plaintext_len + CT_TAG_BYTES bytes and is wiped.
  */
 CtResult
 CtSeal(const CtKey *key, CtBackend backend, char domain,
+	   const uint8_t nonce[CT_NONCE_BYTES],
 	   const uint8_t *context, size_t context_len,
 	   const uint8_t *plaintext, size_t plaintext_len,
 	   uint8_t *scratch, size_t scratchcap,
@@ -458,7 +460,6 @@ CtSeal(const CtKey *key, CtBackend backend, char domain,
 {
 	uint8_t		ad[AD_FIXED_LEN + CT_MAX_CONTEXT];
 	size_t		ad_len;
-	uint8_t		nonce[CT_NONCE_BYTES];
 	size_t		sealed_len = plaintext_len + CT_TAG_BYTES;
 	size_t		prefix_len;
 	size_t		b64cap;
@@ -476,7 +477,6 @@ CtSeal(const CtKey *key, CtBackend backend, char domain,
 		return CT_ERR_BACKEND;
 
 	ad_len = build_ad(ad, domain, key, context, context_len);
-	randombytes_buf(nonce, sizeof(nonce));
 
 	if (backend == CT_BACKEND_LIBSODIUM)
 	{
@@ -503,7 +503,7 @@ CtSeal(const CtKey *key, CtBackend backend, char domain,
 	prefix_len = CtKeyPrefix(key, out, outcap);
 	if (prefix_len == 0)
 		return CT_ERR_INTERNAL;
-	sodium_bin2base64(out + prefix_len, outcap - prefix_len, nonce, sizeof(nonce),
+	sodium_bin2base64(out + prefix_len, outcap - prefix_len, nonce, CT_NONCE_BYTES,
 					  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 	prefix_len += NONCE_B64_LEN;
 	out[prefix_len++] = '.';

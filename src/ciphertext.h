@@ -103,6 +103,7 @@ extern void CtKeyringWipe(CtKeyring *ring);
 
 extern size_t CtEncodedLen(size_t plaintext_len);
 extern CtResult CtSeal(const CtKey *key, CtBackend backend, char domain,
+					   const uint8_t nonce[CT_NONCE_BYTES],
 					   const uint8_t *context, size_t context_len,
 					   const uint8_t *plaintext, size_t plaintext_len,
 					   uint8_t *scratch, size_t scratchcap,

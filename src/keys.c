@@ -5,12 +5,15 @@
  *		at_set_api_key / at_get_api_key, and at_rotate_api_keys.
  *
  * The key file is read on first use in each backend and kept parsed in
- * static memory (never in a palloc'd context, never in a GUC).  Every use
- * re-stats the file (one stat(2) call) and reloads it when its path, inode,
- * size, modification or change time differ, so a new key set takes effect at
- * the next call in every backend, with or without a server reload; the old
- * key bytes are wiped (sodium_memzero) when replaced.  The setting itself is
- * PGC_SIGHUP and superuser-only, like ssl_key_file.
+ * static memory (never in a palloc'd context, never in a GUC).  It is looked
+ * at again (one stat(2); re-read only if its path, inode, size, mode, owner,
+ * modification or change time differ) after every configuration reload
+ * (SIGHUP: the setting's assign hook runs in every backend) and at the first
+ * call of a statement that starts a second or more after the last look.  So
+ * a new key set takes effect in every backend at the reload, and within about
+ * a second even without one, while the hot path makes no system call.  The
+ * old key bytes are wiped (sodium_memzero) when replaced.  The setting itself
+ * is PGC_SIGHUP and superuser-only, like ssl_key_file.
  *
  * The ciphertext format and both AES-256-GCM implementations live in the
  * pure-C ciphertext.c; this file adds the server side: settings, errors,
@@ -28,10 +31,12 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
+#include "access/xact.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/guc.h"
+#include "utils/timestamp.h"
 #include "utils/uuid.h"
 
 #include "audiotricks.h"
@@ -62,6 +67,22 @@ static CtKeyring keyring;
 static bool keyring_loaded = false;
 static char keyring_path[MAXPGPATH];
 static struct stat keyring_stat;
+
+/*
+ * When to look at the file again: after a configuration reload (the
+ * setting's assign hook runs in every backend on SIGHUP), and at the first
+ * call of a statement that starts a second or more after the last look.
+ */
+static bool keyring_recheck = true;
+static TimestampTz keyring_checked_at = 0;
+
+#define KEYRING_RECHECK_USECS	USECS_PER_SEC
+
+/* nonces come from libsodium's CSPRNG, fetched 64 at a time per process */
+#define NONCE_BATCH		64
+static uint8_t nonce_buf[NONCE_BATCH * CT_NONCE_BYTES];
+static int	nonce_next = NONCE_BATCH;
+static int	nonce_pid = 0;
 
 /* read buffer and parse target: static so that they are wiped in one place */
 static char keyfile_buf[CT_KEYFILE_MAX + 1];
@@ -258,7 +279,16 @@ KeysRing(void)
 	const char *errwhat;
 	char		detail[256];
 
+	TimestampTz now = GetCurrentStatementStartTimestamp();
+
 	AtRequirePreload();
+	/* the hot path: no system call */
+	if (keyring_loaded && !keyring_recheck && path != NULL &&
+		now >= keyring_checked_at &&
+		now - keyring_checked_at < KEYRING_RECHECK_USECS &&
+		strcmp(keyring_path, path) == 0)
+		return &keyring;
+
 	if (path == NULL || path[0] == '\0')
 	{
 		keyring_forget();
@@ -278,7 +308,11 @@ KeysRing(void)
 	}
 	if (keyring_loaded && strcmp(keyring_path, path) == 0 &&
 		same_file(&st, &keyring_stat))
+	{
+		keyring_recheck = false;
+		keyring_checked_at = now;
 		return &keyring;
+	}
 
 	/* (re)load: forget the old keys first, whatever happens next */
 	keyring_forget();
@@ -305,7 +339,38 @@ KeysRing(void)
 	strlcpy(keyring_path, path, sizeof(keyring_path));
 	keyring_stat = st;
 	keyring_loaded = true;
+	keyring_recheck = false;
+	keyring_checked_at = now;
 	return &keyring;
+}
+
+/* runs in every backend when the configuration is (re)loaded */
+static void
+assign_key_file(const char *newval, void *extra)
+{
+	keyring_recheck = true;
+}
+
+/*
+ * next_nonce
+ *		A fresh 96-bit nonce from libsodium's CSPRNG.  Fetched in batches to
+ *		spare a getrandom() call per encryption; the batch belongs to one
+ *		process (refetched if MyProcPid changes), so no two processes can
+ *		ever use the same buffered nonce.
+ */
+static void
+next_nonce(uint8_t out[CT_NONCE_BYTES])
+{
+	if (nonce_next >= NONCE_BATCH || nonce_pid != MyProcPid)
+	{
+		randombytes_buf(nonce_buf, sizeof(nonce_buf));
+		nonce_next = 0;
+		nonce_pid = MyProcPid;
+	}
+	memcpy(out, nonce_buf + nonce_next * CT_NONCE_BYTES, CT_NONCE_BYTES);
+	/* never hand out the same bytes twice */
+	sodium_memzero(nonce_buf + nonce_next * CT_NONCE_BYTES, CT_NONCE_BYTES);
+	nonce_next++;
 }
 
 /* ---------------------------------------------------------------------
@@ -327,6 +392,7 @@ seal_text(char domain, const uint8_t *context, size_t context_len,
 	uint8_t    *scratch;
 	size_t		outlen;
 	CtResult	r;
+	uint8_t		nonce[CT_NONCE_BYTES];
 
 	if (len > CT_MAX_PLAINTEXT)
 		raise_ct(CT_ERR_TOO_LONG, 0);
@@ -336,8 +402,9 @@ seal_text(char domain, const uint8_t *context, size_t context_len,
 	cap = CtEncodedLen(len);
 	out = palloc(VARHDRSZ + cap);
 	scratch = palloc(len + CT_TAG_BYTES);
+	next_nonce(nonce);
 	r = CtSeal(&ring->keys[ring->current],
-			   (CtBackend) audiotricks_aes_backend, domain,
+			   (CtBackend) audiotricks_aes_backend, domain, nonce,
 			   context, context_len, (const uint8_t *) plaintext, len,
 			   scratch, len + CT_TAG_BYTES, VARDATA(out), cap, &outlen);
 	pfree(scratch);
@@ -852,7 +919,7 @@ KeysInit(void)
 							   "",
 							   PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY | GUC_NOT_IN_SAMPLE,
-							   NULL, NULL, NULL);
+							   NULL, assign_key_file, NULL);
 
 	DefineCustomEnumVariable("audiotricks.aes_backend",
 							 "AES-256-GCM implementation: auto, libsodium (needs AES-NI) or openssl.",

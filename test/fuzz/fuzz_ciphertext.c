@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "ciphertext.h"
 
 static CtKeyring ring;
@@ -38,11 +40,13 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	const char *errwhat;
 	uint8_t		scratch[64];
 	CtResult	r;
+	uint8_t		nonce[CT_NONCE_BYTES];
 
 	CHECK(CtInit());
+	randombytes_buf(nonce, sizeof(nonce));
 	CHECK(CtKeyringParse(keyfile, sizeof(keyfile) - 1, &ring, &errline, &errwhat));
 	CHECK(ring.nkeys == 2 && ring.keys[ring.current].id == 7);
-	r = CtSeal(&ring.keys[ring.current], CT_BACKEND_AUTO, CT_DOMAIN_API_KEY,
+	r = CtSeal(&ring.keys[ring.current], CT_BACKEND_AUTO, CT_DOMAIN_API_KEY, nonce,
 			   ctx, sizeof(ctx) - 1, (const uint8_t *) "sk-fuzz", 7,
 			   scratch, sizeof(scratch), valid, sizeof(valid), &valid_len);
 	CHECK(r == CT_OK);
@@ -134,9 +138,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		uint8_t    *scratch = malloc(size + CT_TAG_BYTES);
 		size_t		outlen = 0;
 		CtBackend	backend = (size > 0 && (data[0] & 1)) ? CT_BACKEND_OPENSSL : CT_BACKEND_AUTO;
+		uint8_t		nonce[CT_NONCE_BYTES];
 
 		CHECK(out != NULL && scratch != NULL);
-		r = CtSeal(&ring.keys[ring.current], backend, CT_DOMAIN_RAW, ctx, sizeof(ctx) - 1,
+		randombytes_buf(nonce, sizeof(nonce));
+		r = CtSeal(&ring.keys[ring.current], backend, CT_DOMAIN_RAW, nonce, ctx, sizeof(ctx) - 1,
 				   data, size, scratch, size + CT_TAG_BYTES, out, cap, &outlen);
 		if (size > CT_MAX_PLAINTEXT)
 			CHECK(r == CT_ERR_TOO_LONG);

@@ -14,6 +14,7 @@ use File::Spec;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(usleep);
 
 sub random_hex
 {
@@ -101,9 +102,23 @@ my $count_by_key = q{SELECT string_agg(k || ':' || n, ',' ORDER BY k) FROM (
   WHERE v IS NOT NULL GROUP BY 1) s};
 is($node->safe_psql('app', $count_by_key), '1:30', '30 values stored under key 1');
 
+# a long-lived session (a pooled connection) that has already loaded the keys
+my $kid_sql = q{SELECT split_part(audiotricks.at_encrypt_key('x'), '.', 2)};
+my $long = $node->background_psql('app');
+is($long->query_safe($kid_sql), '1', 'a long-lived session encrypts under key 1');
+
 # add key 2 as current; reload
 write_key_file($keyfile, 2, 1 => $k1, 2 => $k2);
 $node->reload;
+my $kid = '';
+for (1 .. 50)
+{
+	$kid = $long->query_safe($kid_sql);
+	last if $kid eq '2';
+	usleep(100_000);
+}
+is($kid, '2', 'the long-lived session uses key 2 after the reload, without reconnecting');
+$long->quit;
 as_user(1, "SELECT audiotricks.at_set_api_key('openai', 'sk-openai-user1-new')");
 is($node->safe_psql('app', $count_by_key), '1:29,2:1', 'a value set after the reload uses key 2');
 is(as_user(3, "SELECT audiotricks.at_get_api_key('openai')"), 'sk-openai-user3',
