@@ -261,16 +261,18 @@ read_key_file(const char *path, const struct stat *st_path)
 }
 
 /*
- * KeysRing
+ * keys_ring
  *		The master keys of audiotricks.key_file, loading or reloading them if
- *		the file changed since the last call.  The result points to static
+ *		the file changed since the last look (see the top of this file; a
+ *		relative path is relative to the data directory, the backend's
+ *		working directory).  The result points to static
  *		memory valid until the next call.  Raises 55000 (naming the setting)
  *		when the setting is empty or the file is missing, unreadable,
  *		accessible by group or others, or malformed; the details (path, line)
  *		go to the server log only.
  */
 static const CtKeyring *
-KeysRing(void)
+keys_ring(void)
 {
 	const char *path = audiotricks_key_file;
 	struct stat st;
@@ -398,7 +400,7 @@ seal_text(char domain, const uint8_t *context, size_t context_len,
 		raise_ct(CT_ERR_TOO_LONG, 0);
 	if (context_len > CT_MAX_CONTEXT)
 		raise_ct(CT_ERR_CONTEXT_TOO_LONG, 0);
-	ring = KeysRing();
+	ring = keys_ring();
 	cap = CtEncodedLen(len);
 	out = palloc(VARHDRSZ + cap);
 	scratch = palloc(len + CT_TAG_BYTES);
@@ -434,7 +436,7 @@ open_text(char domain, const uint8_t *context, size_t context_len,
 		raise_ct(CT_ERR_CONTEXT_TOO_LONG, 0);
 	r = CtParse(ciphertext, len, &parsed);
 	raise_ct(r, 0);
-	ring = KeysRing();
+	ring = keys_ring();
 	out = palloc(VARHDRSZ + parsed.sealed_len);
 	r = CtOpen(ring, (CtBackend) audiotricks_aes_backend, domain, &parsed,
 			   context, context_len, (uint8_t *) VARDATA(out),
@@ -814,7 +816,7 @@ at_rotate_api_keys(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("batch_size must be between 1 and %d", ROTATE_BATCH_MAX)));
-	ring = KeysRing();
+	ring = keys_ring();
 	if (CtKeyPrefix(&ring->keys[ring->current], prefix, sizeof(prefix)) == 0)
 		elog(ERROR, "could not format the key prefix");
 
