@@ -87,6 +87,7 @@ static int	nonce_pid = 0;
 /* read buffer and parse target: static so that they are wiped in one place */
 static char keyfile_buf[CT_KEYFILE_MAX + 1];
 static CtKeyring keyring_tmp;
+static bool keyring_locked = false;
 
 /* ---------------------------------------------------------------------
  * Errors
@@ -314,6 +315,19 @@ keys_ring(void)
 		keyring_recheck = false;
 		keyring_checked_at = now;
 		return &keyring;
+	}
+
+	/*
+	 * Keep key bytes out of swap and core dumps where the system allows it
+	 * (best effort: RLIMIT_MEMLOCK may refuse; locks are not inherited
+	 * through fork, so each backend asks once).
+	 */
+	if (!keyring_locked)
+	{
+		(void) sodium_mlock(&keyring, sizeof(keyring));
+		(void) sodium_mlock(&keyring_tmp, sizeof(keyring_tmp));
+		(void) sodium_mlock(keyfile_buf, sizeof(keyfile_buf));
+		keyring_locked = true;
 	}
 
 	/* (re)load: forget the old keys first, whatever happens next */
