@@ -266,11 +266,11 @@ read_key_file(const char *path, const struct stat *st_path)
  *		The master keys of audiotricks.key_file, loading or reloading them if
  *		the file changed since the last look (see the top of this file; a
  *		relative path is relative to the data directory, the backend's
- *		working directory).  The result points to static
- *		memory valid until the next call.  Raises 55000 (naming the setting)
- *		when the setting is empty or the file is missing, unreadable,
- *		accessible by group or others, or malformed; the details (path, line)
- *		go to the server log only.
+ *		working directory).  The result points to static memory valid until
+ *		the next call.  Raises 55000 (naming the setting) when the setting is
+ *		empty or the file is missing, unreadable, accessible by group or
+ *		others, or malformed; the details (path, line) go to the server log
+ *		only.
  */
 static const CtKeyring *
 keys_ring(void)
@@ -281,7 +281,6 @@ keys_ring(void)
 	int			errline;
 	const char *errwhat;
 	char		detail[256];
-
 	TimestampTz now = GetCurrentStatementStartTimestamp();
 
 	AtRequirePreload();

@@ -349,9 +349,11 @@ CREATE FUNCTION audiotricks.at_encrypt_key(plaintext text, context text DEFAULT 
 COMMENT ON FUNCTION audiotricks.at_encrypt_key(text, text) IS
     'AES-256-GCM of plaintext under the current master key with a fresh nonce; context is bound as associated data. Returns at1.<key id>.<fingerprint>.<nonce>.<ciphertext>. Superusers only.';
 
+-- STABLE: the same value within a statement (the key file is looked at again
+-- only between statements); PostgREST also serves STABLE functions over GET.
 CREATE FUNCTION audiotricks.at_decrypt_key(ciphertext text, context text DEFAULT '')
     RETURNS text
-    LANGUAGE c VOLATILE STRICT PARALLEL RESTRICTED
+    LANGUAGE c STABLE STRICT PARALLEL RESTRICTED
     AS 'MODULE_PATHNAME', 'at_decrypt_key';
 COMMENT ON FUNCTION audiotricks.at_decrypt_key(text, text) IS
     'Inverse of at_encrypt_key with the same context; fails (22P02, 55000, 22000) on a malformed value, an unknown or different key, a wrong context or tampering. Superusers only.';
@@ -366,7 +368,7 @@ COMMENT ON FUNCTION audiotricks.at_set_api_key(text, text) IS
 
 CREATE FUNCTION audiotricks.at_get_api_key(provider text)
     RETURNS text
-    LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    LANGUAGE c STABLE PARALLEL UNSAFE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'at_get_api_key';
 COMMENT ON FUNCTION audiotricks.at_get_api_key(text) IS
