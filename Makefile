@@ -14,7 +14,9 @@ OBJS = \
 	src/throttle.o \
 	src/audit.o \
 	src/history.o \
-	src/validate.o
+	src/validate.o \
+	src/ciphertext.o \
+	src/keys.o
 
 DATA = \
 	src/extension/audiotricks--0.1.0.sql
@@ -27,13 +29,18 @@ REGRESS = \
 	search_path \
 	account_security \
 	history \
-	settings
+	settings \
+	keys
 
 REGRESS_OPTS = --inputdir=. --dbname=contrib_regression_audiotricks
 
 PG_CONFIG  ?= pg_config
 PG_CPPFLAGS = $(shell pkg-config --cflags libsodium)
 SHLIB_LINK  = $(shell pkg-config --libs libsodium)
+# Encrypted API keys (src/keys.c, src/ciphertext.c): OpenSSL's EVP is the
+# AES-256-GCM fallback on CPUs without AES-NI
+PG_CPPFLAGS += $(shell pkg-config --cflags libcrypto)
+SHLIB_LINK  += $(shell pkg-config --libs libcrypto)
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)

@@ -146,6 +146,8 @@ _PG_init(void)
 							NULL, NULL, NULL);
 
 	ThrottleDefineGucs();
+	/* Encrypted API keys (src/keys.c) define their GUCs before the prefix is reserved */
+	KeysInit();
 
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("audiotricks");

@@ -87,4 +87,9 @@ extern void UuidV7Generate(pg_uuid_t *out);
 #define AT_AUDIO_URL_MAX		2048	/* characters */
 #define AT_SEARCH_QUERY_MAX		1000	/* characters */
 
+/* --- Encrypted API keys (src/keys.c) --- */
+extern char *audiotricks_key_file;
+extern int	audiotricks_aes_backend;
+extern void KeysInit(void);
+
 #endif							/* AUDIOTRICKS_H */

@@ -718,3 +718,72 @@ REVOKE ALL ON FUNCTION audiotricks.at_audit_history_delete() FROM PUBLIC;
 CREATE TRIGGER audio_history_audit_delete AFTER DELETE ON audiotricks.audio_history
     REFERENCING OLD TABLE AS deleted
     FOR EACH STATEMENT EXECUTE FUNCTION audiotricks.at_audit_history_delete();
+
+------------------------------------------------------------------------------
+-- Encrypted API keys (src/keys.c)
+--
+-- AES-256-GCM under master keys read from audiotricks.key_file (README,
+-- "Encrypted API keys").  Who may call what:
+--   at_set_api_key, at_get_api_key  audiotricks_user: only the caller's own
+--       keys, bound to user and provider; SECURITY DEFINER because the
+--       encrypted columns are granted to no application role.
+--   at_encrypt_key, at_decrypt_key  superusers only (granted to nobody): the
+--       raw pair decrypts anything sealed with it, so an application role must
+--       not hold it.  Values of at_set_api_key never open here anyway (another
+--       domain in the associated data).
+--   at_rotate_api_keys              superusers only (operations, after adding
+--       a new current key): SECURITY DEFINER so it can be granted to an
+--       operations role that must see every row.
+------------------------------------------------------------------------------
+CREATE FUNCTION audiotricks.at_encrypt_key(plaintext text, context text DEFAULT '')
+    RETURNS text
+    LANGUAGE c VOLATILE STRICT PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'at_encrypt_key';
+COMMENT ON FUNCTION audiotricks.at_encrypt_key(text, text) IS
+    'AES-256-GCM of plaintext under the current master key with a fresh nonce; context is bound as associated data. Returns at1.<key id>.<fingerprint>.<nonce>.<ciphertext>. Superusers only.';
+
+-- STABLE: the same value within a statement (the key file is looked at again
+-- only between statements); PostgREST also serves STABLE functions over GET.
+CREATE FUNCTION audiotricks.at_decrypt_key(ciphertext text, context text DEFAULT '')
+    RETURNS text
+    LANGUAGE c STABLE STRICT PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'at_decrypt_key';
+COMMENT ON FUNCTION audiotricks.at_decrypt_key(text, text) IS
+    'Inverse of at_encrypt_key with the same context; fails (22P02, 55000, 22000) on a malformed value, an unknown or different key, a wrong context or tampering. Superusers only.';
+
+CREATE FUNCTION audiotricks.at_set_api_key(provider text, api_key text)
+    RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'at_set_api_key';
+COMMENT ON FUNCTION audiotricks.at_set_api_key(text, text) IS
+    'Stores the current user''s API key for provider (openai or elevenlabs), encrypted and bound to user and provider; NULL clears it. Called by signed-in users.';
+
+CREATE FUNCTION audiotricks.at_get_api_key(provider text)
+    RETURNS text
+    LANGUAGE c STABLE PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'at_get_api_key';
+COMMENT ON FUNCTION audiotricks.at_get_api_key(text) IS
+    'The current user''s plaintext API key for provider (openai or elevenlabs), or NULL. Called by signed-in users.';
+
+CREATE FUNCTION audiotricks.at_rotate_api_keys(batch_size integer DEFAULT 1000)
+    RETURNS TABLE(rotated bigint, remaining bigint)
+    LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    ROWS 1
+    AS 'MODULE_PATHNAME', 'at_rotate_api_keys';
+COMMENT ON FUNCTION audiotricks.at_rotate_api_keys(integer) IS
+    'Re-encrypts the stored API keys of up to batch_size rows under the current master key (skipping locked rows); returns values rotated and values still under other keys. Not executable by application roles.';
+
+REVOKE ALL ON FUNCTION
+    audiotricks.at_encrypt_key(text, text),
+    audiotricks.at_decrypt_key(text, text),
+    audiotricks.at_set_api_key(text, text),
+    audiotricks.at_get_api_key(text),
+    audiotricks.at_rotate_api_keys(integer)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    audiotricks.at_set_api_key(text, text),
+    audiotricks.at_get_api_key(text)
+    TO audiotricks_user;

@@ -21,6 +21,24 @@ at_random_hex() {
 	od -An -tx1 -N"$1" /dev/urandom | tr -d ' \n'
 }
 
+# --- Encrypted API keys (src/keys.c) ---
+# at_write_key_file FILE CURRENT ID... : a key file with a random key for each
+# id and CURRENT as the current one, owned by postgres, mode 0600
+at_write_key_file() {
+	local file=$1 current=$2 id
+	shift 2
+	(
+		umask 077
+		{
+			echo "# audiotricks master keys (test)"
+			for id in "$@"; do echo "key $id $(at_random_hex 32)"; done
+			echo "current $current"
+		} >"$file"
+	)
+	chown postgres:postgres "$file"
+	chmod 600 "$file"
+}
+
 # at_cluster_start DIR PORT [extra postgresql.conf lines...]
 at_cluster_start() {
 	local dir=$1 port=$2
@@ -28,6 +46,7 @@ at_cluster_start() {
 	mkdir -p "$dir"
 	chown postgres:postgres "$dir"
 	chmod 700 "$dir"
+	at_write_key_file "$dir/audiotricks.keys" 2 1 2
 	runuser -u postgres -- "$PGBIN/initdb" -D "$dir/data" --auth=trust \
 		--username=postgres --encoding=UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
 		{ cat "$dir/initdb.log"; return 1; }
@@ -37,6 +56,7 @@ at_cluster_start() {
 		echo "unix_socket_directories = '$dir'"
 		echo "shared_preload_libraries = 'audiotricks'"
 		echo "audiotricks.jwt_secret = '$(at_random_hex 32)'"
+		echo "audiotricks.key_file = '$dir/audiotricks.keys'"
 		echo "fsync = off"
 		echo "max_connections = 100"
 		echo "log_min_error_statement = error"
