@@ -4,7 +4,8 @@
 #   failed calls that carry a literal password or token (at_login,
 #   at_register, at_authenticate, at_change_password, also from PL/pgSQL)
 #   are logged without the literal, while an ordinary failing statement
-#   is logged with its text (so the check can fail);
+#   is logged with its text (so the check can fail); likewise bind
+#   parameters with log_parameter_max_length_on_error = -1;
 # - audiotricks.jwt_secret is hidden from a non-superuser (SHOW,
 #   current_setting, SHOW ALL, pg_settings, pg_file_settings) and cannot be
 #   set per session or per database;
@@ -14,6 +15,7 @@ use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use IPC::Run;
 use Test::More;
 
 my $secret = 'log-tap-secret-' . join('', map { ('a' .. 'z')[ int(rand(26)) ] } 1 .. 40);
@@ -26,6 +28,7 @@ audiotricks.bcrypt_cost = 4
 log_min_error_statement = error
 log_statement = 'none'
 log_error_verbosity = verbose
+log_parameter_max_length_on_error = -1
 });
 $node->start;
 $node->safe_psql('postgres', q{
@@ -94,7 +97,36 @@ for my $c (@cases)
 my ($crc, $cout, $cerr) = app_psql(q{SELECT 1/0 AS "control-marker-q7"});
 like($cerr, qr/division by zero/, 'control statement fails');
 
+# Extended protocol (pgbench -M extended sends :variables as bind
+# parameters), with log_parameter_max_length_on_error = -1: the parameters
+# of a failed at_login must not be logged either, while those of an
+# ordinary failing statement are (the control).
+sub pgbench_script
+{
+	my ($name, $script) = @_;
+	my $file = $node->basedir . "/$name.sql";
+	open my $fh, '>', $file or die "$file: $!";
+	print $fh $script;
+	close $fh;
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ 'pgbench', '-n', '-t', '1', '-M', 'extended', '-f', $file,
+		'-h', $node->host, '-p', $node->port, '-U', 'app', 'postgres' ],
+		'>', \$out, '2>', \$err, IPC::Run::timeout(60));
+	return $out . $err;
+}
+my $bench = pgbench_script('bind_login', qq{SELECT 'Bind-Param-Marker-66' AS pw \\gset
+SELECT * FROM audiotricks.at_login('alice', :pw);
+});
+like($bench, qr/invalid login or password/, 'failed at_login with a bind parameter (extended protocol)');
+push @cases, [ 'failed at_login with the password as a bind parameter', '', 'Bind-Param-Marker-66', '' ];
+$bench = pgbench_script('bind_control', qq{SELECT 'Ctl-Param-Marker-020' AS m \\gset
+SELECT 1 / (length(:m) - 20);
+});
+like($bench, qr/division by zero/, 'control statement with a bind parameter fails');
+
 my $log = slurp_file($node->logfile, $log_offset);
+like($log, qr/parameters: \$1 = 'Ctl-Param-Marker-020'/,
+	'control: log_parameter_max_length_on_error logs the parameters of a failing statement');
 like($log, qr/STATEMENT:.*control-marker-q7/,
 	'control: log_min_error_statement logs the text of a failing statement');
 like($log, qr/invalid login or password/, 'the failed logins are in the log');
