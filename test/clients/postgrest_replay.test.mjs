@@ -46,9 +46,13 @@ const RPC_LOGOUT = `WITH pgrst_source AS (SELECT "audiotricks"."at_logout"() pgr
 // One request.  role: what PostgREST would switch to (the JWT's role claim,
 // else db-anon-role); claims: what it would put in request.jwt.claims.
 // Returns { body } or { error } (a pg error, after ROLLBACK).
-async function request({ method, path, token, role, claims, query, params = [], readOnly }) {
-  const headers = { 'user-agent': 'replay/1', accept: 'application/json', host: 'localhost:3000' };
-  if (token !== undefined) headers.authorization = `Bearer ${token}`;
+async function request({
+  method, path, token, role, claims, query, params = [], readOnly, extraHeaders = {}, scheme = 'Bearer',
+}) {
+  const headers = {
+    'user-agent': 'replay/1', accept: 'application/json', host: 'localhost:3000', ...extraHeaders,
+  };
+  if (token !== undefined) headers.authorization = `${scheme} ${token}`;
   await authenticator.query(
     `BEGIN ISOLATION LEVEL READ COMMITTED${readOnly ? ' READ ONLY' : ''}`);
   try {
@@ -159,6 +163,25 @@ test('GET /audio_history with a valid token returns exactly that user\'s rows', 
     assert.deepEqual(idsOf(body), users[name].rows, `${name} sees exactly their rows`);
     assert.ok(body.every((r) => r.user_id === users[name].id));
   }
+});
+
+test('real-world headers around the bearer token (escapes, unicode, scheme case)', async () => {
+  const token = await loginToken('bob');
+  const claims = claimsOf(token);
+  const extraHeaders = {
+    'user-agent': 'Mozilla/5.0 (X11; "quoted" \\ back\\slash) Ünïcode/✓',
+    cookie: 'a=1; b="two"',
+    'x-forwarded-for': '203.0.113.7, 10.0.0.1',
+    'x-json': '{"authorization":"Bearer not-this-one"}',
+  };
+  for (const scheme of ['Bearer', 'bearer', 'Bearer  ']) {
+    const r = await getHistory({ token, role: claims.role, claims, extraHeaders, scheme });
+    assert.equal(r.error, undefined, `${JSON.stringify(scheme)}: ${r.error}`);
+    assert.deepEqual(idsOf(r.body), users.bob.rows, `scheme ${JSON.stringify(scheme)}`);
+  }
+  // not a bearer credential at all: refused, not ignored
+  const r = await getHistory({ token: 'dXNlcjpwYXNz', role: 'authenticated', extraHeaders, scheme: 'Basic' });
+  assert.equal(r.error?.code, '28000');
 });
 
 test('GET /audio_history without a token (anon): permission denied, no rows', async () => {
