@@ -140,6 +140,24 @@ test('a named prepared statement reused across transactions and identities', asy
   }
 });
 
+test('request.headers counts only when set for the transaction', async () => {
+  const headers = JSON.stringify({ authorization: `Bearer ${tokens.erin}` });
+  await app.query('BEGIN');
+  await app.query("SELECT set_config('request.headers', $1, true)", [headers]);
+  assert.equal(await whoami(), ids.erin, 'transaction-local, as PostgREST sets it');
+  await app.query('COMMIT');
+  assert.equal(await whoami(), null);
+  // a session-level value would outlive the transaction on a pooled connection
+  await app.query("SELECT set_config('request.headers', $1, false)", [headers]);
+  try {
+    await app.query('BEGIN');
+    assert.equal(await whoami(), null, 'session-level request.headers is ignored');
+    await app.query('COMMIT');
+  } finally {
+    await app.query('RESET request.headers');
+  }
+});
+
 test('a bad token is 28000 and leaves no identity', async () => {
   await app.query('BEGIN');
   const e = await errorOf(() => app.query('SELECT audiotricks.at_authenticate($1)',

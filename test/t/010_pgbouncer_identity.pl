@@ -391,6 +391,32 @@ my $switches = grep { $order[$_][1] ne $order[ $_ - 1 ][1] } 1 .. $#order;
 note "concurrent: the server switched between clients $switches times";
 cmp_ok($switches, '>=', 20, 'concurrent: the clients really interleaved on the backend');
 
+# ------------------------------------------------------------ request.headers
+# PostgREST's way (set_config(..., true)) works through pgbouncer; a
+# session-level SET of request.headers outlives the transaction on the
+# shared backend and must not hand A's identity to the next transactions.
+{
+	my ($A, $B) = @sess{qw(A B)};
+	my $hdr = qq({"authorization":"Bearer $client{A}{token}"});
+	my ($o, $e) = $A->run("BEGIN;\nSELECT set_config('request.headers', '$hdr', true) IS NOT NULL;\n"
+		  . report_sql('A:local-headers:x', 'own') . "\nCOMMIT;");
+	is(check_report((grep { /^R\|/ } split /\n/, $o)[0] // "none: $e"), '',
+		'transaction-local request.headers bearer gives the identity through pgbouncer');
+	($o, $e) = $B->run(report_sql('B:after-local-headers:x', 'none'));
+	is(check_report((grep { /^R\|/ } split /\n/, $o)[0] // "none: $e"), '',
+		'... and the next transaction (other client) has none');
+
+	($o, $e) = $A->run("SET request.headers = '$hdr';");
+	is($e, '', 'client A sets request.headers at session level');
+	for my $c (qw(B A))
+	{
+		($o, $e) = $sess{$c}->run(report_sql("$c:session-headers:x", 'none'));
+		is(check_report((grep { /^R\|/ } split /\n/, $o)[0] // "none: $e"), '',
+			"a session-level request.headers gives no identity to later transactions (client $c)");
+	}
+	$A->run('RESET request.headers;');
+}
+
 # ------------------------------------------------------------ logout
 sub auth_check
 {
