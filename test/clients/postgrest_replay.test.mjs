@@ -40,6 +40,37 @@ const GET_HISTORY = `WITH pgrst_source AS ( SELECT "audiotricks"."audio_history"
 const RPC_LOGIN = `WITH pgrst_source AS (SELECT "pgrst_call".* FROM "audiotricks"."at_login"`
   + `("login" := $1, "password" := $2) pgrst_call) SELECT ${RESPONSE} `
   + `FROM (SELECT "pgrst_call".* FROM pgrst_source AS "pgrst_call") _postgrest_t`;
+// GET /<table>?select=<columns> (select=* when columns is omitted)
+const getTableQuery = (table, columns) => {
+  const cols = columns
+    ? columns.map((c) => `"audiotricks"."${table}"."${c}"`).join(', ')
+    : `"audiotricks"."${table}".*`;
+  return `WITH pgrst_source AS ( SELECT ${cols} FROM "audiotricks"."${table}"    )  `
+    + `SELECT ${RESPONSE} FROM ( SELECT * FROM pgrst_source ) _postgrest_t`;
+};
+// DELETE /audio_history?id=eq.<id> (Prefer: return=minimal)
+const DELETE_HISTORY = `WITH pgrst_source AS (DELETE FROM "audiotricks"."audio_history" `
+  + `WHERE  "audiotricks"."audio_history"."id" = $1 RETURNING 1) `
+  + `SELECT '' AS total_result_set, pg_catalog.count(_postgrest_t) AS page_total, array[]::text[] AS header, `
+  + `''::text AS body, nullif(current_setting('response.headers', true), '') AS response_headers, `
+  + `nullif(current_setting('response.status', true), '') AS response_status, '' AS response_inserted `
+  + `FROM (SELECT * FROM pgrst_source) _postgrest_t`;
+// POST /audio_history with a JSON body whose keys are `columns` (PostgREST
+// sends the body as one parameter of type json)
+const insertHistoryQuery = (columns) => {
+  const types = { title: 'character varying(500)', user_id: 'uuid' };
+  return `WITH pgrst_source AS (INSERT INTO "audiotricks"."audio_history"(${columns.map((c) => `"${c}"`).join(', ')}) `
+    + `SELECT ${columns.map((c) => `"pgrst_body"."${c}"`).join(', ')} FROM (SELECT $1::json AS json_data) pgrst_payload, `
+    + `LATERAL (SELECT CASE WHEN json_typeof(pgrst_payload.json_data) = 'array' THEN pgrst_payload.json_data `
+    + `ELSE json_build_array(pgrst_payload.json_data) END AS val) pgrst_uniform_json, `
+    + `LATERAL (SELECT ${columns.map((c) => `"${c}"`).join(', ')} FROM json_to_recordset(pgrst_uniform_json.val) `
+    + `AS _(${columns.map((c) => `"${c}" ${types[c]}`).join(', ')}) ) pgrst_body  RETURNING "audiotricks"."audio_history".*) `
+    + `SELECT '' AS total_result_set, pg_catalog.count(_postgrest_t) AS page_total, array[]::text[] AS header, `
+    + `coalesce(json_agg(_postgrest_t), '[]')::text AS body, `
+    + `nullif(current_setting('response.headers', true), '') AS response_headers, `
+    + `nullif(current_setting('response.status', true), '') AS response_status, '' AS response_inserted `
+    + `FROM (SELECT * FROM pgrst_source) _postgrest_t`;
+};
 const RPC_LOGOUT = `WITH pgrst_source AS (SELECT "audiotricks"."at_logout"() pgrst_scalar) `
   + `SELECT ${RESPONSE} FROM (SELECT "pgrst_scalar" FROM pgrst_source) _postgrest_t`;
 
@@ -62,7 +93,7 @@ async function request({
     await authenticator.query(PRE_REQUEST);
     const res = await authenticator.query(query, params);
     await authenticator.query('COMMIT');
-    return { body: res.rows[0].body };
+    return { body: res.rows[0].body, count: Number(res.rows[0].page_total) };
   } catch (error) {
     await authenticator.query('ROLLBACK');
     return { error };
@@ -271,4 +302,66 @@ test('nothing survives the request on the pooled authenticator connection', asyn
   assert.deepEqual(rows[0], { current_user: 'authenticator', headers: '', claims: '' });
   const r = await getHistory({ role: 'authenticated' });
   assert.deepEqual(r.body, [], 'the next request without a token sees nothing');
+});
+
+test('GET the other tables: secret columns need ?select=, and only own rows come back', async () => {
+  const token = await loginToken('alice');
+  const claims = claimsOf(token);
+  const as = { token, role: claims.role, claims, method: 'GET', readOnly: true };
+  // select=* includes columns no application role may read: refused
+  for (const table of ['users', 'sessions', 'user_settings']) {
+    const r = await request({ ...as, path: `/${table}`, query: getTableQuery(table) });
+    assert.equal(r.error?.code, '42501', `GET /${table}: ${r.error ?? JSON.stringify(r.body)}`);
+  }
+  let r = await request({
+    ...as, path: '/users', query: getTableQuery('users', ['id', 'email', 'username']),
+  });
+  assert.deepEqual(r.body, [{ id: users.alice.id, email: 'alice@example.com', username: 'alice' }]);
+  r = await request({
+    ...as, path: '/sessions', query: getTableQuery('sessions', ['id', 'user_id']),
+  });
+  assert.ok(r.body.length >= 1 && r.body.every((x) => x.user_id === users.alice.id), JSON.stringify(r.body));
+  assert.ok(r.body.some((x) => x.id === claims.sid), 'the current session is listed');
+  r = await request({
+    ...as, path: '/user_settings', query: getTableQuery('user_settings', ['user_id', 'preferred_language']),
+  });
+  assert.deepEqual(r.body, [{ user_id: users.alice.id, preferred_language: 'en' }]);
+});
+
+test('POST and DELETE /audio_history stay inside the token\'s rows', async () => {
+  const token = await loginToken('alice');
+  const claims = claimsOf(token);
+  const as = { token, role: claims.role, claims, method: 'POST', path: '/audio_history' };
+  // insert: user_id comes from the identity
+  let r = await request({ ...as, query: insertHistoryQuery(['title']), params: [JSON.stringify({ title: 'posted' })] });
+  assert.equal(r.error, undefined, String(r.error));
+  const row = JSON.parse(r.body)[0];
+  assert.equal(row.user_id, users.alice.id);
+  // insert for bob: refused by the policy
+  r = await request({
+    ...as, query: insertHistoryQuery(['title', 'user_id']),
+    params: [JSON.stringify({ title: 'for bob', user_id: users.bob.id })],
+  });
+  assert.equal(r.error?.code, '42501', String(r.error ?? r.body));
+  // delete bob's row with alice's token: nothing happens
+  r = await request({
+    ...as, method: 'DELETE', path: `/audio_history?id=eq.${users.bob.rows[0]}`,
+    query: DELETE_HISTORY, params: [users.bob.rows[0]],
+  });
+  assert.equal(r.error, undefined, String(r.error));
+  assert.equal(r.count, 0, "no row deleted");
+  // delete alice's own new row works
+  r = await request({
+    ...as, method: 'DELETE', path: `/audio_history?id=eq.${row.id}`, query: DELETE_HISTORY, params: [row.id],
+  });
+  assert.equal(r.count, 1);
+  const left = (await su.query('SELECT user_id, count(*)::int AS n FROM audiotricks.audio_history GROUP BY 1')).rows;
+  assert.deepEqual(Object.fromEntries(left.map((x) => [x.user_id, x.n])),
+    { [users.alice.id]: users.alice.rows.length, [users.bob.id]: users.bob.rows.length });
+  // without a token, anon may not write at all
+  r = await request({
+    method: 'POST', path: '/audio_history', role: 'anon', query: insertHistoryQuery(['title']),
+    params: [JSON.stringify({ title: 'anon' })],
+  });
+  assert.equal(r.error?.code, '42501');
 });
