@@ -3,9 +3,11 @@
 # the server: two clients, as a non-superuser member of audiotricks_user,
 # interleave 500 transactions each (authenticated, unauthenticated,
 # autocommit, ROLLBACK, failing statements, bad tokens, rolled-back
-# savepoints) on that one backend.  No transaction may see the other
-# client's identity or rows, and no unauthenticated one may see any.  Then
-# at_logout / at_logout_all end tokens for every later transaction.
+# savepoints, PostgREST-style request.headers) on that one backend.  No
+# transaction may see the other client's identity or rows, and no
+# unauthenticated one may see any.  A session-level request.headers gives no
+# identity.  Then at_logout / at_logout_all end tokens for every later
+# transaction.
 #
 # Two phases: lockstep (Perl alternates the clients statement batch by
 # statement batch and checks each transaction as it goes) and concurrent
@@ -200,7 +202,7 @@ sub report_sql
 }
 
 my @KINDS = qw(auth anon autocommit auth_rollback auth_error bad_token
-  savepoint auth_autocommit);
+  savepoint auth_autocommit headers headers_bad);
 
 # (sql, number of reports it prints, errors it must raise)
 sub txn_sql
@@ -244,6 +246,14 @@ sub txn_sql
 	{
 		$sql = join "\n", 'BEGIN;', 'SAVEPOINT s;', $auth,
 		  'ROLLBACK TO SAVEPOINT s;', report_sql($tag, 'none'), 'COMMIT;';
+	}
+	elsif ($kind eq 'headers' || $kind eq 'headers_bad')
+	{
+		# PostgREST's way: the bearer token in a transaction-local request.headers
+		my $tok = $kind eq 'headers' ? $c->{token} : $c->{bad};
+		$sql = join "\n", 'BEGIN;',
+		  qq{SELECT set_config('request.headers', '{"accept":"*/*","authorization":"Bearer $tok"}', true) IS NOT NULL;},
+		  report_sql($tag, $kind eq 'headers' ? 'own' : 'none'), 'COMMIT;';
 	}
 	elsif ($kind eq 'auth_autocommit')
 	{
