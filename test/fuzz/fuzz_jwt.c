@@ -25,6 +25,9 @@
  *      JwtFormatUuid.
  *   6  JwtSign then JwtVerify succeeds for claims built from the input, and
  *      fails under another secret or once expired.
+ *   7  BearerFromHeaders on a headers object built from the input (other
+ *      headers, whitespace, scheme case, one or two authorization headers):
+ *      finds exactly the token put in, or reports a duplicate.
  *
  * Build (test/fuzz/run does this):
  *   clang-14 -g -O1 -fsanitize=fuzzer,address,undefined -I src src/jwt.c \
@@ -39,7 +42,7 @@
 
 #include "jwt.h"
 
-#define NTARGETS 7
+#define NTARGETS 8
 #define NOW		 ((int64_t) 1700000000)
 
 static const uint8_t secret[] = "fuzz-secret-0123456789abcdef0123456789";
@@ -274,6 +277,115 @@ target_roundtrip(const uint8_t *d, size_t n)
 	CHECK(!JwtVerify(secret, SECRET_LEN, tok, len - 1, c.iat, &back));
 }
 
+/* appends to a bounded buffer; returns false when it is full */
+typedef struct Buf
+{
+	char		data[8192];
+	size_t		len;
+} Buf;
+
+static bool
+put(Buf *b, const char *s, size_t n)
+{
+	if (b->len + n > sizeof(b->data))
+		return false;
+	memcpy(b->data + b->len, s, n);
+	b->len += n;
+	return true;
+}
+
+static void
+target_bearer_structured(const uint8_t *d, size_t n)
+{
+	static const char ws[] = " \t\n\r";
+	static const char tokchars[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.";
+	static Buf	b;
+	char		tok[512];
+	size_t		toklen = 0;
+	size_t		i = 0;
+	int			nheaders,
+				at,
+				dup;
+	const char *found;
+	size_t		found_len;
+	int			r;
+
+#define NEXT() (i < n ? d[i++] : 0)
+	if (n < 4)
+		return;
+	nheaders = NEXT() % 6;
+	at = NEXT() % (nheaders + 1);
+	dup = NEXT() % 8 == 0;
+	toklen = 1 + NEXT() % 200;
+	for (size_t k = 0; k < toklen; k++)
+		tok[k] = tokchars[NEXT() % (sizeof(tokchars) - 1)];
+
+	b.len = 0;
+	put(&b, "{", 1);
+	for (int h = 0; h <= nheaders; h++)
+	{
+		char		name[16];
+		char		val[64];
+		size_t		nl,
+					vl;
+		uint8_t		w = NEXT();
+
+		if (h > 0)
+			put(&b, ",", 1);
+		if (w & 1)
+			put(&b, &ws[w >> 6], 1);
+		if (h == at || (dup && h == nheaders && at != nheaders))
+		{
+			uint8_t		form = NEXT();
+
+			put(&b, "\"authorization\"", 15);
+			put(&b, (form & 1) ? " : " : ":", (form & 1) ? 3 : 1);
+			put(&b, "\"", 1);
+			put(&b, (form & 2) ? "bearer" : (form & 4) ? "BEARER" : "Bearer", 6);
+			put(&b, "    ", 1 + (form >> 6));	/* one to four spaces */
+			put(&b, tok, toklen);
+			if (form & 8)
+				put(&b, "  ", 1 + ((form >> 4) & 1));	/* trailing spaces */
+			put(&b, "\"", 1);
+		}
+		else
+		{
+			/* "x-..." never equals "authorization"; values need no escaping */
+			nl = 1 + NEXT() % 10;
+			name[0] = 'x';
+			name[1] = '-';
+			for (size_t k = 0; k < nl; k++)
+				name[2 + k] = 'a' + NEXT() % 26;
+			vl = NEXT() % 60;
+			for (size_t k = 0; k < vl; k++)
+			{
+				uint8_t		c = NEXT();
+
+				val[k] = (c < 0x20 || c > 0x7e || c == '"' || c == '\\') ? 'v' : (char) c;
+			}
+			put(&b, "\"", 1);
+			put(&b, name, nl + 2);
+			put(&b, "\":\"", 3);
+			put(&b, val, vl);
+			put(&b, "\"", 1);
+		}
+		if (w & 2)
+			put(&b, &ws[(w >> 4) & 3], 1);
+	}
+	put(&b, "}", 1);
+#undef NEXT
+
+	r = BearerFromHeaders(b.data, b.len, &found, &found_len);
+	if (dup && at != nheaders)
+		CHECK(r == JWT_BEARER_BAD);
+	else
+	{
+		CHECK(r == JWT_BEARER_FOUND);
+		CHECK(found_len == toklen && memcmp(found, tok, toklen) == 0);
+	}
+}
+
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -314,6 +426,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		case 6:
 			target_roundtrip(copy, size - 1);
+			break;
+		case 7:
+			target_bearer_structured(copy, size - 1);
 			break;
 	}
 	free(copy);
