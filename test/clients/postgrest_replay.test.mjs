@@ -365,3 +365,29 @@ test('POST and DELETE /audio_history stay inside the token\'s rows', async () =>
   });
   assert.equal(r.error?.code, '42501');
 });
+
+test('an expired token and an inactive user\'s token get 28000', async () => {
+  // expired: issued with a three-second lifetime (whole seconds: valid for 2-3 s)
+  await su.query("SET audiotricks.session_ttl = '3s'");
+  const short = (await su.query("SELECT token FROM audiotricks.at_login('bob', 'Pass-bob-1')")).rows[0].token;
+  await su.query('RESET audiotricks.session_ttl');
+  let r = await getHistory({ token: short, role: 'authenticated', claims: claimsOf(short) });
+  assert.deepEqual(idsOf(r.body ?? []), users.bob.rows, 'valid at first');
+  await new Promise((resolve) => { setTimeout(resolve, 4100); });
+  r = await getHistory({ token: short, role: 'authenticated', claims: claimsOf(short) });
+  assert.equal(r.error?.code, '28000', 'expired');
+
+  // inactive: a live session of a deactivated user
+  const token = await loginToken('bob');
+  await su.query('UPDATE audiotricks.users SET is_active = false WHERE id = $1', [users.bob.id]);
+  try {
+    r = await getHistory({ token, role: 'authenticated', claims: claimsOf(token) });
+    assert.equal(r.error?.code, '28000', 'inactive user');
+    const login = await rpcLogin('bob', 'Pass-bob-1');
+    assert.equal(login.error?.code, '28P01', 'an inactive user cannot log in');
+  } finally {
+    await su.query('UPDATE audiotricks.users SET is_active = true WHERE id = $1', [users.bob.id]);
+  }
+  r = await getHistory({ token, role: 'authenticated', claims: claimsOf(token) });
+  assert.deepEqual(idsOf(r.body), users.bob.rows, 'reactivated');
+});
