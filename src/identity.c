@@ -7,15 +7,17 @@
  * else verifies PostgREST's bearer token from request.headers (cached for the
  * transaction).  Nothing survives the transaction: commit, abort and prepare
  * clear it, so a pooled connection never carries one client's identity to the
- * next.  An identity set inside a savepoint that is rolled back is undone
- * with it (the previous one, if any, comes back); one set inside a released
- * savepoint stays.
+ * next; for the same reason a request.headers value that would outlive the
+ * transaction (a session-level SET) is ignored.  An identity set inside a
+ * savepoint that is rolled back is undone with it (the previous one, if any,
+ * comes back); one set inside a released savepoint stays.
  */
 #include "postgres.h"
 
 #include "access/xact.h"
 #include "fmgr.h"
 #include "utils/guc.h"
+#include "utils/guc_tables.h"
 #include "utils/memutils.h"
 #include "utils/uuid.h"
 
@@ -157,8 +159,45 @@ IdentityForgetSession(const pg_uuid_t *session_id)
 }
 
 /*
+ * headers_are_transaction_local
+ *		True when request.headers has its current value from this transaction
+ *		(SET LOCAL or set_config(..., true), as PostgREST sets it, or a
+ *		function's SET clause), so that it ends with the transaction.  A value
+ *		that outlives it (a session-level SET, ALTER ROLE/DATABASE SET,
+ *		postgresql.conf) is never trusted: on a pooled server connection it
+ *		would authenticate the next client with the token of another.
+ */
+static bool
+headers_are_transaction_local(void)
+{
+	struct config_generic *gconf = NULL;
+
+#if PG_VERSION_NUM >= 160000
+	gconf = find_option("request.headers", false, true, ERROR);
+#else
+	struct config_generic **vars = get_guc_variables();
+	int			n = GetNumConfigOptions();
+
+	for (int i = 0; i < n; i++)
+	{
+		if (pg_strcasecmp(vars[i]->name, "request.headers") == 0)
+		{
+			gconf = vars[i];
+			break;
+		}
+	}
+#endif
+	if (gconf == NULL || gconf->stack == NULL)
+		return false;
+	return gconf->stack->state == GUC_LOCAL ||
+		gconf->stack->state == GUC_SET_LOCAL ||
+		gconf->stack->state == GUC_SAVE;
+}
+
+/*
  * identity_from_headers
- *		Verifies the bearer token of PostgREST's request.headers, if any.
+ *		Verifies the bearer token of PostgREST's request.headers, if any, when
+ *		it was set for this transaction only (see above).
  *		Returns true and fills the ids when it is valid.  Never raises for a
  *		bad token or malformed headers; raises 55000 if the secret is unset.
  */
@@ -184,7 +223,8 @@ identity_from_headers(pg_uuid_t *user_id, pg_uuid_t *session_id)
 	}
 
 	ok = false;
-	if (BearerFromHeaders(headers, strlen(headers), &token, &token_len) == JWT_BEARER_FOUND)
+	if (headers_are_transaction_local() &&
+		BearerFromHeaders(headers, strlen(headers), &token, &token_len) == JWT_BEARER_FOUND)
 		ok = TokenVerify(token, token_len, user_id, session_id, true);
 
 	header_cache_value = MemoryContextStrdup(TopTransactionContext, headers);

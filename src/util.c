@@ -215,13 +215,17 @@ static void
 hide_statement_callback(void *arg)
 {
 	errhidestmt(true);
+	/* a caller's CONTEXT line (SPI, PL/pgSQL) quotes its statement too */
+	errhidecontext(true);
 }
 
 /*
  * AtHideStatementPush / AtHideStatementPop
  *		While pushed, every message raised (by us or by anything we call)
- *		leaves the statement text out of the server log: the statement may
- *		carry a password, token or key as a literal.
+ *		leaves the statement text and the CONTEXT lines out of the server log
+ *		(the client still gets them): the statement, or the PL/pgSQL or SPI
+ *		statement that called us, may carry a password, token or key as a
+ *		literal.
  */
 void
 AtHideStatementPush(ErrorContextCallback *cb)

@@ -4,10 +4,12 @@
 
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 
-# at_free_port: prints a TCP port nobody listens on
+# at_free_port: prints a TCP port nobody listens on.  Ports are tried in
+# random order: runs started side by side (other worktrees) would otherwise
+# all pick the lowest free port and race for it in at_cluster_start.
 at_free_port() {
 	local port
-	for port in $(seq 54320 54420); do
+	for port in $(shuf -i 54320-54999); do
 		if ! (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
 			echo "$port"
 			return 0

@@ -1,0 +1,393 @@
+// test/clients/postgrest_replay.test.mjs
+// Replays, over one `authenticator` connection, what PostgREST 12 sends for
+// each HTTP request (see postgrest.conf beside this file):
+//
+//   BEGIN ISOLATION LEVEL READ COMMITTED [READ ONLY]
+//   select set_config('search_path', $1, true), set_config('role', $2, true),
+//          set_config('request.jwt.claims', $3, true), set_config('request.method', $4, true),
+//          set_config('request.path', $5, true), set_config('request.headers', $6, true),
+//          set_config('request.cookies', $7, true)
+//   select "audiotricks"."at_postgrest_pre_request"()          -- db-pre-request
+//   WITH pgrst_source AS (...) SELECT ... json_agg(_postgrest_t) AS body ...
+//   COMMIT                                   (ROLLBACK when anything failed)
+//
+// set_config('role', r, true) is PostgREST's SET LOCAL ROLE.  PostgREST
+// itself checks the JWT's signature before this; the forged-token cases
+// below send what a PostgREST that let them through (or a client talking
+// to the database directly) would send, and the database must still refuse.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import * as jose from 'jose';
+import { connect, freshDatabase, ensureRole, errorOf, b64url } from './lib.mjs';
+
+const DB = 'clients_postgrest';
+let su, cleanup, authenticator, secret;
+const users = {};
+
+const PREQUERY = `select set_config('search_path', $1, true), set_config('role', $2, true), `
+  + `set_config('request.jwt.claims', $3, true), set_config('request.method', $4, true), `
+  + `set_config('request.path', $5, true), set_config('request.headers', $6, true), `
+  + `set_config('request.cookies', $7, true)`;
+const PRE_REQUEST = 'select "audiotricks"."at_postgrest_pre_request"()';
+const RESPONSE = `null::bigint AS total_result_set, pg_catalog.count(_postgrest_t) AS page_total, `
+  + `coalesce(json_agg(_postgrest_t), '[]') AS body, `
+  + `nullif(current_setting('response.headers', true), '') AS response_headers, `
+  + `nullif(current_setting('response.status', true), '') AS response_status, `
+  + `'' AS response_inserted`;
+const GET_HISTORY = `WITH pgrst_source AS ( SELECT "audiotricks"."audio_history".* `
+  + `FROM "audiotricks"."audio_history"    )  SELECT ${RESPONSE} FROM ( SELECT * FROM pgrst_source ) _postgrest_t`;
+const RPC_LOGIN = `WITH pgrst_source AS (SELECT "pgrst_call".* FROM "audiotricks"."at_login"`
+  + `("login" := $1, "password" := $2) pgrst_call) SELECT ${RESPONSE} `
+  + `FROM (SELECT "pgrst_call".* FROM pgrst_source AS "pgrst_call") _postgrest_t`;
+// GET /<table>?select=<columns> (select=* when columns is omitted)
+const getTableQuery = (table, columns) => {
+  const cols = columns
+    ? columns.map((c) => `"audiotricks"."${table}"."${c}"`).join(', ')
+    : `"audiotricks"."${table}".*`;
+  return `WITH pgrst_source AS ( SELECT ${cols} FROM "audiotricks"."${table}"    )  `
+    + `SELECT ${RESPONSE} FROM ( SELECT * FROM pgrst_source ) _postgrest_t`;
+};
+// DELETE /audio_history?id=eq.<id> (Prefer: return=minimal)
+const DELETE_HISTORY = `WITH pgrst_source AS (DELETE FROM "audiotricks"."audio_history" `
+  + `WHERE  "audiotricks"."audio_history"."id" = $1 RETURNING 1) `
+  + `SELECT '' AS total_result_set, pg_catalog.count(_postgrest_t) AS page_total, array[]::text[] AS header, `
+  + `''::text AS body, nullif(current_setting('response.headers', true), '') AS response_headers, `
+  + `nullif(current_setting('response.status', true), '') AS response_status, '' AS response_inserted `
+  + `FROM (SELECT * FROM pgrst_source) _postgrest_t`;
+// POST /audio_history with a JSON body whose keys are `columns` (PostgREST
+// sends the body as one parameter of type json)
+const insertHistoryQuery = (columns) => {
+  const types = { title: 'character varying(500)', user_id: 'uuid' };
+  return `WITH pgrst_source AS (INSERT INTO "audiotricks"."audio_history"(${columns.map((c) => `"${c}"`).join(', ')}) `
+    + `SELECT ${columns.map((c) => `"pgrst_body"."${c}"`).join(', ')} FROM (SELECT $1::json AS json_data) pgrst_payload, `
+    + `LATERAL (SELECT CASE WHEN json_typeof(pgrst_payload.json_data) = 'array' THEN pgrst_payload.json_data `
+    + `ELSE json_build_array(pgrst_payload.json_data) END AS val) pgrst_uniform_json, `
+    + `LATERAL (SELECT ${columns.map((c) => `"${c}"`).join(', ')} FROM json_to_recordset(pgrst_uniform_json.val) `
+    + `AS _(${columns.map((c) => `"${c}" ${types[c]}`).join(', ')}) ) pgrst_body  RETURNING "audiotricks"."audio_history".*) `
+    + `SELECT '' AS total_result_set, pg_catalog.count(_postgrest_t) AS page_total, array[]::text[] AS header, `
+    + `coalesce(json_agg(_postgrest_t), '[]')::text AS body, `
+    + `nullif(current_setting('response.headers', true), '') AS response_headers, `
+    + `nullif(current_setting('response.status', true), '') AS response_status, '' AS response_inserted `
+    + `FROM (SELECT * FROM pgrst_source) _postgrest_t`;
+};
+const RPC_LOGOUT = `WITH pgrst_source AS (SELECT "audiotricks"."at_logout"() pgrst_scalar) `
+  + `SELECT ${RESPONSE} FROM (SELECT "pgrst_scalar" FROM pgrst_source) _postgrest_t`;
+
+// One request.  role: what PostgREST would switch to (the JWT's role claim,
+// else db-anon-role); claims: what it would put in request.jwt.claims.
+// Returns { body } or { error } (a pg error, after ROLLBACK).
+async function request({
+  method, path, token, role, claims, query, params = [], readOnly, extraHeaders = {}, scheme = 'Bearer',
+}) {
+  const headers = {
+    'user-agent': 'replay/1', accept: 'application/json', host: 'localhost:3000', ...extraHeaders,
+  };
+  if (token !== undefined) headers.authorization = `${scheme} ${token}`;
+  await authenticator.query(
+    `BEGIN ISOLATION LEVEL READ COMMITTED${readOnly ? ' READ ONLY' : ''}`);
+  try {
+    await authenticator.query(PREQUERY, [
+      '"audiotricks"', role, JSON.stringify(claims ?? { role }), method, path,
+      JSON.stringify(headers), '{}']);
+    await authenticator.query(PRE_REQUEST);
+    const res = await authenticator.query(query, params);
+    await authenticator.query('COMMIT');
+    return { body: res.rows[0].body, count: Number(res.rows[0].page_total) };
+  } catch (error) {
+    await authenticator.query('ROLLBACK');
+    return { error };
+  }
+}
+
+const getHistory = (opts) => request({
+  method: 'GET', path: '/audio_history', query: GET_HISTORY, readOnly: true, ...opts,
+});
+
+async function rpcLogin(login, password) {
+  return request({
+    method: 'POST', path: '/rpc/at_login', role: 'anon', query: RPC_LOGIN, params: [login, password],
+  });
+}
+
+async function loginToken(name) {
+  const { body, error } = await rpcLogin(name, `Pass-${name}-1`);
+  assert.equal(error, undefined, String(error));
+  return body[0].token;
+}
+
+// a bearer token's claims, as PostgREST would decode them
+const claimsOf = (token) => jose.decodeJwt(token);
+
+before(async () => {
+  ({ su, cleanup } = await freshDatabase(DB));
+  secret = Object.values((await su.query('SHOW audiotricks.jwt_secret')).rows[0])[0];
+  // the documented PostgREST setup (README.clients.md)
+  await ensureRole(su, 'authenticator', 'LOGIN NOINHERIT');
+  await ensureRole(su, 'anon', 'NOLOGIN');
+  await ensureRole(su, 'authenticated', 'NOLOGIN');
+  await su.query('GRANT anon, authenticated TO authenticator');
+  await su.query('GRANT audiotricks_anon TO anon');
+  await su.query('GRANT audiotricks_user TO authenticated');
+  for (const [name, rows] of [['alice', 2], ['bob', 3]]) {
+    const id = (await su.query('SELECT audiotricks.at_register($1, $2, $3) AS id',
+      [`${name}@example.com`, name, `Pass-${name}-1`])).rows[0].id;
+    await su.query(`INSERT INTO audiotricks.audio_history (user_id, title)
+      SELECT $1, $2 || g FROM generate_series(1, $3) g`, [id, `${name} talk `, rows]);
+    const ids = (await su.query(
+      'SELECT id FROM audiotricks.audio_history WHERE user_id = $1 ORDER BY id', [id])).rows.map((r) => r.id);
+    users[name] = { id, rows: ids };
+  }
+  authenticator = await connect(DB, 'authenticator');
+});
+
+after(async () => cleanup(authenticator));
+
+const idsOf = (body) => body.map((r) => r.id).sort();
+
+test('postgrest.conf holds the settings this replay assumes', async () => {
+  const conf = Object.fromEntries(
+    readFileSync(new URL('./postgrest.conf', import.meta.url), 'utf8').split('\n')
+      .map((l) => l.match(/^([a-z-]+)\s*=\s*"?([^"]*)"?\s*$/)).filter(Boolean)
+      .map((m) => [m[1], m[2]]));
+  assert.equal(conf['db-schemas'], 'audiotricks');
+  assert.equal(conf['db-anon-role'], 'anon');
+  assert.equal(conf['db-pre-request'], 'audiotricks.at_postgrest_pre_request');
+  assert.equal(conf['jwt-role-claim-key'], '.role');
+  assert.match(conf['db-uri'], /^postgres:\/\/authenticator[:@]/);
+  assert.ok(conf['jwt-secret'], 'jwt-secret is set');
+  // the pre-request function exists under exactly that name and anon may call it
+  const { rows } = await su.query(
+    "SELECT has_function_privilege('anon', $1::regprocedure, 'EXECUTE') AS ok",
+    [`${conf['db-pre-request']}()`]);
+  assert.equal(rows[0].ok, true);
+});
+
+test('the authenticator has no privileges of its own', async () => {
+  const e = await errorOf(() => authenticator.query('SELECT count(*) FROM audiotricks.audio_history'));
+  assert.equal(e?.code, '42501');
+});
+
+test('POST /rpc/at_login works as anon and returns a token for the user', async () => {
+  const { body, error } = await rpcLogin('ALICE@example.com', 'Pass-alice-1');
+  assert.equal(error, undefined, String(error));
+  assert.equal(body.length, 1);
+  assert.equal(body[0].user_id, users.alice.id);
+  assert.match(body[0].token, /^[\w-]+\.[\w-]+\.[\w-]+$/);
+  const { payload } = await jose.jwtVerify(body[0].token, new TextEncoder().encode(secret),
+    { algorithms: ['HS256'], issuer: 'audiotricks' });
+  assert.equal(payload.role, 'authenticated', 'the role PostgREST will switch to');
+});
+
+test('POST /rpc/at_login with a wrong password: 28P01, no token', async () => {
+  const { body, error } = await rpcLogin('alice', 'Wrong-pass-1');
+  assert.equal(body, undefined);
+  assert.equal(error.code, '28P01');
+});
+
+test('GET /audio_history with a valid token returns exactly that user\'s rows', async () => {
+  for (const name of ['alice', 'bob']) {
+    const token = await loginToken(name);
+    const claims = claimsOf(token);
+    const { body, error } = await getHistory({ token, role: claims.role, claims });
+    assert.equal(error, undefined, String(error));
+    assert.deepEqual(idsOf(body), users[name].rows, `${name} sees exactly their rows`);
+    assert.ok(body.every((r) => r.user_id === users[name].id));
+  }
+});
+
+test('real-world headers around the bearer token (escapes, unicode, scheme case)', async () => {
+  const token = await loginToken('bob');
+  const claims = claimsOf(token);
+  const extraHeaders = {
+    'user-agent': 'Mozilla/5.0 (X11; "quoted" \\ back\\slash) Ünïcode/✓',
+    cookie: 'a=1; b="two"',
+    'x-forwarded-for': '203.0.113.7, 10.0.0.1',
+    'x-json': '{"authorization":"Bearer not-this-one"}',
+  };
+  for (const scheme of ['Bearer', 'bearer', 'Bearer  ']) {
+    const r = await getHistory({ token, role: claims.role, claims, extraHeaders, scheme });
+    assert.equal(r.error, undefined, `${JSON.stringify(scheme)}: ${r.error}`);
+    assert.deepEqual(idsOf(r.body), users.bob.rows, `scheme ${JSON.stringify(scheme)}`);
+  }
+  // not a bearer credential at all: refused, not ignored
+  const r = await getHistory({ token: 'dXNlcjpwYXNz', role: 'authenticated', extraHeaders, scheme: 'Basic' });
+  assert.equal(r.error?.code, '28000');
+});
+
+test('GET /audio_history without a token (anon): permission denied, no rows', async () => {
+  const { body, error } = await getHistory({ role: 'anon' });
+  assert.equal(body, undefined);
+  assert.equal(error.code, '42501');
+});
+
+test('GET /audio_history as authenticated without a bearer token: empty', async () => {
+  // a PostgREST whose db-anon-role were `authenticated`
+  const { body, error } = await getHistory({ role: 'authenticated' });
+  assert.equal(error, undefined, String(error));
+  assert.deepEqual(body, []);
+});
+
+test('request.jwt.claims naming another user grants nothing', async () => {
+  const bobClaims = { sub: users.bob.id, role: 'authenticated', iss: 'audiotricks' };
+  // no bearer token at all
+  let r = await getHistory({ role: 'authenticated', claims: bobClaims });
+  assert.equal(r.error, undefined, String(r.error));
+  assert.deepEqual(r.body, [], 'claims alone see nothing');
+  // an invalid bearer token
+  r = await getHistory({ token: 'not.a.token', role: 'authenticated', claims: bobClaims });
+  assert.equal(r.error?.code, '28000');
+  // alice's valid token, claims saying bob: alice's rows only
+  const alice = await loginToken('alice');
+  r = await getHistory({ token: alice, role: 'authenticated', claims: bobClaims });
+  assert.equal(r.error, undefined, String(r.error));
+  assert.deepEqual(idsOf(r.body), users.alice.rows);
+});
+
+test('a revoked token (POST /rpc/at_logout) gets 28000 from the pre-request', async () => {
+  const token = await loginToken('alice');
+  const claims = claimsOf(token);
+  let r = await getHistory({ token, role: claims.role, claims });
+  assert.deepEqual(idsOf(r.body), users.alice.rows, 'works before logout');
+  r = await request({
+    method: 'POST', path: '/rpc/at_logout', token, role: claims.role, claims, query: RPC_LOGOUT,
+  });
+  assert.equal(r.error, undefined, String(r.error));
+  assert.deepEqual(r.body, [{ pgrst_scalar: true }], 'at_logout() ends the bearer\'s session');
+  r = await getHistory({ token, role: claims.role, claims });
+  assert.equal(r.error?.code, '28000');
+  assert.equal(r.error?.message, 'invalid or expired token');
+  assert.equal(r.body, undefined);
+});
+
+test('forged tokens get 28000 from the pre-request and see no rows', async () => {
+  const real = await loginToken('alice');
+  const claims = claimsOf(real);
+  const key = new TextEncoder().encode(secret);
+  const [h, p, s] = real.split('.');
+  const bobPayload = b64url(JSON.stringify({ ...claims, sub: users.bob.id }));
+  const forged = {
+    'wrong secret': await new jose.SignJWT(claims)
+      .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+      .sign(new TextEncoder().encode(`${secret}-not`)),
+    'alg none': `${b64url('{"alg":"none","typ":"JWT"}')}.${p}.`,
+    'alg none, signature kept': `${b64url('{"alg":"none","typ":"JWT"}')}.${p}.${s}`,
+    'HS512 under the right secret': await new jose.SignJWT(claims)
+      .setProtectedHeader({ alg: 'HS512', typ: 'JWT' }).sign(key),
+    'tampered payload (sub = bob)': `${h}.${bobPayload}.${s}`,
+    'tampered signature': `${h}.${p}.${s.slice(0, -2)}${s.endsWith('AA') ? 'BA' : 'AA'}`,
+    'expired, correctly signed': await new jose.SignJWT({ ...claims, iat: 1000, exp: 2000 })
+      .setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).sign(key),
+    'correctly signed, not issued': await new jose.SignJWT({ ...claims, jti: 'x' })
+      .setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).sign(key),
+  };
+  for (const [what, token] of Object.entries(forged)) {
+    assert.notEqual(token, real);
+    const c = { ...claims, sub: users.bob.id };
+    const r = await getHistory({ token, role: 'authenticated', claims: c });
+    assert.equal(r.error?.code, '28000', `${what}: ${r.error ?? JSON.stringify(r.body)}`);
+    assert.equal(r.body, undefined, `${what}: no rows`);
+  }
+  // the real one still works after all that
+  const r = await getHistory({ token: real, role: 'authenticated', claims });
+  assert.deepEqual(idsOf(r.body), users.alice.rows);
+});
+
+test('nothing survives the request on the pooled authenticator connection', async () => {
+  const token = await loginToken('bob');
+  await getHistory({ token, role: 'authenticated', claims: claimsOf(token) });
+  const { rows } = await authenticator.query(
+    "SELECT current_user, coalesce(current_setting('request.headers', true), '') AS headers, "
+    + "coalesce(current_setting('request.jwt.claims', true), '') AS claims");
+  assert.deepEqual(rows[0], { current_user: 'authenticator', headers: '', claims: '' });
+  const r = await getHistory({ role: 'authenticated' });
+  assert.deepEqual(r.body, [], 'the next request without a token sees nothing');
+});
+
+test('GET the other tables: secret columns need ?select=, and only own rows come back', async () => {
+  const token = await loginToken('alice');
+  const claims = claimsOf(token);
+  const as = { token, role: claims.role, claims, method: 'GET', readOnly: true };
+  // select=* includes columns no application role may read: refused
+  for (const table of ['users', 'sessions', 'user_settings']) {
+    const r = await request({ ...as, path: `/${table}`, query: getTableQuery(table) });
+    assert.equal(r.error?.code, '42501', `GET /${table}: ${r.error ?? JSON.stringify(r.body)}`);
+  }
+  let r = await request({
+    ...as, path: '/users', query: getTableQuery('users', ['id', 'email', 'username']),
+  });
+  assert.deepEqual(r.body, [{ id: users.alice.id, email: 'alice@example.com', username: 'alice' }]);
+  r = await request({
+    ...as, path: '/sessions', query: getTableQuery('sessions', ['id', 'user_id']),
+  });
+  assert.ok(r.body.length >= 1 && r.body.every((x) => x.user_id === users.alice.id), JSON.stringify(r.body));
+  assert.ok(r.body.some((x) => x.id === claims.sid), 'the current session is listed');
+  r = await request({
+    ...as, path: '/user_settings', query: getTableQuery('user_settings', ['user_id', 'preferred_language']),
+  });
+  assert.deepEqual(r.body, [{ user_id: users.alice.id, preferred_language: 'en' }]);
+});
+
+test('POST and DELETE /audio_history stay inside the token\'s rows', async () => {
+  const token = await loginToken('alice');
+  const claims = claimsOf(token);
+  const as = { token, role: claims.role, claims, method: 'POST', path: '/audio_history' };
+  // insert: user_id comes from the identity
+  let r = await request({ ...as, query: insertHistoryQuery(['title']), params: [JSON.stringify({ title: 'posted' })] });
+  assert.equal(r.error, undefined, String(r.error));
+  const row = JSON.parse(r.body)[0];
+  assert.equal(row.user_id, users.alice.id);
+  // insert for bob: refused by the policy
+  r = await request({
+    ...as, query: insertHistoryQuery(['title', 'user_id']),
+    params: [JSON.stringify({ title: 'for bob', user_id: users.bob.id })],
+  });
+  assert.equal(r.error?.code, '42501', String(r.error ?? r.body));
+  // delete bob's row with alice's token: nothing happens
+  r = await request({
+    ...as, method: 'DELETE', path: `/audio_history?id=eq.${users.bob.rows[0]}`,
+    query: DELETE_HISTORY, params: [users.bob.rows[0]],
+  });
+  assert.equal(r.error, undefined, String(r.error));
+  assert.equal(r.count, 0, "no row deleted");
+  // delete alice's own new row works
+  r = await request({
+    ...as, method: 'DELETE', path: `/audio_history?id=eq.${row.id}`, query: DELETE_HISTORY, params: [row.id],
+  });
+  assert.equal(r.count, 1);
+  const left = (await su.query('SELECT user_id, count(*)::int AS n FROM audiotricks.audio_history GROUP BY 1')).rows;
+  assert.deepEqual(Object.fromEntries(left.map((x) => [x.user_id, x.n])),
+    { [users.alice.id]: users.alice.rows.length, [users.bob.id]: users.bob.rows.length });
+  // without a token, anon may not write at all
+  r = await request({
+    method: 'POST', path: '/audio_history', role: 'anon', query: insertHistoryQuery(['title']),
+    params: [JSON.stringify({ title: 'anon' })],
+  });
+  assert.equal(r.error?.code, '42501');
+});
+
+test('an expired token and an inactive user\'s token get 28000', async () => {
+  // expired: issued with a three-second lifetime (whole seconds: valid for 2-3 s)
+  await su.query("SET audiotricks.session_ttl = '3s'");
+  const short = (await su.query("SELECT token FROM audiotricks.at_login('bob', 'Pass-bob-1')")).rows[0].token;
+  await su.query('RESET audiotricks.session_ttl');
+  let r = await getHistory({ token: short, role: 'authenticated', claims: claimsOf(short) });
+  assert.deepEqual(idsOf(r.body ?? []), users.bob.rows, 'valid at first');
+  await new Promise((resolve) => { setTimeout(resolve, 4100); });
+  r = await getHistory({ token: short, role: 'authenticated', claims: claimsOf(short) });
+  assert.equal(r.error?.code, '28000', 'expired');
+
+  // inactive: a live session of a deactivated user
+  const token = await loginToken('bob');
+  await su.query('UPDATE audiotricks.users SET is_active = false WHERE id = $1', [users.bob.id]);
+  try {
+    r = await getHistory({ token, role: 'authenticated', claims: claimsOf(token) });
+    assert.equal(r.error?.code, '28000', 'inactive user');
+    const login = await rpcLogin('bob', 'Pass-bob-1');
+    assert.equal(login.error?.code, '28P01', 'an inactive user cannot log in');
+  } finally {
+    await su.query('UPDATE audiotricks.users SET is_active = true WHERE id = $1', [users.bob.id]);
+  }
+  r = await getHistory({ token, role: 'authenticated', claims: claimsOf(token) });
+  assert.deepEqual(idsOf(r.body), users.bob.rows, 'reactivated');
+});
