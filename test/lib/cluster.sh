@@ -49,8 +49,9 @@ at_cluster_start() {
 	chown postgres:postgres "$dir"
 	chmod 700 "$dir"
 	at_write_key_file "$dir/audiotricks.keys" 2 1 2
-	runuser -u postgres -- "$PGBIN/initdb" -D "$dir/data" --auth=trust \
-		--username=postgres --encoding=UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
+	# from /, which the postgres user can always enter
+	(cd / && runuser -u postgres -- "$PGBIN/initdb" -D "$dir/data" --auth=trust \
+		--username=postgres --encoding=UTF8 --locale=C.UTF-8) >"$dir/initdb.log" 2>&1 ||
 		{ cat "$dir/initdb.log"; return 1; }
 	{
 		echo "listen_addresses = '127.0.0.1'"
@@ -64,8 +65,8 @@ at_cluster_start() {
 		echo "log_min_error_statement = error"
 		for line in "$@"; do echo "$line"; done
 	} >>"$dir/data/postgresql.conf"
-	runuser -u postgres -- "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" \
-		-w -t 60 start >/dev/null ||
+	(cd / && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" \
+		-w -t 60 start) >/dev/null ||
 		{ cat "$dir/server.log"; return 1; }
 }
 
