@@ -65,13 +65,6 @@ PG_FUNCTION_INFO_V1(at_delete_account);
  * Prepared plans, kept for the life of the backend
  * --------------------------------------------------------------------- */
 
-typedef struct AtPlan
-{
-	const char *sql;
-	int			nargs;
-	Oid			argtypes[6];
-	SPIPlanPtr	plan;
-} AtPlan;
 
 static AtPlan plan_register = {
 	"WITH u AS (INSERT INTO audiotricks.users (email, username, password_hash)"
@@ -192,32 +185,6 @@ static AtPlan plan_purge = {
 	" WHERE expires_at OPERATOR(pg_catalog.<=) pg_catalog.now()",
 	0, {InvalidOid}, NULL
 };
-
-/*
- * run_plan
- *		Executes p (preparing and keeping it on first use) inside an open SPI
- *		connection.  Returns the SPI result code; raises on failure.
- */
-static int
-run_plan(AtPlan *p, Datum *values, bool read_only, long count)
-{
-	int			rc;
-
-	if (p->plan == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(p->sql, p->nargs, p->argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		p->plan = plan;
-	}
-	rc = SPI_execute_plan(p->plan, values, NULL, read_only, count);
-	if (rc < 0)
-		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
-	return rc;
-}
 
 static void
 spi_connect(void)
@@ -475,17 +442,6 @@ require_arg(FunctionCallInfo fcinfo, int n, const char *what)
 				 errhidestmt(true)));
 }
 
-/* detoasted argument; a private copy is wiped when the call's context ends */
-static text *
-secret_arg(FunctionCallInfo fcinfo, int n)
-{
-	Datum		d = PG_GETARG_DATUM(n);
-	text	   *t = PG_DETOAST_DATUM_PACKED(d);
-
-	if ((Pointer) t != DatumGetPointer(d))
-		AtWipeOnReset(t, VARSIZE_ANY(t));
-	return t;
-}
 
 /* ---------------------------------------------------------------------
  * Token verification
@@ -743,7 +699,7 @@ at_register(PG_FUNCTION_ARGS)
 	require_arg(fcinfo, 2, "password");
 	email = PG_GETARG_TEXT_PP(0);
 	username = PG_GETARG_TEXT_PP(1);
-	password = secret_arg(fcinfo, 2);
+	password = AtSecretArg(fcinfo, 2);
 
 	validate_email(VARDATA_ANY(email), VARSIZE_ANY_EXHDR(email));
 	validate_username(VARDATA_ANY(username), VARSIZE_ANY_EXHDR(username));
@@ -757,7 +713,7 @@ at_register(PG_FUNCTION_ARGS)
 	values[2] = PointerGetDatum(hash);
 
 	spi_connect();
-	if (run_plan(&plan_register, values, false, 0) == SPI_OK_SELECT &&
+	if (AtRunPlan(&plan_register, values, NULL, false, 0) == SPI_OK_SELECT &&
 		SPI_processed == 1)
 	{
 		bool		isnull;
@@ -769,7 +725,7 @@ at_register(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		run_plan(&plan_email_taken, values, true, 1);
+		AtRunPlan(&plan_email_taken, values, NULL, true, 1);
 		email_taken = SPI_processed > 0;
 	}
 	spi_finish();
@@ -824,7 +780,7 @@ issue_session(const pg_uuid_t *user_id, const pg_uuid_t *family,
 	values[2] = CStringGetTextDatum(hex);
 	values[3] = TimestampTzGetDatum(expires_at);
 	values[4] = UUIDPGetDatum(family ? family : session_id);
-	if (run_plan(&plan_insert_session, values, false, 0) != SPI_OK_INSERT || SPI_processed != 1)
+	if (AtRunPlan(&plan_insert_session, values, NULL, false, 0) != SPI_OK_INSERT || SPI_processed != 1)
 		elog(ERROR, "could not record the session");
 
 	/* the result row outlives SPI: allocate it in the caller's context */
@@ -853,7 +809,7 @@ check_own_password(const char *schema, const pg_uuid_t *user_id, text *password)
 	text	   *computed;
 
 	values[0] = UUIDPGetDatum(user_id);
-	run_plan(&plan_user_by_id, values, true, 1);
+	AtRunPlan(&plan_user_by_id, values, NULL, true, 1);
 	if (SPI_processed == 1)
 	{
 		bool		isnull;
@@ -933,7 +889,7 @@ at_login(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		raise_bad_login();
 	login = PG_GETARG_TEXT_PP(0);
-	password = secret_arg(fcinfo, 1);
+	password = AtSecretArg(fcinfo, 1);
 
 	spi_connect();
 	if (VARSIZE_ANY_EXHDR(password) <= BCRYPT_MAX_BYTES &&
@@ -942,8 +898,8 @@ at_login(PG_FUNCTION_ARGS)
 		bool		is_email = memchr(VARDATA_ANY(login), '@', VARSIZE_ANY_EXHDR(login)) != NULL;
 
 		values[0] = PointerGetDatum(login);
-		run_plan(is_email ? &plan_user_by_email : &plan_user_by_username,
-				 values, true, 1);
+		AtRunPlan(is_email ? &plan_user_by_email : &plan_user_by_username,
+				  values, NULL, true, 1);
 		if (SPI_processed == 1)
 		{
 			bool		isnull;
@@ -990,12 +946,12 @@ at_login(PG_FUNCTION_ARGS)
 		values[0] = UUIDPGetDatum(&user_id);
 		values[1] = PointerGetDatum(bcrypt_crypt(schema, password,
 												 bcrypt_salt(schema, audiotricks_bcrypt_cost)));
-		run_plan(&plan_set_password, values, false, 0);
+		AtRunPlan(&plan_set_password, values, NULL, false, 0);
 	}
 
 	issue_session(&user_id, NULL, &session_id, out);
 	values[0] = UUIDPGetDatum(&user_id);
-	run_plan(&plan_touch_login, values, false, 0);
+	AtRunPlan(&plan_touch_login, values, NULL, false, 0);
 	spi_finish();
 	AuditEvent("login", &user_id, &session_id, NULL);
 
@@ -1048,7 +1004,7 @@ at_refresh(PG_FUNCTION_ARGS)
 
 	spi_connect();
 	values[0] = CStringGetTextDatum(hex);
-	run_plan(&plan_session_for_refresh, values, false, 0);
+	AtRunPlan(&plan_session_for_refresh, values, NULL, false, 0);
 	if (SPI_processed != 1)
 		raise_bad_token();
 	old_id = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -1074,7 +1030,7 @@ at_refresh(PG_FUNCTION_ARGS)
 		raise_bad_token();
 
 	values[0] = UUIDPGetDatum(&old_id);
-	run_plan(&plan_mark_refreshed, values, false, 0);
+	AtRunPlan(&plan_mark_refreshed, values, NULL, false, 0);
 	issue_session(&user_id, &family, &session_id, out);
 	spi_finish();
 	IdentityForgetSession(&old_id);
@@ -1138,7 +1094,7 @@ at_logout(PG_FUNCTION_ARGS)
 		{
 			token_hash_hex(VARDATA_ANY(token), len, hex);
 			values[0] = CStringGetTextDatum(hex);
-			run_plan(&plan_logout_token, values, false, 0);
+			AtRunPlan(&plan_logout_token, values, NULL, false, 0);
 			if (SPI_processed == 1)
 			{
 				HeapTuple	tup = SPI_tuptable->vals[0];
@@ -1156,7 +1112,7 @@ at_logout(PG_FUNCTION_ARGS)
 		IdentityRequire(&user_id, &session_id);
 		values[0] = UUIDPGetDatum(&session_id);
 		values[1] = UUIDPGetDatum(&user_id);
-		run_plan(&plan_logout_session, values, false, 0);
+		AtRunPlan(&plan_logout_session, values, NULL, false, 0);
 		if (SPI_processed == 1)
 			ended = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
 											   SPI_tuptable->tupdesc, 1, &isnull));
@@ -1196,7 +1152,7 @@ at_logout_session(PG_FUNCTION_ARGS)
 	spi_connect();
 	values[0] = UUIDPGetDatum(&target);
 	values[1] = UUIDPGetDatum(&user_id);
-	run_plan(&plan_logout_session, values, false, 0);
+	AtRunPlan(&plan_logout_session, values, NULL, false, 0);
 	if (SPI_processed == 1)
 		ended = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
 										   SPI_tuptable->tupdesc, 1, &isnull));
@@ -1232,7 +1188,7 @@ at_list_sessions(PG_FUNCTION_ARGS)
 	spi_connect();
 	values[0] = UUIDPGetDatum(&user_id);
 	values[1] = UUIDPGetDatum(&session_id);
-	run_plan(&plan_list_sessions, values, true, 0);
+	AtRunPlan(&plan_list_sessions, values, NULL, true, 0);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		Datum		row[4];
@@ -1265,7 +1221,7 @@ at_logout_all(PG_FUNCTION_ARGS)
 	IdentityRequire(&user_id, &session_id);
 	spi_connect();
 	values[0] = UUIDPGetDatum(&user_id);
-	run_plan(&plan_logout_all, values, false, 0);
+	AtRunPlan(&plan_logout_all, values, NULL, false, 0);
 	n = SPI_processed;
 	spi_finish();
 	IdentityForgetSession(NULL);
@@ -1294,8 +1250,8 @@ at_change_password(PG_FUNCTION_ARGS)
 	IdentityRequire(&user_id, &session_id);
 	require_arg(fcinfo, 0, "current_password");
 	require_arg(fcinfo, 1, "new_password");
-	current = secret_arg(fcinfo, 0);
-	newpw = secret_arg(fcinfo, 1);
+	current = AtSecretArg(fcinfo, 0);
+	newpw = AtSecretArg(fcinfo, 1);
 	schema = AtPgcryptoSchema();
 
 	spi_connect();
@@ -1306,11 +1262,11 @@ at_change_password(PG_FUNCTION_ARGS)
 	values[0] = UUIDPGetDatum(&user_id);
 	values[1] = PointerGetDatum(bcrypt_crypt(schema, newpw,
 											 bcrypt_salt(schema, audiotricks_bcrypt_cost)));
-	run_plan(&plan_set_password, values, false, 0);
+	AtRunPlan(&plan_set_password, values, NULL, false, 0);
 
 	values[0] = UUIDPGetDatum(&user_id);
 	values[1] = UUIDPGetDatum(&session_id);
-	run_plan(&plan_logout_others, values, false, 0);
+	AtRunPlan(&plan_logout_others, values, NULL, false, 0);
 	spi_finish();
 	AuditEvent("password_changed", &user_id, &session_id, NULL);
 
@@ -1337,15 +1293,15 @@ at_deactivate_account(PG_FUNCTION_ARGS)
 	AtHideStatementPush(&hide);
 	IdentityRequire(&user_id, &session_id);
 	require_arg(fcinfo, 0, "password");
-	password = secret_arg(fcinfo, 0);
+	password = AtSecretArg(fcinfo, 0);
 	schema = AtPgcryptoSchema();
 
 	spi_connect();
 	if (!check_own_password(schema, &user_id, password))
 		raise_bad_login();
 	values[0] = UUIDPGetDatum(&user_id);
-	run_plan(&plan_deactivate, values, false, 0);
-	run_plan(&plan_logout_all, values, false, 0);
+	AtRunPlan(&plan_deactivate, values, NULL, false, 0);
+	AtRunPlan(&plan_logout_all, values, NULL, false, 0);
 	spi_finish();
 	IdentityForgetSession(NULL);
 	AuditEvent("account_deactivated", &user_id, &session_id, NULL);
@@ -1374,16 +1330,16 @@ at_delete_account(PG_FUNCTION_ARGS)
 	AtHideStatementPush(&hide);
 	IdentityRequire(&user_id, &session_id);
 	require_arg(fcinfo, 0, "password");
-	password = secret_arg(fcinfo, 0);
+	password = AtSecretArg(fcinfo, 0);
 	schema = AtPgcryptoSchema();
 
 	spi_connect();
 	if (!check_own_password(schema, &user_id, password))
 		raise_bad_login();
 	values[0] = UUIDPGetDatum(&user_id);
-	run_plan(&plan_delete_user, values, false, 0);
+	AtRunPlan(&plan_delete_user, values, NULL, false, 0);
 	/* after the delete, so that events its cascades wrote are cleared too */
-	run_plan(&plan_anonymize_audit, values, false, 0);
+	AtRunPlan(&plan_anonymize_audit, values, NULL, false, 0);
 	spi_finish();
 	IdentityForgetSession(NULL);
 	AuditEvent("account_deleted", NULL, NULL, NULL);
@@ -1402,7 +1358,7 @@ at_purge_expired_sessions(PG_FUNCTION_ARGS)
 	uint64		n;
 
 	spi_connect();
-	run_plan(&plan_purge, NULL, false, 0);
+	AtRunPlan(&plan_purge, NULL, NULL, false, 0);
 	n = SPI_processed;
 	spi_finish();
 	PG_RETURN_INT32((int32) Min(n, (uint64) PG_INT32_MAX));

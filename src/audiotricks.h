@@ -7,6 +7,7 @@
 #define AUDIOTRICKS_H
 
 #include "access/tupdesc.h"
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/memutils.h"
 #include "utils/uuid.h"
@@ -35,6 +36,18 @@ typedef struct AtWipe
 	MemoryContextCallback cb;
 } AtWipe;
 
+/* a parameterized SPI plan, prepared on first use and kept */
+typedef struct AtPlan
+{
+	const char *sql;
+	int			nargs;
+	Oid			argtypes[6];
+	SPIPlanPtr	plan;
+} AtPlan;
+
+extern int	AtRunPlan(AtPlan *p, Datum *values, const char *nulls,
+					  bool read_only, long count);
+extern text *AtSecretArg(FunctionCallInfo fcinfo, int n);
 extern void AtRequirePreload(void);
 extern const char *AtJwtSecret(size_t *len);
 struct JwtKey;

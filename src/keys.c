@@ -471,17 +471,6 @@ open_text(char domain, const uint8_t *context, size_t context_len,
 	return out;
 }
 
-/* detoasted argument; a private copy is wiped when the call's context ends */
-static text *
-secret_arg(FunctionCallInfo fcinfo, int n)
-{
-	Datum		d = PG_GETARG_DATUM(n);
-	text	   *t = PG_DETOAST_DATUM_PACKED(d);
-
-	if ((Pointer) t != DatumGetPointer(d))
-		AtWipeOnReset(t, VARSIZE_ANY(t));
-	return t;
-}
 
 /* ---------------------------------------------------------------------
  * The raw pair
@@ -503,7 +492,7 @@ at_encrypt_key(PG_FUNCTION_ARGS)
 	text	   *result;
 
 	AtHideStatementPush(&hide);
-	plaintext = secret_arg(fcinfo, 0);
+	plaintext = AtSecretArg(fcinfo, 0);
 	context = PG_GETARG_TEXT_PP(1);
 	result = seal_text(CT_DOMAIN_RAW,
 					   (const uint8_t *) VARDATA_ANY(context), VARSIZE_ANY_EXHDR(context),
@@ -542,13 +531,6 @@ at_decrypt_key(PG_FUNCTION_ARGS)
  * Per-user API keys
  * --------------------------------------------------------------------- */
 
-typedef struct KeysPlan
-{
-	const char *sql;
-	int			nargs;
-	Oid			argtypes[3];
-	SPIPlanPtr	plan;
-} KeysPlan;
 
 typedef enum Provider
 {
@@ -559,7 +541,7 @@ typedef enum Provider
 
 static const char *const provider_names[PROVIDER_COUNT] = {"openai", "elevenlabs"};
 
-static KeysPlan plan_set[PROVIDER_COUNT] = {
+static AtPlan plan_set[PROVIDER_COUNT] = {
 	{
 		"INSERT INTO audiotricks.user_settings AS s (user_id, openai_api_key_encrypted)"
 		" VALUES ($1, $2) ON CONFLICT (user_id) DO UPDATE"
@@ -574,7 +556,7 @@ static KeysPlan plan_set[PROVIDER_COUNT] = {
 	}
 };
 
-static KeysPlan plan_get[PROVIDER_COUNT] = {
+static AtPlan plan_get[PROVIDER_COUNT] = {
 	{
 		"SELECT openai_api_key_encrypted FROM audiotricks.user_settings"
 		" WHERE user_id OPERATOR(pg_catalog.=) $1",
@@ -587,7 +569,7 @@ static KeysPlan plan_get[PROVIDER_COUNT] = {
 	}
 };
 
-static KeysPlan plan_rotate_batch = {
+static AtPlan plan_rotate_batch = {
 	"SELECT user_id, openai_api_key_encrypted, elevenlabs_api_key_encrypted"
 	" FROM audiotricks.user_settings"
 	" WHERE (openai_api_key_encrypted IS NOT NULL"
@@ -598,14 +580,14 @@ static KeysPlan plan_rotate_batch = {
 	2, {TEXTOID, INT8OID}, NULL
 };
 
-static KeysPlan plan_rotate_update = {
+static AtPlan plan_rotate_update = {
 	"UPDATE audiotricks.user_settings"
 	" SET openai_api_key_encrypted = $2, elevenlabs_api_key_encrypted = $3"
 	" WHERE user_id OPERATOR(pg_catalog.=) $1",
 	3, {UUIDOID, TEXTOID, TEXTOID}, NULL
 };
 
-static KeysPlan plan_rotate_remaining = {
+static AtPlan plan_rotate_remaining = {
 	"SELECT (pg_catalog.count(*) FILTER (WHERE openai_api_key_encrypted IS NOT NULL"
 	"          AND NOT pg_catalog.starts_with(openai_api_key_encrypted, $1)))"
 	"   OPERATOR(pg_catalog.+)"
@@ -614,27 +596,6 @@ static KeysPlan plan_rotate_remaining = {
 	" FROM audiotricks.user_settings",
 	1, {TEXTOID}, NULL
 };
-
-static int
-keys_run_plan(KeysPlan *p, Datum *values, const char *nulls, bool read_only, long count)
-{
-	int			rc;
-
-	if (p->plan == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(p->sql, p->nargs, p->argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		p->plan = plan;
-	}
-	rc = SPI_execute_plan(p->plan, values, nulls, read_only, count);
-	if (rc < 0)
-		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
-	return rc;
-}
 
 static Provider
 provider_arg(FunctionCallInfo fcinfo, int n)
@@ -703,7 +664,7 @@ at_set_api_key(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		text	   *key = secret_arg(fcinfo, 1);
+		text	   *key = AtSecretArg(fcinfo, 1);
 
 		if (VARSIZE_ANY_EXHDR(key) > API_KEY_MAX_BYTES)
 			ereport(ERROR,
@@ -719,7 +680,7 @@ at_set_api_key(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (keys_run_plan(&plan_set[p], values, nulls, false, 0) != SPI_OK_INSERT ||
+	if (AtRunPlan(&plan_set[p], values, nulls, false, 0) != SPI_OK_INSERT ||
 		SPI_processed != 1)
 		elog(ERROR, "could not store the api key");
 	if (SPI_finish() != SPI_OK_FINISH)
@@ -762,7 +723,7 @@ at_get_api_key(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	keys_run_plan(&plan_get[p], values, NULL, true, 1);
+	AtRunPlan(&plan_get[p], values, NULL, true, 1);
 	if (SPI_processed == 1)
 	{
 		bool		isnull;
@@ -830,7 +791,7 @@ at_rotate_api_keys(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	values[0] = CStringGetTextDatum(prefix);
 	values[1] = Int64GetDatum(batch);
-	keys_run_plan(&plan_rotate_batch, values, NULL, false, 0);
+	AtRunPlan(&plan_rotate_batch, values, NULL, false, 0);
 	tuptable = SPI_tuptable;
 	nrows = SPI_processed;
 
@@ -878,7 +839,7 @@ at_rotate_api_keys(PG_FUNCTION_ARGS)
 		}
 		nulls[0] = ' ';
 		MemoryContextSwitchTo(old);
-		if (keys_run_plan(&plan_rotate_update, values, nulls, false, 0) != SPI_OK_UPDATE ||
+		if (AtRunPlan(&plan_rotate_update, values, nulls, false, 0) != SPI_OK_UPDATE ||
 			SPI_processed != 1)
 			elog(ERROR, "could not update a rotated api key");
 		MemoryContextReset(rowcxt);
@@ -886,7 +847,7 @@ at_rotate_api_keys(PG_FUNCTION_ARGS)
 	MemoryContextDelete(rowcxt);
 
 	values[0] = CStringGetTextDatum(prefix);
-	keys_run_plan(&plan_rotate_remaining, values, NULL, false, 1);
+	AtRunPlan(&plan_rotate_remaining, values, NULL, false, 1);
 	if (SPI_processed == 1)
 	{
 		bool		isnull;

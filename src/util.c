@@ -243,6 +243,50 @@ AtHideStatementPop(ErrorContextCallback *cb)
 }
 
 /*
+ * AtRunPlan
+ *		Executes p (preparing it and keeping it for the life of the backend on
+ *		first use) inside an open SPI connection.  nulls as for
+ *		SPI_execute_plan (NULL: none).  Returns the SPI result code; raises on
+ *		failure.
+ */
+int
+AtRunPlan(AtPlan *p, Datum *values, const char *nulls, bool read_only, long count)
+{
+	int			rc;
+
+	if (p->plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(p->sql, p->nargs, p->argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		p->plan = plan;
+	}
+	rc = SPI_execute_plan(p->plan, values, nulls, read_only, count);
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+	return rc;
+}
+
+/*
+ * AtSecretArg
+ *		Argument n, detoasted; when detoasting made a private copy, that copy
+ *		is wiped when the current memory context ends (also on error).
+ */
+text *
+AtSecretArg(FunctionCallInfo fcinfo, int n)
+{
+	Datum		d = PG_GETARG_DATUM(n);
+	text	   *t = PG_DETOAST_DATUM_PACKED(d);
+
+	if ((Pointer) t != DatumGetPointer(d))
+		AtWipeOnReset(t, VARSIZE_ANY(t));
+	return t;
+}
+
+/*
  * AtMaterialize
  *		Sets up a set-returning function's result in materialize mode: a
  *		tuplestore and a copy of the result descriptor, both in per-query
