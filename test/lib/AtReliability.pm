@@ -8,6 +8,7 @@ package AtReliability;
 use strict;
 use warnings;
 use Exporter 'import';
+use File::Spec;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -63,7 +64,9 @@ log_min_error_statement = error
 };
 	if (at_keys_in_source())
 	{
-		my $kf = $opt{key_file} // at_write_key_file($node->basedir . '/master.keys');
+		# absolute: the server resolves a relative path from its data directory
+		my $kf = $opt{key_file}
+		  // at_write_key_file(File::Spec->rel2abs($node->basedir . '/master.keys'));
 		$conf .= "audiotricks.key_file = '$kf'\n";
 		$node->{at_key_file} = $kf;
 	}

@@ -63,21 +63,29 @@ my @errors = $log =~ /^.*(?:ERROR|FATAL|PANIC):.*$/mg;
 is(scalar(@errors), 0, 'no error in the server log during the run') or diag(join "\n", @errors[0 .. ($#errors < 9 ? $#errors : 9)]);
 unlike($log, qr/terminated by signal|server process .* was terminated/, 'no backend crashed');
 
-# afterwards: consistent, and the rows equal what pgbench counted
+# afterwards: consistent, and the rows match what pgbench counted.  When
+# -T runs out, pgbench stops each client where it is, so a client's last
+# transaction may have committed without being counted: at most one per
+# client (16) more than counted, never fewer.
+sub counted
+{
+	my ($got, $counted, $what) = @_;
+	ok($got >= $counted && $got <= $counted + 16, "$what: $got for $counted counted (at most 16 in flight at the end)");
+}
 is($node->safe_psql('app', at_integrity_sql()), '0,0,0,0',
 	'every user has exactly one settings row; no settings, session or history row without its user');
-is($node->safe_psql('app', q{SELECT count(*) FROM audiotricks.users WHERE username LIKE 'reg%'}),
-	$done{register}, 'one user per committed registration');
-is($node->safe_psql('app', q{SELECT last_value FROM bench.reg_seq}), $done{register},
-	'no registration was attempted that pgbench did not count');
-is($node->safe_psql('app', q{SELECT count(*) FROM audiotricks.audio_history WHERE title LIKE 'bench entry %'}),
+my $registered = $node->safe_psql('app', q{SELECT count(*) FROM audiotricks.users WHERE username LIKE 'reg%'});
+counted($registered, $done{register}, 'one user per committed registration');
+cmp_ok($registered, '<=', $node->safe_psql('app', q{SELECT last_value FROM bench.reg_seq}),
+	'no registration without its number from the sequence');
+counted($node->safe_psql('app', q{SELECT count(*) FROM audiotricks.audio_history WHERE title LIKE 'bench entry %'}),
 	$done{history_add}, 'one history entry per committed history_add');
 is($node->safe_psql('app', q{SELECT count(*) FROM audiotricks.sessions}), $USERS,
-	'every login of the workload was logged out again: only the bench sessions remain');
-is($node->safe_psql('app', q{SELECT count(*) FROM audiotricks.audit_log WHERE event = 'login'}),
-	$USERS + $done{login_logout}, 'one login event per committed login');
-is($node->safe_psql('app', q{SELECT count(*) FROM audiotricks.audit_log WHERE event = 'logout'}),
-	$done{login_logout}, 'one logout event per committed logout');
+	'every login of the workload was logged out in its transaction: only the bench sessions remain');
+my $logins = $node->safe_psql('app', q{SELECT count(*) FROM audiotricks.audit_log WHERE event = 'login'}) - $USERS;
+counted($logins, $done{login_logout}, 'one login event per committed login');
+is($node->safe_psql('app', q{SELECT count(*) FROM audiotricks.audit_log WHERE event = 'logout'}), $logins,
+	'one logout event per login of the workload');
 is($node->safe_psql('app', q{SELECT count(*) FROM audiotricks.audit_log WHERE event IN ('login_failed', 'login_throttled')}),
 	'0', 'no failed or throttled login');
 is($node->safe_psql('app', q{SELECT count(*) FROM audiotricks.users u JOIN bench.tokens t ON t.user_id = u.id
