@@ -1,7 +1,8 @@
 # test/t/032_standby.pl
 # A streaming hot standby made with pg_basebackup serves the reading calls
 # (at_authenticate, at_current_user_id, at_history_page, at_history_search,
-# at_history_count, at_get_settings, at_get_api_key when available) with the
+# at_history_count, at_get_settings, at_list_sessions, the PostgREST
+# pre-request check, at_get_api_key when available) with the
 # same answers as the primary, sees logouts and new logins once replayed, and
 # refuses every writing call with SQLSTATE 25006 (read-only transaction).
 # Login throttling counts per server.
@@ -55,9 +56,18 @@ SELECT audiotricks.at_history_count();
 SELECT s::text FROM audiotricks.at_get_settings() s;
 SELECT count(*), max(created_at) FROM audiotricks.audio_history;
 SELECT count(*) FROM audiotricks.users;
+SELECT id, created_at, expires_at, is_current FROM audiotricks.at_list_sessions();
 };
 	$sql .= "SELECT audiotricks.at_get_api_key('openai');\n" if $keys;
 	$sql .= "COMMIT;\n";
+	# the PostgREST path: identity from the bearer token in request.headers
+	$sql .= qq{BEGIN;
+SELECT set_config('request.headers', '{"authorization": "Bearer $token"}', true) IS NOT NULL;
+SELECT audiotricks.at_postgrest_pre_request();
+SELECT audiotricks.at_current_user_id();
+SELECT count(*) FROM audiotricks.audio_history;
+COMMIT;
+};
 	my ($ret, $out, $err) = $node->psql('app', $sql, extra_params => [ '-U', 'app' ],
 		on_error_stop => 1);
 	diag($err) if $ret;
@@ -70,7 +80,7 @@ for my $i (1 .. $USERS)
 	my $on_primary = reads($primary, $tok);
 	my $on_standby = reads($standby, $tok);
 	my @lines = split /\n/, $on_primary;
-	cmp_ok(scalar(@lines), '>=', 2 + 20 + 5 + 20 + 5 + 4, "user $i: the primary answers in full");
+	cmp_ok(scalar(@lines), '>=', 2 + 20 + 5 + 20 + 5 + 4 + 1 + 4, "user $i: the primary answers in full");
 	is($on_standby, $on_primary, "user $i: the standby gives the same answers as the primary");
 }
 
