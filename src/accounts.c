@@ -906,6 +906,28 @@ throttle_key(bool found, const pg_uuid_t *user_id, text *login,
 }
 
 /*
+ * refuse_if_read_only
+ *		Raises 25006 in a read-only transaction, notably every transaction on
+ *		a hot standby, before a call that must write looks at its credentials.
+ *		at_login and at_refresh would otherwise check a password or token
+ *		there and only then fail on the write: a standby would answer a right
+ *		password with 25006 and a wrong one with 28P01, counting failures in
+ *		its own throttling table (each replica adding its own allowance of
+ *		guesses), and it would queue failed-login events and refresh-reuse
+ *		revocations that only its own audit writer could apply, which starts
+ *		only after a promotion.
+ */
+static void
+refuse_if_read_only(const char *what)
+{
+	if (XactReadOnly)
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot %s in a read-only transaction", what),
+				 errhint("Send calls that write to the primary server, outside read-only transactions.")));
+}
+
+/*
  * at_login(login text, password text)
  *		RETURNS TABLE(token text, user_id uuid, session_id uuid, expires_at timestamptz)
  *		login is an email or a username, either case-insensitively.  Unknown
@@ -936,6 +958,7 @@ at_login(PG_FUNCTION_ARGS)
 	bool		outnull[4] = {false, false, false, false};
 
 	AtHideStatementPush(&hide);
+	refuse_if_read_only("log in");
 	(void) AtJwtKey();			/* 55000 now if the secret is missing */
 	schema = AtPgcryptoSchema();
 
@@ -1044,6 +1067,7 @@ at_refresh(PG_FUNCTION_ARGS)
 	bool		outnull[4] = {false, false, false, false};
 
 	AtHideStatementPush(&hide);
+	refuse_if_read_only("refresh a token");
 	if (PG_ARGISNULL(0))
 		raise_bad_token();
 	token = PG_GETARG_TEXT_PP(0);

@@ -4,8 +4,8 @@
 # at_history_count, at_get_settings, at_list_sessions, the PostgREST
 # pre-request check, at_get_api_key when available) with the
 # same answers as the primary, sees logouts and new logins once replayed, and
-# refuses every writing call with SQLSTATE 25006 (read-only transaction).
-# Login throttling counts per server.
+# refuses every writing call with SQLSTATE 25006 (read-only transaction);
+# logins and refreshes are refused before any password or token check.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -16,7 +16,7 @@ use AtReliability;
 my $USERS = 5;
 
 my $primary = at_node('primary', allows_streaming => 1,
-	extra_conf => "audiotricks.max_failed_logins = 3\nlog_line_prefix = '[%p] %e '\n");
+	extra_conf => "log_line_prefix = '[%p] %e '\n");
 $primary->start;
 $primary->safe_psql('postgres', 'CREATE DATABASE app');
 $primary->safe_psql('app', 'CREATE EXTENSION audiotricks CASCADE');
@@ -139,18 +139,27 @@ SKIP:
 is($primary->safe_psql('app', "SELECT audiotricks.at_authenticate('$tok1') IS NOT NULL"), 't',
 	'the refused logout on the standby changed nothing: the token still works on the primary');
 
-# throttling counts per server: failures on the standby lock the login there
-# (28P01 even with the right password), not on the primary
-for my $n (1 .. 3)
+# a standby refuses a login or refresh before looking at the password or
+# token: the right and a wrong password get the same 25006 (no password
+# oracle, no failures counted or queued there), and so does a token that
+# was already refreshed (reuse is detected on the primary only)
+for my $pw ('Passw0rdA', 'wrong1', 'wrong2', 'wrong3', 'Passw0rdA')
 {
 	my ($r, $s) = at_sqlstate($standby, 'app',
-		"SELECT * FROM audiotricks.at_login('bench4', 'wrong$n')", 'app');
-	is($s, '28P01', "wrong password $n on the standby: 28P01");
+		"SELECT * FROM audiotricks.at_login('bench4', '$pw')", 'app');
+	is($s, '25006', 'a login on the standby with ' . ($pw =~ /wrong/ ? 'a wrong' : 'the right')
+		  . ' password: 25006');
 }
-($ret, $state) = at_sqlstate($standby, 'app', q{SELECT * FROM audiotricks.at_login('bench4', 'Passw0rdA')}, 'app');
-is($state, '28P01', 'after 3 failures the standby refuses even the right password (throttled there)');
+my $old = $primary->safe_psql('app', q{SELECT token FROM audiotricks.at_login('bench5', 'Passw0rdA')});
+$primary->safe_psql('app', "SELECT count(*) FROM audiotricks.at_refresh('$old')");
+$primary->wait_for_catchup($standby);
+($ret, $state) = at_sqlstate($standby, 'app', "SELECT * FROM audiotricks.at_refresh('$old')", 'app');
+is($state, '25006', 'a refresh of an already refreshed token on the standby: 25006');
+($ret, $state) = at_sqlstate($primary, 'app',
+	q{BEGIN READ ONLY; SELECT * FROM audiotricks.at_login('bench4', 'wrong4'); COMMIT;}, 'app');
+is($state, '25006', 'on the primary, a login in a read-only transaction: 25006');
 is($primary->safe_psql('app', q{SELECT count(*) FROM audiotricks.at_login('bench4', 'Passw0rdA')},
-	extra_params => [ '-U', 'app' ]), '1', 'the primary, with its own counters, accepts the login');
+	extra_params => [ '-U', 'app' ]), '1', 'the primary accepts the login');
 
 # still serving, nothing crashed
 $primary->wait_for_catchup($standby);
@@ -161,21 +170,25 @@ my @states = $log =~ /^\[\d+\] ([0-9A-Z]{5}) (?:ERROR|FATAL|PANIC):/mg;
 my %seen;
 $seen{$_}++ for @states;
 ok($seen{'25006'}, 'the refused writes are in the standby log with their SQLSTATE');
-is(join(',', grep { !/^(25006|28P01|28000|42501)$/ } sort keys %seen), '',
-	'no error on the standby other than read-only, bad login, bad token and no identity');
+is(join(',', grep { !/^(25006|28000|42501)$/ } sort keys %seen), '',
+	'no error on the standby other than read-only, bad token and no identity');
 
-# promoted, the standby takes writes, and the failed logins it saw (queued
-# for the audit writer, which starts only once recovery has finished) are
-# written
+# promoted, the standby takes writes; the refused logins left no queued
+# events behind (the audit writer starts once recovery has finished and
+# would have written them by now)
 $standby->promote;
 $standby->poll_query_until('app', 'SELECT NOT pg_is_in_recovery()')
   or die 'promotion did not finish';
 is($standby->safe_psql('app', q{SELECT audiotricks.at_register('new@example.com', 'newbie', 'Passw0rdA') IS NOT NULL},
 	extra_params => [ '-U', 'app' ]), 't', 'after promotion at_register works');
-ok($standby->poll_query_until('app', q{SELECT count(*) = 4 FROM audiotricks.audit_log l
-	JOIN bench.tokens t ON t.user_id = l.user_id
-	WHERE t.i = 4 AND l.event IN ('login_failed', 'login_throttled')}),
-	'after promotion the failed and throttled logins seen as a standby are in the audit log');
+($ret, $state) = at_sqlstate($standby, 'app', q{SELECT * FROM audiotricks.at_login('bench4', 'wrong5')}, 'app');
+is($state, '28P01', 'after promotion a wrong password is 28P01');
+ok($standby->poll_query_until('app', q{SELECT count(*) > 0 FROM audiotricks.audit_log l
+	JOIN bench.tokens t ON t.user_id = l.user_id WHERE t.i = 4 AND l.event = 'login_failed'}),
+	'and is recorded by the audit writer');
+is($standby->safe_psql('app', q{SELECT count(*) FROM audiotricks.audit_log l
+	JOIN bench.tokens t ON t.user_id = l.user_id WHERE t.i = 4 AND l.event IN ('login_failed', 'login_throttled')}),
+	'1', 'only that one: nothing was counted or queued while it was a standby');
 
 $standby->stop;
 $primary->stop;
