@@ -908,14 +908,15 @@ throttle_key(bool found, const pg_uuid_t *user_id, text *login,
 /*
  * refuse_if_read_only
  *		Raises 25006 in a read-only transaction, notably every transaction on
- *		a hot standby, before a call that must write looks at its credentials.
- *		at_login and at_refresh would otherwise check a password or token
- *		there and only then fail on the write: a standby would answer a right
- *		password with 25006 and a wrong one with 28P01, counting failures in
- *		its own throttling table (each replica adding its own allowance of
- *		guesses), and it would queue failed-login events and refresh-reuse
- *		revocations that only its own audit writer could apply, which starts
- *		only after a promotion.
+ *		a hot standby, before a call that must write looks at a password or
+ *		token.  Otherwise a standby would check it and only then fail on the
+ *		write, answering a right password with 25006 and a wrong one with
+ *		28P01: for at_login a password oracle with its own throttling counters
+ *		(each replica adding max_failed_logins guesses per window) whose
+ *		failed-login events and refresh-reuse revocations would wait in the
+ *		standby's queue for an audit writer that starts only on promotion;
+ *		for at_change_password, at_deactivate_account and at_delete_account a
+ *		harmless way for a token's holder to test passwords.
  */
 static void
 refuse_if_read_only(const char *what)
@@ -1339,6 +1340,7 @@ at_change_password(PG_FUNCTION_ARGS)
 	Datum		values[2];
 
 	AtHideStatementPush(&hide);
+	refuse_if_read_only("change a password");
 	require_identity(&user_id, &session_id);
 	require_arg(fcinfo, 0, "current_password");
 	require_arg(fcinfo, 1, "new_password");
@@ -1383,6 +1385,7 @@ at_deactivate_account(PG_FUNCTION_ARGS)
 	Datum		values[1];
 
 	AtHideStatementPush(&hide);
+	refuse_if_read_only("deactivate an account");
 	require_identity(&user_id, &session_id);
 	require_arg(fcinfo, 0, "password");
 	password = secret_arg(fcinfo, 0);
@@ -1420,6 +1423,7 @@ at_delete_account(PG_FUNCTION_ARGS)
 	Datum		values[1];
 
 	AtHideStatementPush(&hide);
+	refuse_if_read_only("delete an account");
 	require_identity(&user_id, &session_id);
 	require_arg(fcinfo, 0, "password");
 	password = secret_arg(fcinfo, 0);

@@ -150,6 +150,13 @@ for my $pw ('Passw0rdA', 'wrong1', 'wrong2', 'wrong3', 'Passw0rdA')
 	is($s, '25006', 'a login on the standby with ' . ($pw =~ /wrong/ ? 'a wrong' : 'the right')
 		  . ' password: 25006');
 }
+for my $f ('at_change_password(\'wrong\', \'Passw0rdZ9\')', 'at_deactivate_account(\'wrong\')',
+	'at_delete_account(\'wrong\')')
+{
+	my ($r, $s, $err) = at_sqlstate($standby, 'app', "BEGIN; SELECT audiotricks.at_authenticate('$tok1');"
+		  . " SELECT audiotricks.$f; COMMIT;", 'app');
+	is($s, '25006', "$f with a wrong password on the standby: 25006, not 28P01") or diag($err);
+}
 my $old = $primary->safe_psql('app', q{SELECT token FROM audiotricks.at_login('bench5', 'Passw0rdA')});
 $primary->safe_psql('app', "SELECT count(*) FROM audiotricks.at_refresh('$old')");
 $primary->wait_for_catchup($standby);
