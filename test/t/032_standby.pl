@@ -121,6 +121,12 @@ my %writes = (
 	  . " SELECT * FROM audiotricks.at_update_settings(summary_quality => 'fast'); COMMIT;",
 	at_logout_all => "BEGIN; SELECT audiotricks.at_authenticate('$tok1');"
 	  . " SELECT audiotricks.at_logout_all(); COMMIT;",
+	at_logout_session => "BEGIN; SELECT audiotricks.at_authenticate('$tok1');"
+	  . " SELECT audiotricks.at_logout_session(s.id) FROM audiotricks.at_list_sessions() s; COMMIT;",
+	'INSERT INTO audio_history' => "BEGIN; SELECT audiotricks.at_authenticate('$tok1');"
+	  . " INSERT INTO audiotricks.audio_history (title) VALUES ('direct'); COMMIT;",
+	'UPDATE user_settings' => "BEGIN; SELECT audiotricks.at_authenticate('$tok1');"
+	  . " UPDATE audiotricks.user_settings SET summary_quality = 'fast'; COMMIT;",
 );
 for my $f (sort keys %writes)
 {
