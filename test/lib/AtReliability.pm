@@ -153,11 +153,12 @@ INSERT INTO audiotricks.audio_history (user_id, title, transcript, summary, crea
 
 # at_bench_scripts(DIR, USERS, KEYS): writes the mixed workload's pgbench
 # scripts and returns the -f arguments (with weights).  Every script is one
-# transaction that cannot fail by design (a wrong answer is turned into a
-# division by zero, so it counts as an error too) (unique names from a sequence, only
+# transaction that cannot fail by design (unique names from a sequence, only
 # correct passwords, logout of the session it just created, bench tokens are
-# never logged out), so any error at all is a bug.  Run with -M prepared: the
-# token goes from one statement to the next as a bind parameter.
+# never logged out), so any error at all is a bug; a wrong answer is turned
+# into a division by zero, so it counts as an error too.  Run with
+# -M prepared: the token goes from one statement to the next as a bind
+# parameter.
 sub at_bench_scripts
 {
 	my ($dir, $users, $keys) = @_;
