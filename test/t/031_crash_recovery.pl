@@ -27,13 +27,14 @@ my $keys = at_bench_setup($node, 'app', $USERS, 10);
 note($keys ? 'API-key functions present: acknowledged transactions also store an API key'
 	: 'at_set_api_key(text,text) not installed: the API-key steps are skipped');
 
-# background load: the mixed workload (it dies with the server)
+# background load: the mixed workload (it dies with the server; -T is only
+# an upper bound in case the crash never comes)
 my @scripts = at_bench_scripts($node->basedir, $USERS, $keys);
 my ($bout, $berr) = ('', '');
 my $bench = IPC::Run::start(
-	[ 'pgbench', '-n', '-M', 'prepared', '-T', '60', '-c', '8', '-j', '2', @scripts,
+	[ 'pgbench', '-n', '-M', 'prepared', '-T', '150', '-c', '8', '-j', '2', @scripts,
 	  '-h', $node->host, '-p', $node->port, '-U', 'app', 'app' ],
-	'>', \$bout, '2>', \$berr, IPC::Run::timeout(120));
+	'>', \$bout, '2>', \$berr, IPC::Run::timeout(240));
 
 # acknowledging clients: psql stops at the first error, so "ACK" is printed
 # only after the COMMIT before it succeeded
@@ -61,7 +62,7 @@ for my $c (1 .. $CLIENTS)
 	# output to files: nothing has to read a pipe while the clients run
 	$cl{h} = IPC::Run::start(
 		[ 'psql', '-X', '-q', '-At', '-d', $node->connstr('app') . ' user=app', '-f', $cl{in} ],
-		'>', $cl{out}, '2>', $cl{err}, IPC::Run::timeout(120));
+		'>', $cl{out}, '2>', $cl{err}, IPC::Run::timeout(240));
 	push @clients, \%cl;
 }
 
