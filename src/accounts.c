@@ -853,6 +853,29 @@ throttle_key(bool found, const pg_uuid_t *user_id, text *login,
 }
 
 /*
+ * refuse_if_read_only
+ *		Raises 25006 in a read-only transaction, notably every transaction on
+ *		a hot standby, before a call that must write looks at a password or
+ *		token.  Otherwise a standby would check it and only then fail on the
+ *		write, answering a right password with 25006 and a wrong one with
+ *		28P01: for at_login a password oracle with its own throttling counters
+ *		(each replica adding max_failed_logins guesses per window) whose
+ *		failed-login events and refresh-reuse revocations would wait in the
+ *		standby's queue for an audit writer that starts only on promotion;
+ *		for at_change_password, at_deactivate_account and at_delete_account a
+ *		harmless way for a token's holder to test passwords.
+ */
+static void
+refuse_if_read_only(const char *what)
+{
+	if (XactReadOnly)
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot %s in a read-only transaction", what),
+				 errhint("Send calls that write to the primary server, outside read-only transactions.")));
+}
+
+/*
  * at_login(login text, password text)
  *		RETURNS TABLE(token text, user_id uuid, session_id uuid, expires_at timestamptz)
  *		login is an email or a username, either case-insensitively.  Unknown
@@ -883,6 +906,7 @@ at_login(PG_FUNCTION_ARGS)
 	bool		outnull[4] = {false, false, false, false};
 
 	AtHideStatementPush(&hide);
+	refuse_if_read_only("log in");
 	(void) AtJwtKey();			/* 55000 now if the secret is missing */
 	schema = AtPgcryptoSchema();
 
@@ -991,6 +1015,7 @@ at_refresh(PG_FUNCTION_ARGS)
 	bool		outnull[4] = {false, false, false, false};
 
 	AtHideStatementPush(&hide);
+	refuse_if_read_only("refresh a token");
 	if (PG_ARGISNULL(0))
 		raise_bad_token();
 	token = PG_GETARG_TEXT_PP(0);
@@ -1247,6 +1272,7 @@ at_change_password(PG_FUNCTION_ARGS)
 	Datum		values[2];
 
 	AtHideStatementPush(&hide);
+	refuse_if_read_only("change a password");
 	IdentityRequire(&user_id, &session_id);
 	require_arg(fcinfo, 0, "current_password");
 	require_arg(fcinfo, 1, "new_password");
@@ -1291,6 +1317,7 @@ at_deactivate_account(PG_FUNCTION_ARGS)
 	Datum		values[1];
 
 	AtHideStatementPush(&hide);
+	refuse_if_read_only("deactivate an account");
 	IdentityRequire(&user_id, &session_id);
 	require_arg(fcinfo, 0, "password");
 	password = AtSecretArg(fcinfo, 0);
@@ -1328,6 +1355,7 @@ at_delete_account(PG_FUNCTION_ARGS)
 	Datum		values[1];
 
 	AtHideStatementPush(&hide);
+	refuse_if_read_only("delete an account");
 	IdentityRequire(&user_id, &session_id);
 	require_arg(fcinfo, 0, "password");
 	password = AtSecretArg(fcinfo, 0);
