@@ -161,6 +161,18 @@ SELECT (SELECT count(*) FROM audiotricks.users WHERE id = :'xia_id') AS users,
        (SELECT count(*) FROM audiotricks.audit_log WHERE user_id = :'xia_id') AS events_with_id,
        (SELECT count(*) FROM audiotricks.audit_log WHERE event = 'account_deleted' AND user_id IS NULL) AS deleted_event;
 
+-- holding a token gives no unlimited password guesses: the functions that ask
+-- for the password again share at_login's throttle for the account
+SELECT audiotricks.at_register('yan@example.com', 'yan', 'Passw0rdY') IS NOT NULL AS yan;
+SELECT token AS y1 FROM audiotricks.at_login('yan', 'Passw0rdY') \gset
+SET ROLE regress_sec;
+SELECT pg_temp.try(format($$SELECT audiotricks.at_authenticate(%L), audiotricks.at_change_password('guess%s', 'N3wPassword')$$, :'y1', n))
+  FROM generate_series(1, 5) n;
+SELECT pg_temp.try(format($$SELECT audiotricks.at_authenticate(%L), audiotricks.at_change_password('Passw0rdY', 'N3wPassword')$$, :'y1')) AS right_password_throttled;
+SELECT pg_temp.try(format($$SELECT audiotricks.at_authenticate(%L), audiotricks.at_deactivate_account('Passw0rdY')$$, :'y1')) AS deactivate_throttled;
+RESET ROLE;
+SELECT pg_temp.try($$SELECT * FROM audiotricks.at_login('yan', 'Passw0rdY')$$) AS login_throttled_too;
+
 ------------------------------------------------------------------ audit: reading and immutability
 SELECT token AS uma_tok FROM audiotricks.at_login('uma', 'Passw0rdU') \gset
 SET ROLE regress_sec;

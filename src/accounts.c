@@ -799,6 +799,10 @@ issue_session(const pg_uuid_t *user_id, const pg_uuid_t *family,
  * check_own_password
  *		Inside an open SPI connection: true when password is the current
  *		password of user_id and the user is active.  Always does one bcrypt.
+ *		Shares at_login's throttle for the account, so that holding a token
+ *		does not allow unlimited password guesses through the functions that
+ *		ask for the password again; a failure is counted and audited even
+ *		though the caller then raises.
  */
 static bool
 check_own_password(const char *schema, const pg_uuid_t *user_id, text *password)
@@ -806,7 +810,14 @@ check_own_password(const char *schema, const pg_uuid_t *user_id, text *password)
 	Datum		values[1];
 	text	   *stored = NULL;
 	bool		active = false;
+	bool		blocked;
+	bool		ok;
 	text	   *computed;
+	char		tkey[1 + UUID_LEN];
+
+	tkey[0] = 'u';
+	memcpy(tkey + 1, user_id->data, UUID_LEN);
+	blocked = ThrottleIsBlocked(tkey, sizeof(tkey));
 
 	values[0] = UUIDPGetDatum(user_id);
 	AtRunPlan(&plan_user_by_id, values, NULL, true, 1);
@@ -820,10 +831,24 @@ check_own_password(const char *schema, const pg_uuid_t *user_id, text *password)
 											SPI_tuptable->tupdesc, 3, &isnull));
 	}
 	computed = bcrypt_crypt(schema, password,
-							stored ? stored : bcrypt_salt(schema, audiotricks_bcrypt_cost));
-	return stored != NULL && active &&
+							(stored && !blocked) ? stored :
+							bcrypt_salt(schema, audiotricks_bcrypt_cost));
+	ok = stored != NULL && active && !blocked &&
 		VARSIZE_ANY_EXHDR(password) <= BCRYPT_MAX_BYTES &&
 		text_equal_ct(computed, VARDATA_ANY(stored), VARSIZE_ANY_EXHDR(stored));
+	if (!ok)
+	{
+		if (blocked)
+			AuditEventDetached("login_throttled", user_id);
+		else
+		{
+			ThrottleRecordFailure(tkey, sizeof(tkey));
+			AuditEventDetached("login_failed", user_id);
+		}
+	}
+	else
+		ThrottleReset(tkey, sizeof(tkey));
+	return ok;
 }
 
 /* throttle key: the account when the login names one, else the login text */
