@@ -25,8 +25,8 @@ export function authenticated(prisma, token) {
 }
 
 // The SQLSTATE behind an error from Prisma with @prisma/adapter-pg, or
-// undefined: the database's code is kept in the driver adapter's cause.
+// undefined when the database raised nothing (Prisma's own P-codes are in
+// e.code): the adapter keeps the database's code in meta.driverAdapterError.
 export function sqlState(e) {
-  return e?.cause?.originalCode ?? e?.meta?.driverAdapterError?.cause?.originalCode
-    ?? e?.code;
+  return e?.meta?.driverAdapterError?.cause?.originalCode;
 }
