@@ -31,6 +31,7 @@
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -448,13 +449,19 @@ require_arg(FunctionCallInfo fcinfo, int n, const char *what)
  * --------------------------------------------------------------------- */
 
 /*
- * Attribute numbers of the columns the token check reads, resolved by name
- * and cached per relation OID (a re-created extension gets new OIDs).
+ * What the token check needs to find its way: the OIDs of the two tables and
+ * their two unique indexes, and the attribute numbers of the columns it
+ * reads.  Resolved by name once per backend and kept until a relcache
+ * invalidation touches one of them (DROP/CREATE EXTENSION, ALTER TABLE, ...),
+ * so the hot path does no catalog name lookup.
  */
 typedef struct LookupCache
 {
+	bool		valid;
 	Oid			sessions_relid;
 	Oid			users_relid;
+	Oid			token_hash_idx;
+	Oid			users_pkey_idx;
 	AttrNumber	s_id;
 	AttrNumber	s_user_id;
 	AttrNumber	s_expires_at;
@@ -473,24 +480,67 @@ attnum_of(Oid relid, const char *name)
 		elog(ERROR, "column %s of relation %u does not exist", name, relid);
 	return a;
 }
+static bool lookup_callback_registered = false;
+
+static void
+lookup_cache_invalidate(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid ||
+		relid == lookup_cache.sessions_relid ||
+		relid == lookup_cache.users_relid ||
+		relid == lookup_cache.token_hash_idx ||
+		relid == lookup_cache.users_pkey_idx)
+		lookup_cache.valid = false;
+}
+
+static Oid
+relid_of(const char *name, Oid nsp)
+{
+	Oid			relid = get_relname_relid(name, nsp);
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "relation audiotricks.%s does not exist", name);
+	return relid;
+}
+
+static void
+lookup_cache_fill(void)
+{
+	Oid			nsp = AtSchemaOid();
+
+	if (!lookup_callback_registered)
+	{
+		CacheRegisterRelcacheCallback(lookup_cache_invalidate, (Datum) 0);
+		lookup_callback_registered = true;
+	}
+	lookup_cache.valid = false;
+	lookup_cache.sessions_relid = relid_of("sessions", nsp);
+	lookup_cache.users_relid = relid_of("users", nsp);
+	lookup_cache.token_hash_idx = relid_of("sessions_token_hash_key", nsp);
+	lookup_cache.users_pkey_idx = relid_of("users_pkey", nsp);
+	lookup_cache.s_id = attnum_of(lookup_cache.sessions_relid, "id");
+	lookup_cache.s_user_id = attnum_of(lookup_cache.sessions_relid, "user_id");
+	lookup_cache.s_expires_at = attnum_of(lookup_cache.sessions_relid, "expires_at");
+	lookup_cache.s_refreshed_at = attnum_of(lookup_cache.sessions_relid, "refreshed_at");
+	lookup_cache.u_is_active = attnum_of(lookup_cache.users_relid, "is_active");
+	lookup_cache.valid = true;
+}
+
 
 /*
  * index_fetch
- *		Looks up key in the unique index idxname of rel, under snapshot, and
+ *		Looks up key in the unique index idxoid of rel, under snapshot, and
  *		stores the matching row in slot.  Returns false when there is none.
  */
 static bool
-index_fetch(Relation rel, Oid nsp, const char *idxname, RegProcedure eqproc,
+index_fetch(Relation rel, Oid idxoid, RegProcedure eqproc,
 			Datum key, Snapshot snapshot, TupleTableSlot *slot)
 {
-	Oid			idxoid = get_relname_relid(idxname, nsp);
 	Relation	irel;
 	IndexScanDesc scan;
 	ScanKeyData skey;
 	bool		found;
 
-	if (!OidIsValid(idxoid))
-		elog(ERROR, "index audiotricks.%s does not exist", idxname);
 	irel = index_open(idxoid, AccessShareLock);
 	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   irel->rd_indcollation[0], eqproc, key);
@@ -515,9 +565,6 @@ static bool
 session_is_live(const char *hex, const pg_uuid_t *session_id,
 				const pg_uuid_t *user_id)
 {
-	Oid			nsp = AtSchemaOid();
-	Oid			sessions_relid = get_relname_relid("sessions", nsp);
-	Oid			users_relid = get_relname_relid("users", nsp);
 	Relation	srel;
 	Relation	urel;
 	TupleTableSlot *sslot;
@@ -527,25 +574,14 @@ session_is_live(const char *hex, const pg_uuid_t *session_id,
 	bool		isnull;
 	TimestampTz now = GetCurrentTimestamp();
 
-	if (!OidIsValid(sessions_relid) || !OidIsValid(users_relid))
-		elog(ERROR, "audiotricks tables are missing");
-	if (lookup_cache.sessions_relid != sessions_relid ||
-		lookup_cache.users_relid != users_relid)
-	{
-		lookup_cache.s_id = attnum_of(sessions_relid, "id");
-		lookup_cache.s_user_id = attnum_of(sessions_relid, "user_id");
-		lookup_cache.s_expires_at = attnum_of(sessions_relid, "expires_at");
-		lookup_cache.s_refreshed_at = attnum_of(sessions_relid, "refreshed_at");
-		lookup_cache.u_is_active = attnum_of(users_relid, "is_active");
-		lookup_cache.sessions_relid = sessions_relid;
-		lookup_cache.users_relid = users_relid;
-	}
+	if (!lookup_cache.valid)
+		lookup_cache_fill();
 
 	/* the newest committed state: a logout elsewhere takes effect at once */
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
-	srel = table_open(sessions_relid, AccessShareLock);
+	srel = table_open(lookup_cache.sessions_relid, AccessShareLock);
 	sslot = table_slot_create(srel, NULL);
-	if (index_fetch(srel, nsp, "sessions_token_hash_key", F_TEXTEQ,
+	if (index_fetch(srel, lookup_cache.token_hash_idx, F_TEXTEQ,
 					CStringGetTextDatum(hex), snapshot, sslot))
 	{
 		Datum		sid = slot_getattr(sslot, lookup_cache.s_id, &isnull);
@@ -564,9 +600,9 @@ session_is_live(const char *hex, const pg_uuid_t *session_id,
 
 	if (ok)
 	{
-		urel = table_open(users_relid, AccessShareLock);
+		urel = table_open(lookup_cache.users_relid, AccessShareLock);
 		uslot = table_slot_create(urel, NULL);
-		ok = index_fetch(urel, nsp, "users_pkey", F_UUID_EQ,
+		ok = index_fetch(urel, lookup_cache.users_pkey_idx, F_UUID_EQ,
 						 UUIDPGetDatum(user_id), snapshot, uslot);
 		if (ok)
 		{
