@@ -8,7 +8,6 @@ CREATE UNIQUE INDEX users_email_key ON plainsql.users (lower(email));
 CREATE UNIQUE INDEX users_username_key ON plainsql.users (lower(username));
 CREATE INDEX sessions_user_id_idx ON plainsql.sessions (user_id);
 CREATE INDEX audio_history_user_created_idx ON plainsql.audio_history (user_id, created_at DESC, id DESC);
-CREATE INDEX audio_history_search_idx ON plainsql.audio_history USING gin (user_id, search_tsv);
 CREATE TRIGGER audio_history_tsv BEFORE INSERT OR UPDATE OF title, summary, transcript
     ON plainsql.audio_history FOR EACH ROW EXECUTE FUNCTION plainsql.history_tsv();
 

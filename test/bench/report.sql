@@ -109,7 +109,7 @@ SELECT format('| %s | %s | %s | %s %s | %s |', target, measure,
 SELECT '';
 SELECT '## pgbench: TPS and mean latency per workload and implementation';
 SELECT '';
-SELECT 'Each transaction is what an application sends: the token check and the call, in one transaction (auth workloads: the check alone). floor = the same queries as a superuser, no token check but a bare `sessions` lookup, no RLS. `-M prepared` (generic plans after 5 executions) unless marked `@custom` (`-M extended`: planned every time). Peak memory = the largest private memory (RssAnon) of a pgbench backend during the cell.';
+SELECT 'Each transaction is what an application sends: the token check and the call, in one transaction (auth workloads: the check alone). floor = the same queries as a superuser, no token check but a bare `sessions` lookup, no RLS. `-M prepared` (generic plans after 5 executions) unless marked `@custom` (`-M extended`: planned every time). Peak memory = the largest private memory (RssAnon, sampled every 0.1 s) of a pgbench backend during the cell.';
 SELECT '';
 SELECT '| workload | implementation | clients | TPS | mean latency (ms) | vs floor (latency) | peak backend MB |';
 SELECT '|---|---|---|---|---|---|---|';
