@@ -1,0 +1,2 @@
+-- role: plain_app
+SELECT plainsql.authenticate_pgjwt(:ps_token);

@@ -1,0 +1,2 @@
+-- role: plain_app
+SELECT plainsql.authenticate(:ps_token);

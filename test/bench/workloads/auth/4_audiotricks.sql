@@ -1,0 +1,2 @@
+-- role: bench_app
+SELECT audiotricks.at_authenticate(:at_token);

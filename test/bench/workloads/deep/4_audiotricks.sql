@@ -1,0 +1,6 @@
+-- role: bench_app
+-- requires: audiotricks.at_history_page(integer,timestamptz,uuid)
+BEGIN;
+SELECT audiotricks.at_authenticate(:at_token);
+SELECT * FROM audiotricks.at_history_page(20, :ca, :cid);
+END;

@@ -1,0 +1,3 @@
+-- role: postgres
+-- bcrypt alone at the same cost
+SELECT public.crypt(:pw, :hash12) = :hash12;

@@ -1,0 +1,2 @@
+-- role: plain_app
+SELECT token FROM plainsql.login(:login, :pw);

@@ -1,0 +1,2 @@
+-- role: bench_app
+SELECT token FROM audiotricks.at_login(:login, :pw);

@@ -1,0 +1,14 @@
+-- role: postgres
+-- a random one of 1,000 users: check the token, first page, read the API
+-- key, add an entry
+\set n random(1, 1000)
+BEGIN;
+SELECT s.user_id AS uid FROM audiotricks.sessions s
+ WHERE s.token_hash = (SELECT at_hash FROM bench.tokens WHERE n = :n) \gset
+SELECT * FROM audiotricks.audio_history WHERE user_id = :uid
+ ORDER BY created_at DESC, id DESC LIMIT 20;
+SELECT openai_api_key_encrypted FROM audiotricks.user_settings WHERE user_id = :uid;
+INSERT INTO audiotricks.audio_history (user_id, title, audio_url, duration_seconds, transcript, summary)
+VALUES (:uid, 'Quick note', 'https://cdn.example.com/audio/note.mp3', 42,
+        'a short voice note about the next product review meeting with the team', 'next review meeting');
+END;
