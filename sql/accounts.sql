@@ -48,6 +48,11 @@ SELECT e AS email, pg_temp.try(format('SELECT audiotricks.at_register(%L, %L, %L
                     'a@-example.com', 'a@example.com-', 'a<b>@example.com', '',
                     repeat('a', 65) || '@example.com',
                     'a@' || repeat('b', 250) || '.com']) WITH ORDINALITY AS t(e, n);
+-- Unicode controls and spaces (which the table's CHECK also refuses) are
+-- invalid addresses too, not check violations (found by TAP 040)
+SELECT c AS code_point, pg_temp.try(format('SELECT audiotricks.at_register(%L, %L, %L)',
+       'a' || chr(c) || 'b@example.com', 'cp' || c, 'Passw0rdA'))
+  FROM unnest(ARRAY[133, 5760, 8192, 8232, 12288]) AS t(c);
 SELECT pg_temp.try($$SELECT audiotricks.at_register(NULL, 'nulluser', 'Passw0rdA')$$);
 -- a 255-character address is accepted, 256 is not
 SELECT pg_temp.try(format('SELECT audiotricks.at_register(%L, %L, %L)',

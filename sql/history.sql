@@ -390,6 +390,11 @@ SELECT set_config('request.headers', json_build_object('authorization', 'Bearer 
 SELECT title FROM audiotricks.at_history_page(1);
 COMMIT;
 
+-- a bare OID cast to regconfig that names no configuration: a clean 42704,
+-- not an internal "cache lookup failed" (found by test/t/040_hostile_input.pl)
+SELECT audiotricks.at_history_tsv(4294967295::oid::regconfig, NULL, 'a', NULL, NULL);
+SELECT audiotricks.at_history_tsv(0::oid::regconfig, NULL, 'a', NULL, NULL) AS zero_oid_is_simple;
+
 -- clean up
 DROP FUNCTION pg_temp.plan_props(text);
 DROP TABLE walk, deleted_ahead, initial;

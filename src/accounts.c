@@ -313,6 +313,20 @@ text_equal_ct(text *a, const char *b, size_t blen)
  * Validation
  * --------------------------------------------------------------------- */
 
+/*
+ * Non-ASCII code points that users_email_check's [:space:] and [:cntrl:]
+ * classes match (glibc's tables in a UTF-8 database): C1 controls and the
+ * Unicode spaces other than the no-break ones.  Rejected here so that such an
+ * address gets 22023 like every other invalid one, not the table's 23514.
+ */
+static bool
+email_space_or_control(pg_wchar u)
+{
+	return (u >= 0x80 && u <= 0x9f) || u == 0x1680 ||
+		(u >= 0x2000 && u <= 0x200a && u != 0x2007) ||
+		u == 0x2028 || u == 0x2029 || u == 0x205f || u == 0x3000;
+}
+
 static void
 validate_email(const char *s, int len)
 {
@@ -331,6 +345,15 @@ validate_email(const char *s, int len)
 
 		if (c <= 0x20 || c == 0x7f || strchr("\"(),:;<>[\\]", c) != NULL)
 			ok = false;
+		else if (c >= 0x80 && GetDatabaseEncoding() == PG_UTF8)
+		{
+			int			l = pg_utf_mblen((const unsigned char *) s + i);
+
+			if (i + l > len ||
+				email_space_or_control(utf8_to_unicode((const unsigned char *) s + i)))
+				ok = false;
+			i += l - 1;
+		}
 		else if (c == '@')
 		{
 			nat++;

@@ -333,6 +333,32 @@ take_events(Oid dboid, AuditQueued *out, int max)
 	return n;
 }
 
+/*
+ * True when the user still exists; the row is locked FOR KEY SHARE until the
+ * writer commits, so a concurrent at_delete_account either waits for this
+ * event (and then anonymises it with the user's other events) or has already
+ * deleted the user (and the event is written without id and address).
+ */
+static bool
+user_still_exists(const pg_uuid_t *user_id)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {UUIDOID};
+	Datum		values[1];
+
+	if (plan == NULL)
+	{
+		plan = SPI_prepare("SELECT 1 FROM audiotricks.users"
+						   " WHERE id OPERATOR(pg_catalog.=) $1 FOR KEY SHARE", 1, types);
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare the user check");
+	}
+	values[0] = UUIDPGetDatum(user_id);
+	if (SPI_execute_plan(plan, values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not check a user");
+	return SPI_processed == 1;
+}
+
 static void
 revoke_family(const pg_uuid_t *family_id)
 {
@@ -387,6 +413,9 @@ at_audit_worker_main(Datum arg)
 			{
 				if (batch[i].kind == 'r')
 					revoke_family(&batch[i].user_id);
+				else if (batch[i].has_user && !user_still_exists(&batch[i].user_id))
+					/* deleted meanwhile: keep the event, not the person */
+					insert_event(batch[i].event, NULL, NULL, NULL, NULL, batch[i].at);
 				else
 					insert_event(batch[i].event,
 								 batch[i].has_user ? &batch[i].user_id : NULL,

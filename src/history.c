@@ -36,6 +36,7 @@
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
+#include "utils/syscache.h"
 #include "utils/tuplestore.h"
 #include "utils/uuid.h"
 
@@ -236,7 +237,8 @@ weighted_part(Oid cfg, FunctionCallInfo fcinfo, int argno, char weight)
  *		transcript C, in the configuration of processing_options.language
  *		when that is a string ('simple' if the language is unknown), else in
  *		search_config (else 'simple').  IMMUTABLE: used by the stored
- *		generated column search_tsv.  Never returns NULL.
+ *		generated column search_tsv.  Never returns NULL.  Raises 42704 when
+ *		search_config is an OID that names no configuration.
  */
 Datum
 at_history_tsv(PG_FUNCTION_ARGS)
@@ -267,7 +269,16 @@ at_history_tsv(PG_FUNCTION_ARGS)
 		}
 	}
 	if (!from_options && !PG_ARGISNULL(0))
+	{
 		cfg = PG_GETARG_OID(0);
+		/* a bare OID cast to regconfig may name nothing: to_tsvector_byid
+		 * would fail with an internal "cache lookup failed" */
+		if (OidIsValid(cfg) &&
+			!SearchSysCacheExists1(TSCONFIGOID, ObjectIdGetDatum(cfg)))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("text search configuration with OID %u does not exist", cfg)));
+	}
 	if (!OidIsValid(cfg))
 		cfg = simple_config();
 
