@@ -1385,6 +1385,47 @@ at_change_password(PG_FUNCTION_ARGS)
 }
 
 /*
+ * end_account
+ *		Shared by at_deactivate_account and at_delete_account: refuses on a
+ *		standby (25006), needs an identity (42501) and the user's password in
+ *		argument 0 (22023 if NULL, 28P01 if wrong, throttled like at_login),
+ *		then runs the two plans with the user id as $1, ends the identity and
+ *		records the event (for deletion, without the user).
+ */
+static void
+end_account(FunctionCallInfo fcinfo, const char *what, AtPlan *first,
+			AtPlan *second, const char *event, bool anonymous)
+{
+	ErrorContextCallback hide;
+	pg_uuid_t	user_id;
+	pg_uuid_t	session_id;
+	text	   *password;
+	char	   *schema;
+	Datum		values[1];
+
+	AtHideStatementPush(&hide);
+	refuse_if_read_only(what);
+	IdentityRequire(&user_id, &session_id);
+	require_arg(fcinfo, 0, "password");
+	password = AtSecretArg(fcinfo, 0);
+	schema = AtPgcryptoSchema();
+
+	spi_connect();
+	if (!check_own_password(schema, &user_id, password))
+		raise_bad_login();
+	values[0] = UUIDPGetDatum(&user_id);
+	AtRunPlan(first, values, NULL, false, 0);
+	AtRunPlan(second, values, NULL, false, 0);
+	spi_finish();
+	IdentityForgetSession(NULL);
+	if (anonymous)
+		AuditEvent(event, NULL, NULL, NULL);
+	else
+		AuditEvent(event, &user_id, &session_id, NULL);
+	AtHideStatementPop(&hide);
+}
+
+/*
  * at_deactivate_account(password text) RETURNS void
  *		Checks the password (28P01 if wrong), marks the user inactive and
  *		ends all their sessions; login is refused from then on with the usual
@@ -1393,31 +1434,8 @@ at_change_password(PG_FUNCTION_ARGS)
 Datum
 at_deactivate_account(PG_FUNCTION_ARGS)
 {
-	ErrorContextCallback hide;
-	pg_uuid_t	user_id;
-	pg_uuid_t	session_id;
-	text	   *password;
-	char	   *schema;
-	Datum		values[1];
-
-	AtHideStatementPush(&hide);
-	refuse_if_read_only("deactivate an account");
-	IdentityRequire(&user_id, &session_id);
-	require_arg(fcinfo, 0, "password");
-	password = AtSecretArg(fcinfo, 0);
-	schema = AtPgcryptoSchema();
-
-	spi_connect();
-	if (!check_own_password(schema, &user_id, password))
-		raise_bad_login();
-	values[0] = UUIDPGetDatum(&user_id);
-	AtRunPlan(&plan_deactivate, values, NULL, false, 0);
-	AtRunPlan(&plan_logout_all, values, NULL, false, 0);
-	spi_finish();
-	IdentityForgetSession(NULL);
-	AuditEvent("account_deactivated", &user_id, &session_id, NULL);
-
-	AtHideStatementPop(&hide);
+	end_account(fcinfo, "deactivate an account", &plan_deactivate,
+				&plan_logout_all, "account_deactivated", false);
 	PG_RETURN_VOID();
 }
 
@@ -1425,38 +1443,15 @@ at_deactivate_account(PG_FUNCTION_ARGS)
  * at_delete_account(password text) RETURNS void
  *		Checks the password (28P01 if wrong) and deletes the user and, by
  *		cascade, their sessions, settings and history.  Their audit events
- *		stay, stripped of the user id and client address.  42501 without an
- *		identity.
+ *		stay, stripped of the user id and client address (anonymised after
+ *		the delete, so that events its cascades wrote are cleared too).
+ *		42501 without an identity.
  */
 Datum
 at_delete_account(PG_FUNCTION_ARGS)
 {
-	ErrorContextCallback hide;
-	pg_uuid_t	user_id;
-	pg_uuid_t	session_id;
-	text	   *password;
-	char	   *schema;
-	Datum		values[1];
-
-	AtHideStatementPush(&hide);
-	refuse_if_read_only("delete an account");
-	IdentityRequire(&user_id, &session_id);
-	require_arg(fcinfo, 0, "password");
-	password = AtSecretArg(fcinfo, 0);
-	schema = AtPgcryptoSchema();
-
-	spi_connect();
-	if (!check_own_password(schema, &user_id, password))
-		raise_bad_login();
-	values[0] = UUIDPGetDatum(&user_id);
-	AtRunPlan(&plan_delete_user, values, NULL, false, 0);
-	/* after the delete, so that events its cascades wrote are cleared too */
-	AtRunPlan(&plan_anonymize_audit, values, NULL, false, 0);
-	spi_finish();
-	IdentityForgetSession(NULL);
-	AuditEvent("account_deleted", NULL, NULL, NULL);
-
-	AtHideStatementPop(&hide);
+	end_account(fcinfo, "delete an account", &plan_delete_user,
+				&plan_anonymize_audit, "account_deleted", true);
 	PG_RETURN_VOID();
 }
 
