@@ -23,6 +23,8 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
+
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -37,6 +39,7 @@
 #include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/syscache.h"
+#include "utils/resowner.h"
 #include "utils/tuplestore.h"
 #include "utils/uuid.h"
 
@@ -306,7 +309,7 @@ at_history_tsv(PG_FUNCTION_ARGS)
  *		The parser's notices about stop words are kept from the client.
  */
 static TSQuery
-search_query(text *input)
+search_query_arms(text *input)
 {
 	Datum		result = (Datum) 0;
 	List	   *seen = NIL;
@@ -358,6 +361,51 @@ search_query(text *input)
 
 	AtEOXact_GUC(true, nestlevel);
 	return result == (Datum) 0 ? NULL : DatumGetTSQuery(result);
+}
+
+/*
+ * search_query
+ *		search_query_arms in a subtransaction: PostgreSQL's own query parser
+ *		raises an internal error ("tsquery stack too small") for some inputs
+ *		made only of operators, such as '&-&-&-...'; user text must never
+ *		produce an internal error, so that one becomes 22023.  Other errors
+ *		pass through unchanged.
+ */
+static TSQuery
+search_query(text *input)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	TSQuery		result = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		result = search_query_arms(input);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		if (edata->sqlerrcode == ERRCODE_INTERNAL_ERROR)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("search query could not be parsed"),
+					 errdetail("Use words; a query made only of operators is not a search.")));
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
+	return result;
 }
 
 static SPIPlanPtr search_plan = NULL;
