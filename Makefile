@@ -14,6 +14,7 @@ OBJS = \
 	src/throttle.o \
 	src/audit.o \
 	src/history.o \
+	src/page.o \
 	src/validate.o \
 	src/ciphertext.o \
 	src/keys.o

@@ -97,6 +97,7 @@ extern void UuidV7Generate(pg_uuid_t *out);
 /* Audio history and settings (src/history.c, src/validate.c) */
 #define AT_PAGE_SIZE_DEFAULT	20
 #define AT_PAGE_SIZE_MAX		100
+extern int32 AtCheckedPageSize(FunctionCallInfo fcinfo, int argno);
 #define AT_AUDIO_URL_MAX		2048	/* characters */
 #define AT_SEARCH_QUERY_MAX		1000	/* characters */
 

@@ -11,8 +11,13 @@
  * configuration.  A GIN index on (user_id, search_tsv) (btree_gin) lets one
  * bitmap scan find only the caller's matching entries.  The query text is
  * parsed with websearch_to_tsquery (no syntax errors from user input) once
- * per supported language and the results are OR-ed, so a word matches an
- * entry in whatever language that entry was indexed.
+ * per language the caller's entries are in, and the results are OR-ed, so a
+ * word matches an entry in whatever language that entry was indexed.  Those
+ * languages come from a btree index on (user_id, the entry's configuration),
+ * read one distinct value at a time: parsing the query in every language
+ * would cost ~30 parses a call, and another language's stem of a word can
+ * match unrelated words (German "gotus" next to English "gotust"), which
+ * both returns wrong rows and makes the GIN scan read far more entries.
  *
  * Row-level security cannot be used for the search query itself: the
  * tsvector match operator is not leakproof, so under a policy the planner
@@ -23,9 +28,15 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/itup.h"
+#include "access/relscan.h"
+#include "access/stratnum.h"
+#include "access/table.h"
 #include "access/xact.h"
 
 #include "catalog/namespace.h"
+#include "catalog/pg_am.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -35,11 +46,15 @@
 #include "nodes/value.h"
 #include "tsearch/ts_type.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
 #include "utils/syscache.h"
 #include "utils/resowner.h"
+#include "utils/snapmgr.h"
 #include "utils/tuplestore.h"
 #include "utils/uuid.h"
 
@@ -49,6 +64,7 @@ PG_FUNCTION_INFO_V1(at_require_user_id);
 PG_FUNCTION_INFO_V1(at_page_size);
 PG_FUNCTION_INFO_V1(at_search_config);
 PG_FUNCTION_INFO_V1(at_history_tsv);
+PG_FUNCTION_INFO_V1(at_history_tsv_config);
 PG_FUNCTION_INFO_V1(at_history_search);
 
 #define LANGUAGE_MAX_LEN	35		/* longest language tag we look at */
@@ -113,8 +129,8 @@ at_require_user_id(PG_FUNCTION_ARGS)
 }
 
 /* page_size NULL means AT_PAGE_SIZE_DEFAULT; outside 1..AT_PAGE_SIZE_MAX is 22023 */
-static int32
-checked_page_size(FunctionCallInfo fcinfo, int argno)
+int32
+AtCheckedPageSize(FunctionCallInfo fcinfo, int argno)
 {
 	int32		n;
 
@@ -137,7 +153,7 @@ checked_page_size(FunctionCallInfo fcinfo, int argno)
 Datum
 at_page_size(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_INT32(checked_page_size(fcinfo, 0));
+	PG_RETURN_INT32(AtCheckedPageSize(fcinfo, 0));
 }
 
 /*
@@ -234,22 +250,19 @@ weighted_part(Oid cfg, FunctionCallInfo fcinfo, int argno, char weight)
 }
 
 /*
- * at_history_tsv(search_config regconfig, processing_options jsonb,
- *				  title text, summary text, transcript text) RETURNS tsvector
- *		The search document of an entry: title weighted A, summary B,
- *		transcript C, in the configuration of processing_options.language
- *		when that is a string ('simple' if the language is unknown), else in
- *		search_config (else 'simple').  IMMUTABLE: used by the stored
- *		generated column search_tsv.  Never returns NULL.  Raises 42704 when
- *		search_config is an OID that names no configuration.
+ * entry_config
+ *		The configuration an entry's search document is made in, from the
+ *		first two arguments (search_config regconfig, processing_options
+ *		jsonb): that of processing_options.language when it is a string
+ *		('simple' if the language is unknown), else search_config (else
+ *		'simple').  Raises 42704 when search_config is an OID that names no
+ *		configuration.
  */
-Datum
-at_history_tsv(PG_FUNCTION_ARGS)
+static Oid
+entry_config(FunctionCallInfo fcinfo)
 {
 	Oid			cfg = InvalidOid;
 	bool		from_options = false;
-	Datum		parts[3];
-	Datum		result = (Datum) 0;
 
 	if (!PG_ARGISNULL(1))
 	{
@@ -284,6 +297,39 @@ at_history_tsv(PG_FUNCTION_ARGS)
 	}
 	if (!OidIsValid(cfg))
 		cfg = simple_config();
+	return cfg;
+}
+
+/*
+ * at_history_tsv_config(search_config regconfig, processing_options jsonb)
+ *		RETURNS regconfig
+ *		The configuration of an entry's search document (entry_config).
+ *		IMMUTABLE: the expression of the index audio_history_config_idx,
+ *		from which at_history_search learns the languages a user's entries
+ *		are in.
+ */
+Datum
+at_history_tsv_config(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_OID(entry_config(fcinfo));
+}
+
+/*
+ * at_history_tsv(search_config regconfig, processing_options jsonb,
+ *				  title text, summary text, transcript text) RETURNS tsvector
+ *		The search document of an entry: title weighted A, summary B,
+ *		transcript C, in the configuration of processing_options.language
+ *		when that is a string ('simple' if the language is unknown), else in
+ *		search_config (else 'simple').  IMMUTABLE: used by the stored
+ *		generated column search_tsv.  Never returns NULL.  Raises 42704 when
+ *		search_config is an OID that names no configuration.
+ */
+Datum
+at_history_tsv(PG_FUNCTION_ARGS)
+{
+	Oid			cfg = entry_config(fcinfo);
+	Datum		parts[3];
+	Datum		result = (Datum) 0;
 
 	parts[0] = weighted_part(cfg, fcinfo, 2, 'A');
 	parts[1] = weighted_part(cfg, fcinfo, 3, 'B');
@@ -302,45 +348,108 @@ at_history_tsv(PG_FUNCTION_ARGS)
 }
 
 /*
+ * user_configs
+ *		The text search configurations of user_id's entries, distinct, read
+ *		from the index audio_history_config_idx on (user_id,
+ *		at_history_tsv_config(...)) one value at a time: a loose index scan,
+ *		one descent per configuration, whatever the number of entries.  Only
+ *		index entries are read, so an entry deleted but not yet vacuumed may
+ *		add a configuration: that costs a query arm, never a wrong result.
+ *		Configurations dropped since are left out.
+ */
+static List *
+user_configs(const pg_uuid_t *user_id)
+{
+	Oid			nsp = AtSchemaOid();
+	Oid			relid = get_relname_relid("audio_history", nsp);
+	Oid			indexid = get_relname_relid("audio_history_config_idx", nsp);
+	Relation	rel;
+	Relation	irel;
+	List	   *configs = NIL;
+	Oid			last = InvalidOid;
+
+	if (!OidIsValid(relid) || !OidIsValid(indexid))
+		elog(ERROR, "audiotricks.audio_history or its index audio_history_config_idx is missing");
+	rel = table_open(relid, AccessShareLock);
+	irel = index_open(indexid, AccessShareLock);
+	if (irel->rd_index->indrelid != relid || irel->rd_index->indnkeyatts != 2 ||
+		irel->rd_rel->relam != BTREE_AM_OID ||
+		TupleDescAttr(RelationGetDescr(irel), 1)->atttypid != REGCONFIGOID)
+		elog(ERROR, "index audiotricks.audio_history_config_idx is not (user_id, configuration)");
+
+	for (;;)
+	{
+		ScanKeyData keys[2];
+		int			nkeys = 1;
+		IndexScanDesc scan;
+		ItemPointer tid;
+		bool		found = false;
+
+		CHECK_FOR_INTERRUPTS();
+		ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+							   irel->rd_indcollation[0], F_UUID_EQ,
+							   UUIDPGetDatum(user_id));
+		if (OidIsValid(last))
+		{
+			ScanKeyEntryInitialize(&keys[1], 0, 2, BTGreaterStrategyNumber,
+								   InvalidOid, InvalidOid, F_OIDGT,
+								   ObjectIdGetDatum(last));
+			nkeys = 2;
+		}
+		scan = index_beginscan(rel, irel, GetActiveSnapshot(), nkeys, 0);
+		scan->xs_want_itup = true;
+		index_rescan(scan, keys, nkeys, NULL, 0);
+		tid = index_getnext_tid(scan, ForwardScanDirection);
+		if (tid != NULL && scan->xs_itup != NULL)
+		{
+			bool		isnull;
+			Datum		d = index_getattr(scan->xs_itup, 2, scan->xs_itupdesc, &isnull);
+
+			if (!isnull)
+			{
+				last = DatumGetObjectId(d);
+				found = true;
+			}
+		}
+		index_endscan(scan);
+		if (!found)
+			break;
+		if (SearchSysCacheExists1(TSCONFIGOID, ObjectIdGetDatum(last)))
+			configs = lappend_oid(configs, last);
+	}
+	index_close(irel, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	return configs;
+}
+
+/*
  * search_query
- *		The user's text parsed with websearch_to_tsquery in 'simple' and in
- *		every supported language, OR-ed together (identical arms once).
- *		Returns NULL when no arm has a lexeme (empty or stop words only).
- *		The parser's notices about stop words are kept from the client.
+ *		The user's text parsed with websearch_to_tsquery in each of configs
+ *		(the configurations the user's entries are in), OR-ed together
+ *		(identical arms once).  Returns NULL when no arm has a lexeme (no
+ *		entries, or only stop words).  The parser's notices about stop words
+ *		are kept from the client.
  */
 static TSQuery
-search_query_arms(text *input)
+search_query_arms(text *input, List *configs)
 {
 	Datum		result = (Datum) 0;
 	List	   *seen = NIL;
 	int			nestlevel = NewGUCNestLevel();
-	Oid			configs[lengthof(language_configs)];
-	int			nconfigs = 0;
+	ListCell   *cl;
 
 	(void) set_config_option("client_min_messages", "warning",
 							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
 							 true, 0, false);
 
-	configs[nconfigs++] = simple_config();
-	for (const LanguageConfig *l = language_configs; l->code != NULL; l++)
-	{
-		Oid			cfg = config_oid(l->config);
-		bool		dup = false;
-
-		for (int i = 0; i < nconfigs; i++)
-			dup |= configs[i] == cfg;
-		if (OidIsValid(cfg) && !dup)
-			configs[nconfigs++] = cfg;
-	}
-
-	for (int i = 0; i < nconfigs; i++)
+	foreach(cl, configs)
 	{
 		TSQuery		arm;
 		ListCell   *lc;
 		bool		dup = false;
 
 		arm = DatumGetTSQuery(DirectFunctionCall2(websearch_to_tsquery_byid,
-												  ObjectIdGetDatum(configs[i]),
+												  ObjectIdGetDatum(lfirst_oid(cl)),
 												  PointerGetDatum(input)));
 		if (arm->size == 0)
 			continue;
@@ -372,7 +481,7 @@ search_query_arms(text *input)
  *		pass through unchanged.
  */
 static TSQuery
-search_query(text *input)
+search_query(text *input, List *configs)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
@@ -382,7 +491,7 @@ search_query(text *input)
 	MemoryContextSwitchTo(oldcxt);
 	PG_TRY();
 	{
-		result = search_query_arms(input);
+		result = search_query_arms(input, configs);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
@@ -513,7 +622,7 @@ at_history_search(PG_FUNCTION_ARGS)
 	TSQuery		query = NULL;
 
 	IdentityRequire(&user_id, &session_id);
-	page_size = checked_page_size(fcinfo, 1);
+	page_size = AtCheckedPageSize(fcinfo, 1);
 	if (!PG_ARGISNULL(0))
 	{
 		text	   *input = PG_GETARG_TEXT_PP(0);
@@ -525,7 +634,7 @@ at_history_search(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("query must be at most %d characters long",
 							AT_SEARCH_QUERY_MAX)));
-		query = search_query(input);
+		query = search_query(input, user_configs(&user_id));
 	}
 
 	per_query = rsinfo->econtext->ecxt_per_query_memory;

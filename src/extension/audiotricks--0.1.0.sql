@@ -496,6 +496,13 @@ CREATE FUNCTION audiotricks.at_history_tsv(search_config regconfig, processing_o
 COMMENT ON FUNCTION audiotricks.at_history_tsv(regconfig, jsonb, text, text, text) IS
     'The search document of a history entry: title (weight A), summary (B), transcript (C) in the configuration of processing_options.language, else search_config.';
 
+CREATE FUNCTION audiotricks.at_history_tsv_config(search_config regconfig, processing_options jsonb)
+    RETURNS regconfig
+    LANGUAGE c IMMUTABLE PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'at_history_tsv_config';
+COMMENT ON FUNCTION audiotricks.at_history_tsv_config(regconfig, jsonb) IS
+    'The configuration a history entry''s search document is made in: that of processing_options.language, else search_config.';
+
 CREATE FUNCTION audiotricks.at_default_search_config() RETURNS regconfig
     LANGUAGE sql STABLE PARALLEL RESTRICTED
     AS $$
@@ -551,6 +558,11 @@ COMMENT ON COLUMN audiotricks.audio_history.search_tsv IS
 -- caller's matching entries.
 CREATE INDEX audio_history_search_idx
     ON audiotricks.audio_history USING gin (user_id, search_tsv);
+-- The languages of a user's entries, so that at_history_search parses the
+-- query only in those (src/history.c, user_configs).
+CREATE INDEX audio_history_config_idx
+    ON audiotricks.audio_history
+    (user_id, audiotricks.at_history_tsv_config(search_config, processing_options));
 
 -- History: functions
 CREATE FUNCTION audiotricks.at_history_add(
@@ -570,37 +582,20 @@ $$;
 COMMENT ON FUNCTION audiotricks.at_history_add(text, text, bigint, integer, text, text, jsonb, jsonb) IS
     'Adds a history entry for the current user and returns its id; raises 42501 without identity, 23514 or 22001 for invalid values.';
 
--- Keyset paging: one row comparison on (created_at, id), so that the
--- composite index both starts at the cursor and yields the order.  The
--- cursor's defaults are written with CASE, not COALESCE: the planner treats
--- COALESCE as possibly leaky, and under row-level security a leaky condition
--- may not be an index condition; in a generic plan (prepared statements,
--- PL/pgSQL) the parameters stay unknown and COALESCE would turn the deep page
--- into a scan of every newer row.  The inner constant LIMIT 100 (the largest
--- page) gives the planner a row estimate for generic plans: with only the
--- parameter's LIMIT it assumes 10% of the user's rows, prices the generic
--- plan far above the custom one, and a prepared statement (PostgREST,
--- drivers) would be re-planned on every call.  Limits pull rows on demand,
--- so a page still reads only page_size rows.
+-- Keyset paging in C (src/page.c): the call descends the (user_id,
+-- created_at DESC, id DESC) index once and stops after page_size rows, with
+-- nothing to parse or plan, so a page costs the same whether the caller's
+-- statement gets a generic or a custom plan.  It applies the shipped policy's
+-- rule (the identity's own rows) itself; if an administrator adds policies of
+-- their own to audio_history it runs the equivalent query under row-level
+-- security instead, so those apply too.
 CREATE FUNCTION audiotricks.at_history_page(
         page_size integer DEFAULT 20,
         before_created_at timestamptz DEFAULT NULL,
         before_id uuid DEFAULT NULL)
     RETURNS SETOF audiotricks.audio_history
-    LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 20
-    AS $$
-SELECT p.* FROM (
-    SELECT h.* FROM audiotricks.audio_history h
-     WHERE h.user_id OPERATOR(pg_catalog.=) (SELECT audiotricks.at_require_user_id())
-       AND ROW(h.created_at, h.id) OPERATOR(pg_catalog.<)
-           ROW(CASE WHEN $2 IS NULL THEN 'infinity'::pg_catalog.timestamptz ELSE $2 END,
-               CASE WHEN $2 IS NULL THEN 'ffffffff-ffff-ffff-ffff-ffffffffffff'::pg_catalog.uuid
-                    WHEN $3 IS NULL THEN '00000000-0000-0000-0000-000000000000'::pg_catalog.uuid
-                    ELSE $3 END)
-     ORDER BY h.created_at DESC, h.id DESC
-     LIMIT 100) p
- LIMIT audiotricks.at_page_size($1)
-$$;
+    LANGUAGE C STABLE PARALLEL RESTRICTED ROWS 20
+    AS 'MODULE_PATHNAME', 'at_history_page';
 COMMENT ON FUNCTION audiotricks.at_history_page(integer, timestamptz, uuid) IS
     'The current user''s history, newest first, keyset-paged: pass the last row''s (created_at, id) for the next page; before_id NULL means rows created before before_created_at. page_size NULL means 20, outside 1-100 raises 22023; 42501 without identity.';
 
@@ -677,6 +672,7 @@ REVOKE ALL ON FUNCTION
     audiotricks.at_check_audio_url(text),
     audiotricks.at_search_config(text),
     audiotricks.at_history_tsv(regconfig, jsonb, text, text, text),
+    audiotricks.at_history_tsv_config(regconfig, jsonb),
     audiotricks.at_default_search_config(),
     audiotricks.at_history_add(text, text, bigint, integer, text, text, jsonb, jsonb),
     audiotricks.at_history_page(integer, timestamptz, uuid),
@@ -697,6 +693,7 @@ GRANT EXECUTE ON FUNCTION
     audiotricks.at_check_audio_url(text),
     audiotricks.at_search_config(text),
     audiotricks.at_history_tsv(regconfig, jsonb, text, text, text),
+    audiotricks.at_history_tsv_config(regconfig, jsonb),
     audiotricks.at_default_search_config(),
     audiotricks.at_history_add(text, text, bigint, integer, text, text, jsonb, jsonb),
     audiotricks.at_history_page(integer, timestamptz, uuid),
