@@ -46,6 +46,10 @@ SHLIB_LINK  += $(shell pkg-config --libs libcrypto)
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# PGXS tracks no header dependencies: a changed struct in a header must
+# rebuild every object, or objects disagree on its size.
+$(OBJS): $(wildcard src/*.h)
+
 # The control file is the one source of the version: META.json must agree.
 .PHONY: check-meta
 check-meta:

@@ -235,11 +235,20 @@ SELECT name, pg_temp.try(format('SELECT audiotricks.at_authenticate(%L)', token)
 SELECT pg_temp.try(format('SELECT audiotricks.at_authenticate(%L)',
        pg_temp.sign('{"alg":"HS256","typ":"JWT"}', pg_temp.claims(t.token)::text, s.s))) FROM t, secret s;
 
--- an inactive user's tokens stop working
+-- an inactive user's tokens stop working: deactivating a user, by any path,
+-- deletes their sessions in the same statement (users_end_sessions_on_deactivate)
+SELECT count(*) AS bob_sessions_before FROM audiotricks.sessions WHERE user_id = (SELECT user_id FROM t_bob);
 UPDATE audiotricks.users SET is_active = false WHERE username = 'bob_the-2nd';
+SELECT count(*) AS bob_sessions_after FROM audiotricks.sessions WHERE user_id = (SELECT user_id FROM t_bob);
 SELECT pg_temp.try(format('SELECT audiotricks.at_authenticate(%L)', token)) FROM t_bob;
+-- reactivation does not revive the old sessions: bob logs in again
 UPDATE audiotricks.users SET is_active = true WHERE username = 'bob_the-2nd';
 SELECT pg_temp.try(format('SELECT audiotricks.at_authenticate(%L)', token)) FROM t_bob;
+DROP TABLE t_bob;
+CREATE TEMP TABLE t_bob AS SELECT * FROM audiotricks.at_login('bob_the-2nd', 'S3curePass');
+SELECT pg_temp.try(format('SELECT audiotricks.at_authenticate(%L)', token)) FROM t_bob;
+-- other users' sessions are untouched by bob's deactivation
+SELECT pg_temp.try(format('SELECT audiotricks.at_authenticate(%L)', token)) FROM t;
 
 ------------------------------------------------------------------ logout
 CREATE TEMP TABLE t2 AS SELECT * FROM audiotricks.at_login('alice', 'Passw0rdA');

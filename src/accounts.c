@@ -20,6 +20,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -55,12 +56,13 @@ PG_FUNCTION_INFO_V1(at_list_sessions);
 PG_FUNCTION_INFO_V1(at_logout_session);
 PG_FUNCTION_INFO_V1(at_deactivate_account);
 PG_FUNCTION_INFO_V1(at_delete_account);
+PG_FUNCTION_INFO_V1(at_end_sessions_on_deactivate);
 
 #define BCRYPT_MAX_BYTES	72
 #define EMAIL_MAX_CHARS		255
 #define USERNAME_MAX_CHARS	100
 #define PASSWORD_MIN_CHARS	8
-#define SHA256_HEX_LEN		(crypto_hash_sha256_BYTES * 2)
+#define SHA256_HEX_LEN		(JWT_SHA256_BYTES * 2)
 
 /* ---------------------------------------------------------------------
  * Prepared plans, kept for the life of the backend
@@ -105,9 +107,22 @@ static AtPlan plan_insert_session = {
 	5, {UUIDOID, UUIDOID, TEXTOID, TIMESTAMPTZOID, UUIDOID}, NULL
 };
 
+/*
+ * Both lock the user's row (FOR NO KEY UPDATE, as deactivating it does) and
+ * re-check is_active on its newest version before a session is issued: a
+ * login or refresh racing a deactivation either sees it and refuses, or
+ * makes it wait until the new session is committed, which the deactivation
+ * trigger then deletes.
+ */
 static AtPlan plan_touch_login = {
 	"UPDATE audiotricks.users SET last_login_at = pg_catalog.now()"
-	" WHERE id OPERATOR(pg_catalog.=) $1",
+	" WHERE id OPERATOR(pg_catalog.=) $1 AND is_active RETURNING 1",
+	1, {UUIDOID}, NULL
+};
+
+static AtPlan plan_lock_active_user = {
+	"SELECT 1 FROM audiotricks.users"
+	" WHERE id OPERATOR(pg_catalog.=) $1 AND is_active FOR NO KEY UPDATE",
 	1, {UUIDOID}, NULL
 };
 
@@ -205,13 +220,18 @@ spi_finish(void)
  * Small helpers
  * --------------------------------------------------------------------- */
 
+/* seconds since 1970 (JWT time) of a PostgreSQL timestamp */
+static int64
+unix_seconds(TimestampTz t)
+{
+	return (int64) (t / USECS_PER_SEC) +
+		(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY;
+}
+
 static int64
 unix_now(void)
 {
-	TimestampTz now = GetCurrentTimestamp();
-
-	return (int64) (now / USECS_PER_SEC) +
-		(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY;
+	return unix_seconds(GetCurrentTimestamp());
 }
 
 static TimestampTz
@@ -223,9 +243,9 @@ unix_to_timestamptz(int64 secs)
 static void
 token_hash_hex(const char *token, size_t len, char hex[SHA256_HEX_LEN + 1])
 {
-	unsigned char digest[crypto_hash_sha256_BYTES];
+	unsigned char digest[JWT_SHA256_BYTES];
 
-	crypto_hash_sha256(digest, (const unsigned char *) token, len);
+	JwtSha256(token, len, digest);
 	sodium_bin2hex(hex, SHA256_HEX_LEN + 1, digest, sizeof(digest));
 }
 
@@ -472,24 +492,21 @@ require_arg(FunctionCallInfo fcinfo, int n, const char *what)
  * --------------------------------------------------------------------- */
 
 /*
- * What the token check needs to find its way: the OIDs of the two tables and
- * their two unique indexes, and the attribute numbers of the columns it
- * reads.  Resolved by name once per backend and kept until a relcache
- * invalidation touches one of them (DROP/CREATE EXTENSION, ALTER TABLE, ...),
- * so the hot path does no catalog name lookup.
+ * What the token check needs to find its way: the OIDs of sessions and its
+ * token_hash unique index, and the attribute numbers of the columns it reads.
+ * Resolved by name once per backend and kept until a relcache invalidation
+ * touches one of them (DROP/CREATE EXTENSION, ALTER TABLE, ...), so the hot
+ * path does no catalog name lookup.
  */
 typedef struct LookupCache
 {
 	bool		valid;
 	Oid			sessions_relid;
-	Oid			users_relid;
 	Oid			token_hash_idx;
-	Oid			users_pkey_idx;
 	AttrNumber	s_id;
 	AttrNumber	s_user_id;
 	AttrNumber	s_expires_at;
 	AttrNumber	s_refreshed_at;
-	AttrNumber	u_is_active;
 } LookupCache;
 
 static LookupCache lookup_cache;
@@ -510,9 +527,7 @@ lookup_cache_invalidate(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid ||
 		relid == lookup_cache.sessions_relid ||
-		relid == lookup_cache.users_relid ||
-		relid == lookup_cache.token_hash_idx ||
-		relid == lookup_cache.users_pkey_idx)
+		relid == lookup_cache.token_hash_idx)
 		lookup_cache.valid = false;
 }
 
@@ -538,64 +553,40 @@ lookup_cache_fill(void)
 	}
 	lookup_cache.valid = false;
 	lookup_cache.sessions_relid = relid_of("sessions", nsp);
-	lookup_cache.users_relid = relid_of("users", nsp);
 	lookup_cache.token_hash_idx = relid_of("sessions_token_hash_key", nsp);
-	lookup_cache.users_pkey_idx = relid_of("users_pkey", nsp);
 	lookup_cache.s_id = attnum_of(lookup_cache.sessions_relid, "id");
 	lookup_cache.s_user_id = attnum_of(lookup_cache.sessions_relid, "user_id");
 	lookup_cache.s_expires_at = attnum_of(lookup_cache.sessions_relid, "expires_at");
 	lookup_cache.s_refreshed_at = attnum_of(lookup_cache.sessions_relid, "refreshed_at");
-	lookup_cache.u_is_active = attnum_of(lookup_cache.users_relid, "is_active");
 	lookup_cache.valid = true;
-}
-
-
-/*
- * index_fetch
- *		Looks up key in the unique index idxoid of rel, under snapshot, and
- *		stores the matching row in slot.  Returns false when there is none.
- */
-static bool
-index_fetch(Relation rel, Oid idxoid, RegProcedure eqproc,
-			Datum key, Snapshot snapshot, TupleTableSlot *slot)
-{
-	Relation	irel;
-	IndexScanDesc scan;
-	ScanKeyData skey;
-	bool		found;
-
-	irel = index_open(idxoid, AccessShareLock);
-	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   irel->rd_indcollation[0], eqproc, key);
-	scan = index_beginscan(rel, irel, snapshot, 1, 0);
-	index_rescan(scan, &skey, 1, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, slot);
-	index_endscan(scan);
-	index_close(irel, AccessShareLock);
-	return found;
 }
 
 /*
  * session_is_live
  *		True when sessions has a row with this token hash whose id and user
- *		match, that expires after now, and whose user is active.  Reads the
- *		unique indexes directly (no SPI, no planner): this is the hot path of
- *		every authenticated request.  Row-level security and column
- *		privileges do not apply here by design: the caller proved nothing yet,
- *		and the function reveals only whether the token is valid.
+ *		match, that expires after now, and that was not refreshed.  Reads the
+ *		token_hash unique index directly (no SPI, no planner): this is the hot
+ *		path of every authenticated request.  The user's is_active is not
+ *		read: deactivating a user deletes their sessions in the same
+ *		transaction (trigger users_end_sessions_on_deactivate), and a login
+ *		or refresh racing it re-checks is_active under the row lock, so a
+ *		live session always belongs to an active user.  Row-level security
+ *		and column privileges do not apply here by design: the caller proved
+ *		nothing yet, and the function reveals only whether the token is
+ *		valid.  The lock on sessions is kept to the end of the transaction,
+ *		as a query's is.
  */
 static bool
 session_is_live(const char *hex, const pg_uuid_t *session_id,
-				const pg_uuid_t *user_id)
+				const pg_uuid_t *user_id, TimestampTz now)
 {
 	Relation	srel;
-	Relation	urel;
-	TupleTableSlot *sslot;
-	TupleTableSlot *uslot;
+	Relation	irel;
+	IndexScanDesc scan;
+	ScanKeyData skey;
+	TupleTableSlot *slot;
 	Snapshot	snapshot;
 	bool		ok = false;
-	bool		isnull;
-	TimestampTz now = GetCurrentTimestamp();
 
 	if (!lookup_cache.valid)
 		lookup_cache_fill();
@@ -603,39 +594,31 @@ session_is_live(const char *hex, const pg_uuid_t *session_id,
 	/* the newest committed state: a logout elsewhere takes effect at once */
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	srel = table_open(lookup_cache.sessions_relid, AccessShareLock);
-	sslot = table_slot_create(srel, NULL);
-	if (index_fetch(srel, lookup_cache.token_hash_idx, F_TEXTEQ,
-					CStringGetTextDatum(hex), snapshot, sslot))
+	irel = index_open(lookup_cache.token_hash_idx, AccessShareLock);
+	slot = table_slot_create(srel, NULL);
+	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   irel->rd_indcollation[0], F_TEXTEQ,
+						   CStringGetTextDatum(hex));
+	scan = index_beginscan(srel, irel, snapshot, 1, 0);
+	index_rescan(scan, &skey, 1, NULL, 0);
+	if (index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
-		Datum		sid = slot_getattr(sslot, lookup_cache.s_id, &isnull);
-		Datum		uid = slot_getattr(sslot, lookup_cache.s_user_id, &isnull);
-		Datum		exp = slot_getattr(sslot, lookup_cache.s_expires_at, &isnull);
+		bool		isnull;
 		bool		not_refreshed;
+		Datum		sid = slot_getattr(slot, lookup_cache.s_id, &isnull);
+		Datum		uid = slot_getattr(slot, lookup_cache.s_user_id, &isnull);
+		Datum		exp = slot_getattr(slot, lookup_cache.s_expires_at, &isnull);
 
-		(void) slot_getattr(sslot, lookup_cache.s_refreshed_at, &not_refreshed);
+		(void) slot_getattr(slot, lookup_cache.s_refreshed_at, &not_refreshed);
 		ok = !isnull && not_refreshed &&
 			memcmp(DatumGetUUIDP(sid)->data, session_id->data, UUID_LEN) == 0 &&
 			memcmp(DatumGetUUIDP(uid)->data, user_id->data, UUID_LEN) == 0 &&
 			DatumGetTimestampTz(exp) > now;
 	}
-	ExecDropSingleTupleTableSlot(sslot);
-	table_close(srel, AccessShareLock);
-
-	if (ok)
-	{
-		urel = table_open(lookup_cache.users_relid, AccessShareLock);
-		uslot = table_slot_create(urel, NULL);
-		ok = index_fetch(urel, lookup_cache.users_pkey_idx, F_UUID_EQ,
-						 UUIDPGetDatum(user_id), snapshot, uslot);
-		if (ok)
-		{
-			Datum		active = slot_getattr(uslot, lookup_cache.u_is_active, &isnull);
-
-			ok = !isnull && DatumGetBool(active);
-		}
-		ExecDropSingleTupleTableSlot(uslot);
-		table_close(urel, AccessShareLock);
-	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(irel, NoLock);
+	table_close(srel, NoLock);
 	UnregisterSnapshot(snapshot);
 	return ok;
 }
@@ -697,7 +680,8 @@ TokenVerify(const char *token, size_t len, pg_uuid_t *user_id,
 {
 	const JwtKey *key = AtJwtKey();
 	uint64		generation = audiotricks_jwt_secret_generation + 1;	/* never 0 */
-	int64		now = unix_now();
+	TimestampTz now_ts = GetCurrentTimestamp();
+	int64		now = unix_seconds(now_ts);
 	JwtClaims	claims;
 	TokenCacheEntry *e;
 	unsigned char mac[crypto_shorthash_siphashx24_BYTES];
@@ -712,7 +696,7 @@ TokenVerify(const char *token, size_t len, pg_uuid_t *user_id,
 			return false;
 		*user_id = e->user_id;
 		*session_id = e->session_id;
-		return session_is_live(e->hex, session_id, user_id);
+		return session_is_live(e->hex, session_id, user_id, now_ts);
 	}
 
 	if (!JwtVerifyKey(key, token, len, now, &claims))
@@ -727,7 +711,7 @@ TokenVerify(const char *token, size_t len, pg_uuid_t *user_id,
 	e->user_id = *user_id;
 	e->session_id = *session_id;
 	token_hash_hex(token, len, e->hex);
-	return session_is_live(e->hex, session_id, user_id);
+	return session_is_live(e->hex, session_id, user_id, now_ts);
 }
 
 /* ---------------------------------------------------------------------
@@ -1057,9 +1041,11 @@ at_login(PG_FUNCTION_ARGS)
 		AtRunPlan(&plan_set_password, values, NULL, false, 0);
 	}
 
-	issue_session(&user_id, NULL, &session_id, out);
 	values[0] = UUIDPGetDatum(&user_id);
 	AtRunPlan(&plan_touch_login, values, NULL, false, 0);
+	if (SPI_processed != 1)
+		raise_bad_login();		/* deactivated meanwhile */
+	issue_session(&user_id, NULL, &session_id, out);
 	spi_finish();
 	AuditEvent("login", &user_id, &session_id, NULL);
 
@@ -1137,6 +1123,10 @@ at_refresh(PG_FUNCTION_ARGS)
 	}
 	if (!live || !active)
 		raise_bad_token();
+	values[0] = UUIDPGetDatum(&user_id);
+	AtRunPlan(&plan_lock_active_user, values, NULL, false, 0);
+	if (SPI_processed != 1)
+		raise_bad_token();		/* deactivated meanwhile */
 
 	values[0] = UUIDPGetDatum(&old_id);
 	AtRunPlan(&plan_mark_refreshed, values, NULL, false, 0);
@@ -1497,4 +1487,40 @@ at_postgrest_pre_request(PG_FUNCTION_ARGS)
 	if (r == JWT_BEARER_BAD || !IdentityGet(&user_id, &session_id))
 		raise_bad_token();
 	PG_RETURN_VOID();
+}
+
+/*
+ * at_end_sessions_on_deactivate() RETURNS trigger
+ *		AFTER UPDATE OF is_active ON users FOR EACH ROW, WHEN the user goes
+ *		from active to inactive: deletes the user's sessions, whatever made
+ *		the change (at_deactivate_account, an administrator's UPDATE).  The
+ *		token check relies on it and reads only sessions.  Reactivating the
+ *		user does not bring the sessions back: they log in again.
+ */
+Datum
+at_end_sessions_on_deactivate(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
+	int			attnum;
+	Datum		values[1];
+	bool		isnull;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) ||
+		!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+		elog(ERROR, "at_end_sessions_on_deactivate must run as an AFTER UPDATE row trigger");
+	desc = RelationGetDescr(trigdata->tg_relation);
+	attnum = SPI_fnumber(desc, "id");
+	if (attnum <= 0)
+		elog(ERROR, "at_end_sessions_on_deactivate: the table has no column id");
+	values[0] = heap_getattr(trigdata->tg_newtuple, attnum, desc, &isnull);
+	if (isnull || TupleDescAttr(desc, attnum - 1)->atttypid != UUIDOID)
+		elog(ERROR, "at_end_sessions_on_deactivate: id must be a non-null uuid");
+
+	spi_connect();
+	AtRunPlan(&plan_logout_all, values, NULL, false, 0);
+	spi_finish();
+	return PointerGetDatum(NULL);
 }

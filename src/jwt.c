@@ -543,25 +543,64 @@ JwtParseClaims(const char *json, size_t len, JwtClaims *claims)
 }
 
 /*
+ * JwtSha256
+ *		SHA-256 of in.
+ */
+void
+JwtSha256(const void *in, size_t len, uint8_t out[JWT_SHA256_BYTES])
+{
+	SHA256_CTX	c;
+
+	SHA256_Init(&c);
+	SHA256_Update(&c, in, len);
+	SHA256_Final(out, &c);
+	sodium_memzero(&c, sizeof(c));
+}
+
+/*
  * JwtKeyInit
- *		Prepares an HMAC-SHA-256 key: the two pad blocks are hashed once here
- *		instead of on every token.  Wipe the key with sodium_memzero when done.
+ *		Prepares an HMAC-SHA-256 key (RFC 2104): the inner and outer pad
+ *		blocks are hashed once here instead of on every token.  Wipe the key
+ *		with sodium_memzero when done.
  */
 void
 JwtKeyInit(JwtKey *key, const uint8_t *secret, size_t secret_len)
 {
-	crypto_auth_hmacsha256_init(&key->state, secret, secret_len);
+	uint8_t		block[SHA256_CBLOCK];
+	uint8_t		pad[SHA256_CBLOCK];
+
+	memset(block, 0, sizeof(block));
+	if (secret_len > sizeof(block))
+		JwtSha256(secret, secret_len, block);
+	else if (secret_len > 0)
+		memcpy(block, secret, secret_len);
+
+	for (size_t i = 0; i < sizeof(pad); i++)
+		pad[i] = block[i] ^ 0x36;
+	SHA256_Init(&key->inner);
+	SHA256_Update(&key->inner, pad, sizeof(pad));
+	for (size_t i = 0; i < sizeof(pad); i++)
+		pad[i] = block[i] ^ 0x5c;
+	SHA256_Init(&key->outer);
+	SHA256_Update(&key->outer, pad, sizeof(pad));
+	sodium_memzero(block, sizeof(block));
+	sodium_memzero(pad, sizeof(pad));
 }
 
 static void
 hs256(const JwtKey *key, const char *msg, size_t len,
-	  uint8_t mac[crypto_auth_hmacsha256_BYTES])
+	  uint8_t mac[JWT_SHA256_BYTES])
 {
-	crypto_auth_hmacsha256_state st = key->state;
+	SHA256_CTX	c = key->inner;
+	uint8_t		ih[JWT_SHA256_BYTES];
 
-	crypto_auth_hmacsha256_update(&st, (const unsigned char *) msg, len);
-	crypto_auth_hmacsha256_final(&st, mac);
-	sodium_memzero(&st, sizeof(st));
+	SHA256_Update(&c, msg, len);
+	SHA256_Final(ih, &c);
+	c = key->outer;
+	SHA256_Update(&c, ih, sizeof(ih));
+	SHA256_Final(mac, &c);
+	sodium_memzero(&c, sizeof(c));
+	sodium_memzero(ih, sizeof(ih));
 }
 
 /*
@@ -576,7 +615,7 @@ JwtSignKey(const JwtKey *key, const JwtClaims *claims, char *out, size_t outcap)
 	char		payload[512];
 	int			plen;
 	size_t		n;
-	uint8_t		mac[crypto_auth_hmacsha256_BYTES];
+	uint8_t		mac[JWT_SHA256_BYTES];
 
 	if (claims->role[0] != '\0')
 		plen = snprintf(payload, sizeof(payload),
@@ -638,8 +677,8 @@ JwtVerifyKey(const JwtKey *key, const char *token, size_t len, int64_t now,
 	const char *dot;
 	size_t		payload_len;
 	size_t		sig_len;
-	uint8_t		mac[crypto_auth_hmacsha256_BYTES];
-	uint8_t		given[crypto_auth_hmacsha256_BYTES + 3];
+	uint8_t		mac[JWT_SHA256_BYTES];
+	uint8_t		given[JWT_SHA256_BYTES + 3];
 	size_t		given_len;
 	uint8_t		json[JWT_MAX_LEN];
 	size_t		json_len;

@@ -107,6 +107,20 @@ CREATE TABLE audiotricks.sessions (
 CREATE INDEX sessions_user_id_idx ON audiotricks.sessions (user_id);
 CREATE INDEX sessions_family_id_idx ON audiotricks.sessions (family_id);
 
+-- Deactivating a user ends their sessions in the same transaction, whatever
+-- the path (at_deactivate_account or an administrator's UPDATE), so that the
+-- token check reads only sessions.  Reactivation does not revive them.
+CREATE FUNCTION audiotricks.at_end_sessions_on_deactivate() RETURNS trigger
+    LANGUAGE c SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'at_end_sessions_on_deactivate';
+COMMENT ON FUNCTION audiotricks.at_end_sessions_on_deactivate() IS
+    'AFTER UPDATE OF is_active row trigger on users: deletes the sessions of a user who becomes inactive.';
+REVOKE ALL ON FUNCTION audiotricks.at_end_sessions_on_deactivate() FROM PUBLIC;
+CREATE TRIGGER users_end_sessions_on_deactivate
+    AFTER UPDATE OF is_active ON audiotricks.users
+    FOR EACH ROW WHEN (OLD.is_active AND NOT NEW.is_active)
+    EXECUTE FUNCTION audiotricks.at_end_sessions_on_deactivate();
+
 COMMENT ON TABLE audiotricks.sessions IS 'Manages active user sessions for JWT authentication.';
 COMMENT ON COLUMN audiotricks.sessions.id IS 'Session identifier';
 COMMENT ON COLUMN audiotricks.sessions.user_id IS 'Reference to users.id';

@@ -3,7 +3,7 @@
  *		libFuzzer target for the pure-C token code of src/jwt.c.
  *
  * fuzz-sources: src/jwt.c
- * fuzz-libs: -lsodium
+ * fuzz-libs: -lsodium -lcrypto
  *
  * One binary, several targets: the first input byte picks which one the
  * rest of the input feeds (libFuzzer learns the selector like any other
