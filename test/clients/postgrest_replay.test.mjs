@@ -388,6 +388,11 @@ test('an expired token and an inactive user\'s token get 28000', async () => {
   } finally {
     await su.query('UPDATE audiotricks.users SET is_active = true WHERE id = $1', [users.bob.id]);
   }
+  // deactivation deleted the sessions: reactivation does not revive the old
+  // token, a new login works
   r = await getHistory({ token, role: 'authenticated', claims: claimsOf(token) });
-  assert.deepEqual(idsOf(r.body), users.bob.rows, 'reactivated');
+  assert.equal(r.error?.code, '28000', 'old token stays dead after reactivation');
+  const fresh = await loginToken('bob');
+  r = await getHistory({ token: fresh, role: 'authenticated', claims: claimsOf(fresh) });
+  assert.deepEqual(idsOf(r.body), users.bob.rows, 'reactivated: a new login works');
 });
