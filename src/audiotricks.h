@@ -98,6 +98,13 @@ extern void UuidV7Generate(pg_uuid_t *out);
 #define AT_PAGE_SIZE_DEFAULT	20
 #define AT_PAGE_SIZE_MAX		100
 extern int32 AtCheckedPageSize(FunctionCallInfo fcinfo, int argno);
+/* src/page.c */
+struct RelationData;
+struct TupleTableSlot;
+struct Tuplestorestate;
+extern bool AtHistoryPoliciesAreOurs(struct RelationData *rel);
+extern void AtPutRow(struct RelationData *rel, struct TupleTableSlot *slot,
+					 struct Tuplestorestate *store);
 #define AT_AUDIO_URL_MAX		2048	/* characters */
 #define AT_SEARCH_QUERY_MAX		1000	/* characters */
 

@@ -1,8 +1,9 @@
 /*
  * src/history.c
- *		Audio history: the helpers behind at_history_add/page/count/delete
- *		(which are SQL functions the planner can inline, see the install
- *		script), the language-aware search index, and at_history_search.
+ *		Audio history: the helpers behind at_history_add/count/delete
+ *		(SQL functions the planner can inline, see the install script), the
+ *		language-aware search index, and at_history_search
+ *		(at_history_page is in page.c).
  *
  * Search.  Each entry carries search_config, the text search configuration
  * of its language (processing_options.language if given, else the writer's
@@ -19,12 +20,16 @@
  * match unrelated words (German "gotus" next to English "gotust"), which
  * both returns wrong rows and makes the GIN scan read far more entries.
  *
- * Row-level security cannot be used for the search query itself: the
- * tsvector match operator is not leakproof, so under a policy the planner
- * may not use it as an index condition and would read every entry of the
- * user.  at_history_search therefore runs its one fixed, fully qualified
- * query as the extension owner, restricted explicitly to the verified
- * identity's user_id (the same pattern as the session lookup in accounts.c).
+ * The search does not go through the planner (search_direct): under a
+ * row-level security policy the planner may not use the non-leakproof @@ as
+ * an index condition, and a generic plan prices "user_id = $1" at the
+ * average user's size, so for a user with 200,000 entries it picks a btree
+ * on user_id and reads all of them.  at_history_search instead runs one
+ * bitmap scan of the GIN index with both keys (user and query), rechecks
+ * and ranks the rows it returns, keeps the best page, and applies the
+ * shipped policy's rule (the identity's own rows) itself, as page.c does;
+ * with other policies on the table it runs the query under row-level
+ * security instead.
  */
 #include "postgres.h"
 
@@ -33,25 +38,32 @@
 #include "access/relscan.h"
 #include "access/stratnum.h"
 #include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 
 #include "catalog/namespace.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "nodes/tidbitmap.h"
 #include "nodes/value.h"
 #include "tsearch/ts_type.h"
+#include "tsearch/ts_utils.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/rls.h"
 #include "utils/syscache.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
@@ -528,75 +540,239 @@ static SPIPlanPtr search_plan = NULL;
 	" LIMIT $3"
 
 /*
- * run_search
- *		Runs the search plan as the extension owner for user_id and appends
- *		the rows to store (allocated in per_query).
+ * search_through_spi
+ *		The search as an ordinary query, as the caller and under row-level
+ *		security, for a table that carries policies besides the shipped one
+ *		(they then apply).  Slower: under a policy the planner may not use
+ *		the non-leakproof @@ as an index condition.
  */
 static void
-run_search(const pg_uuid_t *user_id, TSQuery query, int32 page_size,
-		   Tuplestorestate *store, int natts, MemoryContext per_query)
+search_through_spi(const pg_uuid_t *user_id, TSQuery query, int32 page_size,
+				   Tuplestorestate *store, int natts, MemoryContext per_query)
 {
-	Oid			save_userid;
-	int			save_sec;
 	Datum		values[3];
 	pg_uuid_t  *uid = palloc(sizeof(pg_uuid_t));
+	MemoryContext oldcxt;
+	int			rc;
 
 	*uid = *user_id;
 	values[0] = UUIDPGetDatum(uid);
 	values[1] = PointerGetDatum(query);
 	values[2] = Int32GetDatum(page_size);
 
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(AtOwnerOid(),
-						   save_sec | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	PG_TRY();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (search_plan == NULL)
 	{
-		MemoryContext oldcxt;
-		int			rc;
+		Oid			argtypes[3] = {UUIDOID, TSQUERYOID, INT4OID};
+		SPIPlanPtr	plan = SPI_prepare(SEARCH_SQL, 3, argtypes);
 
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		if (search_plan == NULL)
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		search_plan = plan;
+	}
+	rc = SPI_execute_plan(search_plan, values, NULL, true, page_size);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+	if (SPI_tuptable->tupdesc->natts != natts)
+		elog(ERROR, "search result does not match audiotricks.audio_history");
+	oldcxt = MemoryContextSwitchTo(per_query);
+	for (uint64 i = 0; i < SPI_processed; i++)
+		tuplestore_puttuple(store, SPI_tuptable->vals[i]);
+	MemoryContextSwitchTo(oldcxt);
+	if (SPI_finish() != SPI_OK_FINISH)
+		elog(ERROR, "SPI_finish failed");
+}
+
+/* one match: its rank and sort keys, and where it is */
+typedef struct SearchHit
+{
+	float4		rank;
+	TimestampTz created_at;
+	pg_uuid_t	id;
+	ItemPointerData tid;
+} SearchHit;
+
+/* true when a sorts before b: rank, then created_at, then id, all descending */
+static bool
+hit_before(const SearchHit *a, const SearchHit *b)
+{
+	if (a->rank != b->rank)
+		return a->rank > b->rank;
+	if (a->created_at != b->created_at)
+		return a->created_at > b->created_at;
+	return memcmp(a->id.data, b->id.data, UUID_LEN) > 0;
+}
+
+typedef struct SearchRel
+{
+	AttrNumber	a_id;
+	AttrNumber	a_user_id;
+	AttrNumber	a_created_at;
+	AttrNumber	a_tsv;
+} SearchRel;
+
+/*
+ * search_direct
+ *		The search without the planner: one bitmap scan of the GIN index
+ *		audio_history_search_idx on (user_id, search_tsv) with both keys,
+ *		so only the caller's matching entries are read; each is rechecked
+ *		(user and match), ranked with ts_rank, and the best page_size are
+ *		kept (rank, created_at, id, all descending, as SEARCH_SQL orders),
+ *		then fetched again by their TIDs into store.  A generic plan of
+ *		SEARCH_SQL cannot be trusted with this: it prices "user_id = $1" at
+ *		the average user's size and, for a user with 200,000 entries, picks
+ *		a btree index on user_id and reads every one of them.
+ */
+static void
+search_direct(Relation rel, Oid ginid, const SearchRel *cols,
+			  const pg_uuid_t *user_id, TSQuery query, int32 page_size,
+			  Tuplestorestate *store)
+{
+	Snapshot	snapshot = GetActiveSnapshot();
+	Relation	gin;
+	IndexScanDesc iscan;
+	ScanKeyData keys[2];
+	TIDBitmap  *tbm;
+	TBMIterator *it;
+	TBMIterateResult *tbmres;
+	TableScanDesc hscan;
+	TupleTableSlot *slot;
+	MemoryContext rowcxt;
+	MemoryContext oldcxt;
+	SearchHit  *hits = palloc(sizeof(SearchHit) * page_size);
+	int			nhits = 0;
+
+	gin = index_open(ginid, AccessShareLock);
+	if (gin->rd_rel->relam != GIN_AM_OID || gin->rd_index->indrelid != RelationGetRelid(rel) ||
+		gin->rd_index->indnkeyatts != 2 ||
+		gin->rd_index->indkey.values[0] != cols->a_user_id ||
+		gin->rd_index->indkey.values[1] != cols->a_tsv)
+		elog(ERROR, "index audiotricks.audio_history_search_idx is not a GIN index on (user_id, search_tsv)");
+	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, UUIDOID,
+						   gin->rd_indcollation[0], InvalidOid, UUIDPGetDatum(user_id));
+	ScanKeyEntryInitialize(&keys[1], 0, 2, TSearchStrategyNumber, TSQUERYOID,
+						   gin->rd_indcollation[1], InvalidOid, PointerGetDatum(query));
+	tbm = tbm_create(work_mem * 1024L, NULL);
+	iscan = index_beginscan_bitmap(gin, snapshot, 2);
+	index_rescan(iscan, keys, 2, NULL, 0);
+	(void) index_getbitmap(iscan, tbm);
+	index_endscan(iscan);
+	index_close(gin, AccessShareLock);
+
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "at_history_search row",
+								   ALLOCSET_SMALL_SIZES);
+	slot = table_slot_create(rel, NULL);
+	hscan = table_beginscan_bm(rel, snapshot, 0, NULL);
+	it = tbm_begin_iterate(tbm);
+	while ((tbmres = tbm_iterate(it)) != NULL)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (!table_scan_bitmap_next_block(hscan, tbmres))
+			continue;
+		while (table_scan_bitmap_next_tuple(hscan, tbmres, slot))
 		{
-			Oid			argtypes[3] = {UUIDOID, TSQUERYOID, INT4OID};
-			SPIPlanPtr	plan;
+			SearchHit	h;
+			bool		isnull;
+			Datum		d;
+			int			pos;
 
-			/*
-			 * Always the generic plan: the bitmap scan of the (user_id,
-			 * search_tsv) index.  A custom plan for a word that most of the
-			 * table holds may prefer a sequential scan, which would read
-			 * every user's entries.
-			 */
-			plan = SPI_prepare_cursor(SEARCH_SQL, 3, argtypes,
-									  CURSOR_OPT_GENERIC_PLAN);
+			/* recheck every row: a lossy page holds all its rows, and GIN
+			 * answers some queries (phrases, weights) only approximately */
+			d = slot_getattr(slot, cols->a_user_id, &isnull);
+			if (isnull || memcmp(DatumGetUUIDP(d)->data, user_id->data, UUID_LEN) != 0)
+				continue;
+			d = slot_getattr(slot, cols->a_tsv, &isnull);
+			if (isnull)
+				continue;
+			MemoryContextReset(rowcxt);
+			oldcxt = MemoryContextSwitchTo(rowcxt);
+			if (!DatumGetBool(DirectFunctionCall2(ts_match_vq, d, PointerGetDatum(query))))
+			{
+				MemoryContextSwitchTo(oldcxt);
+				continue;
+			}
+			h.rank = DatumGetFloat4(DirectFunctionCall2(ts_rank_tt, d, PointerGetDatum(query)));
+			MemoryContextSwitchTo(oldcxt);
+			h.created_at = DatumGetTimestampTz(slot_getattr(slot, cols->a_created_at, &isnull));
+			h.id = *DatumGetUUIDP(slot_getattr(slot, cols->a_id, &isnull));
+			h.tid = slot->tts_tid;
 
-			if (plan == NULL)
-				elog(ERROR, "SPI_prepare_cursor failed: %s",
-					 SPI_result_code_string(SPI_result));
-			if (SPI_keepplan(plan) != 0)
-				elog(ERROR, "SPI_keepplan failed");
-			search_plan = plan;
+			/* keep the best page_size, sorted: insert h in place */
+			if (nhits == page_size && !hit_before(&h, &hits[nhits - 1]))
+				continue;
+			pos = nhits < page_size ? nhits++ : nhits - 1;
+			while (pos > 0 && hit_before(&h, &hits[pos - 1]))
+			{
+				hits[pos] = hits[pos - 1];
+				pos--;
+			}
+			hits[pos] = h;
 		}
-		rc = SPI_execute_plan(search_plan, values, NULL, true, page_size);
-		if (rc != SPI_OK_SELECT)
-			elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
-		if (SPI_tuptable->tupdesc->natts != natts)
-			elog(ERROR, "search result does not match audiotricks.audio_history");
-
-		oldcxt = MemoryContextSwitchTo(per_query);
-		for (uint64 i = 0; i < SPI_processed; i++)
-			tuplestore_puttuple(store, SPI_tuptable->vals[i]);
-		MemoryContextSwitchTo(oldcxt);
-
-		if (SPI_finish() != SPI_OK_FINISH)
-			elog(ERROR, "SPI_finish failed");
 	}
-	PG_FINALLY();
+	tbm_end_iterate(it);
+	table_endscan(hscan);
+	tbm_free(tbm);
+	MemoryContextDelete(rowcxt);
+
+	/* the rows themselves, best first, under the same snapshot */
+	for (int i = 0; i < nhits; i++)
 	{
-		SetUserIdAndSecContext(save_userid, save_sec);
+		if (!table_tuple_fetch_row_version(rel, &hits[i].tid, snapshot, slot))
+			elog(ERROR, "search match at (%u,%u) vanished",
+				 ItemPointerGetBlockNumber(&hits[i].tid),
+				 ItemPointerGetOffsetNumber(&hits[i].tid));
+		AtPutRow(rel, slot, store);
 	}
-	PG_END_TRY();
+	ExecDropSingleTupleTableSlot(slot);
+	pfree(hits);
+}
+
+/*
+ * run_search
+ *		Appends the caller's best page_size matches to store: directly
+ *		(search_direct) when the only policy on audio_history is the shipped
+ *		one, whose rule (the identity's own rows) the scan applies itself;
+ *		else through SPI under row-level security.  The caller needs SELECT
+ *		on audio_history either way (42501).
+ */
+static void
+run_search(const pg_uuid_t *user_id, TSQuery query, int32 page_size,
+		   Tuplestorestate *store, int natts, MemoryContext per_query)
+{
+	Oid			nsp = AtSchemaOid();
+	Oid			relid = get_relname_relid("audio_history", nsp);
+	Oid			ginid = get_relname_relid("audio_history_search_idx", nsp);
+	Relation	rel;
+	AclResult	aclresult;
+	int			rls;
+
+	if (!OidIsValid(relid) || !OidIsValid(ginid))
+		elog(ERROR, "audiotricks.audio_history or its index audio_history_search_idx is missing");
+	aclresult = pg_class_aclcheck(relid, GetUserId(), ACL_SELECT);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_TABLE, "audio_history");
+	rls = check_enable_rls(relid, InvalidOid, false);
+
+	rel = table_open(relid, AccessShareLock);
+	if (rls != RLS_ENABLED || AtHistoryPoliciesAreOurs(rel))
+	{
+		SearchRel	cols;
+
+		cols.a_id = get_attnum(relid, "id");
+		cols.a_user_id = get_attnum(relid, "user_id");
+		cols.a_created_at = get_attnum(relid, "created_at");
+		cols.a_tsv = get_attnum(relid, "search_tsv");
+		if (cols.a_id == InvalidAttrNumber || cols.a_user_id == InvalidAttrNumber ||
+			cols.a_created_at == InvalidAttrNumber || cols.a_tsv == InvalidAttrNumber)
+			elog(ERROR, "audiotricks.audio_history lacks a column the search reads");
+		search_direct(rel, ginid, &cols, user_id, query, page_size, store);
+	}
+	else
+		search_through_spi(user_id, query, page_size, store, natts, per_query);
+	table_close(rel, AccessShareLock);
 }
 
 /*

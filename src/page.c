@@ -135,13 +135,13 @@ page_cache_fill(void)
 }
 
 /*
- * policies_are_ours
+ * AtHistoryPoliciesAreOurs
  *		True when the only policy on audio_history is the shipped, permissive
  *		audio_history_own (whose rule, user_id = the identity, the direct read
  *		applies itself).
  */
-static bool
-policies_are_ours(Relation rel)
+bool
+AtHistoryPoliciesAreOurs(Relation rel)
 {
 	RowSecurityPolicy *policy;
 
@@ -152,14 +152,14 @@ policies_are_ours(Relation rel)
 }
 
 /*
- * page_put
- *		Appends the row in slot to store.  A row written before a column was
+ * AtPutRow
+ *		Appends the row of rel in slot to store.  A row written before a column was
  *		added with a default holds fewer attributes than the table; it is
  *		deformed against the table (which supplies the missing values) and
  *		re-formed, so the caller sees the same row a query would.
  */
-static void
-page_put(Relation rel, TupleTableSlot *slot, Tuplestorestate *store)
+void
+AtPutRow(Relation rel, TupleTableSlot *slot, Tuplestorestate *store)
 {
 	HeapTuple	tuple = ExecFetchSlotHeapTuple(slot, false, NULL);
 	TupleDesc	desc = RelationGetDescr(rel);
@@ -238,7 +238,7 @@ page_direct(Relation rel, const pg_uuid_t *user_id, bool has_cursor,
 					continue;
 			}
 		}
-		page_put(rel, slot, store);
+		AtPutRow(rel, slot, store);
 		n++;
 	}
 	index_endscan(scan);
@@ -360,7 +360,7 @@ at_history_page(PG_FUNCTION_ARGS)
 
 	store = AtMaterialize(fcinfo, &tupdesc);
 	rel = table_open(page_cache.relid, AccessShareLock);
-	if (rls != RLS_ENABLED || policies_are_ours(rel))
+	if (rls != RLS_ENABLED || AtHistoryPoliciesAreOurs(rel))
 		page_direct(rel, &user_id, has_cursor, before_at, before_id,
 					page_size, store);
 	else

@@ -93,6 +93,40 @@ BEGIN
 END
 $$;
 
+-- login_pair(login, password, hash, n): n calls of bcrypt alone
+-- (crypt(password, hash) at the hash's cost) and n of at_login, alternating
+-- in one backend (ABBA order, so drift hits both alike); microseconds per call
+CREATE FUNCTION bench.login_pair(login text, pw text, hash text, n int,
+                                 OUT floor_us float8, OUT at_us float8, OUT pairs int)
+LANGUAGE plpgsql AS $$
+DECLARE
+    t timestamptz;
+    a float8 := 0;
+    b float8 := 0;
+    ok boolean;
+BEGIN
+    FOR i IN 1 .. n LOOP
+        FOR j IN 0 .. 1 LOOP
+            IF (i + j) % 2 = 0 THEN
+                t := clock_timestamp();
+                ok := public.crypt(pw, hash) = hash;
+                a := a + extract(epoch FROM clock_timestamp() - t);
+                IF NOT ok THEN
+                    RAISE EXCEPTION 'the bench password does not match its hash';
+                END IF;
+            ELSE
+                t := clock_timestamp();
+                PERFORM audiotricks.at_login(login, pw);
+                b := b + extract(epoch FROM clock_timestamp() - t);
+            END IF;
+        END LOOP;
+    END LOOP;
+    floor_us := a * 1e6 / n;
+    at_us := b * 1e6 / n;
+    pairs := n;
+END
+$$;
+
 -- memory of this backend (all memory contexts), bytes
 CREATE FUNCTION bench.backend_bytes() RETURNS bigint
 LANGUAGE sql AS $$ SELECT sum(total_bytes)::bigint FROM pg_backend_memory_contexts $$;
