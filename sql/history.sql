@@ -469,7 +469,10 @@ SELECT array_agg(DISTINCT audiotricks.at_history_tsv_config(search_config, proce
   FROM audiotricks.audio_history;
 SELECT pg_stat_get_xact_numscans('audiotricks.audio_history_config_idx'::regclass) AS scans0 \gset
 SELECT count(*) >= 0 AS searched FROM audiotricks.at_history_search('anything');
-SELECT pg_stat_get_xact_numscans('audiotricks.audio_history_config_idx'::regclass) - :scans0 AS descents;
+-- (entries of rolled-back or deleted rows not yet vacuumed may add a
+-- language or two: 5 descents for the four above, up to 8 allowed)
+SELECT pg_stat_get_xact_numscans('audiotricks.audio_history_config_idx'::regclass) - :scans0
+       BETWEEN 5 AND 8 AS descents_per_language_not_per_entry;
 COMMIT;
 -- at_history_tsv_config: processing_options.language wins, else search_config
 SELECT audiotricks.at_history_tsv_config('english', '{"language": "de"}') AS de,
