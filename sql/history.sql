@@ -274,7 +274,7 @@ INSERT INTO audiotricks.audio_history (user_id, title, transcript, created_at)
 SELECT :'bob_id', 'bob ' || g, 'bob common words number ' || g,
        '2022-01-01'::timestamptz + g * interval '1 minute'
   FROM generate_series(1, 40000) g;
-ANALYZE audiotricks.audio_history;
+VACUUM (ANALYZE) audiotricks.audio_history;  -- dead index entries out of the counts below
 SET ROLE regress_hist_app;
 BEGIN;
 SELECT audiotricks.at_authenticate(:'ta') IS NOT NULL AS authenticated;
