@@ -393,6 +393,53 @@ SELECT 'common' AS word, r.rows_out, r.gin_scans,
        r.table_rows_read BETWEEN 20000 AND 20100 AS reads_about_alices_20000
   FROM pg_temp.search_reads('common') r;
 COMMIT;
+-- a user with few entries (at most 256) is searched by reading them all
+-- through the btree, no GIN scan: its cost follows their own few entries,
+-- not how common the word is in the table or the GIN pending list
+RESET ROLE;
+SELECT audiotricks.at_register('hist-c@example.com', 'hist_carol', 'Passw0rdC') IS NOT NULL AS carol;
+SELECT token AS tc FROM audiotricks.at_login('hist_carol', 'Passw0rdC') \gset
+SET ROLE regress_hist_app;
+BEGIN;
+SELECT audiotricks.at_authenticate(:'tc') IS NOT NULL AS authenticated;
+SELECT audiotricks.at_history_add(t.title, transcript => t.tr, summary => t.su,
+                                  processing_options => '{"language": "en"}') IS NOT NULL AS added
+  FROM (VALUES ('Common ground', 'nothing else', NULL),
+               ('Planning', 'the common plan for the quarter', 'common goals'),
+               ('Lunch', 'a common lunch and a common walk', NULL),
+               ('Other', 'unrelated words', NULL)) t(title, tr, su);
+SELECT 'carol common' AS word, * FROM pg_temp.search_reads('common');
+-- the same ranking as the GIN path: title (A) over summary (B) over
+-- transcript (C); equal ranks newest first
+SELECT title FROM audiotricks.at_history_search('common');
+SELECT title FROM audiotricks.at_history_search('common', 2);
+SELECT count(*) AS no_match FROM audiotricks.at_history_search('zebra');
+COMMIT;
+-- both paths give exactly what the plain query gives (as a superuser):
+-- carol (few entries, btree) and alice (20,000+, GIN), several queries
+CREATE FUNCTION pg_temp.search_matches_sql(tok text, q text, n int) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    got uuid[];
+    want uuid[];
+    uid uuid := audiotricks.at_authenticate(tok);
+BEGIN
+    got := array(SELECT id FROM audiotricks.at_history_search(q, n));
+    RESET ROLE;
+    want := array(SELECT h.id FROM audiotricks.audio_history h
+                   WHERE h.user_id = uid
+                     AND h.search_tsv @@ websearch_to_tsquery('english', q)
+                   ORDER BY ts_rank(h.search_tsv, websearch_to_tsquery('english', q)) DESC,
+                            h.created_at DESC, h.id DESC
+                   LIMIT n);
+    SET ROLE regress_hist_app;
+    RETURN CASE WHEN got = want THEN 'same' ELSE 'DIFFERENT' END || ', ' || cardinality(got) || ' rows';
+END
+$$;
+SELECT u, q, n, pg_temp.search_matches_sql(t, q, n) AS result
+  FROM (VALUES ('carol', :'tc'), ('alice', :'ta')) a(u, t),
+       (VALUES ('common', 20), ('common', 2), ('"common plan" or lunch or 1234', 20), ('common -walk', 5)) b(q, n)
+ ORDER BY 1, 2, 3;
 
 ------------------------------------------------------------------ search
 BEGIN;
@@ -515,7 +562,8 @@ SELECT audiotricks.at_history_tsv(0::oid::regconfig, NULL, 'a', NULL, NULL) AS z
 DROP FUNCTION pg_temp.plan_props(text);
 DROP FUNCTION pg_temp.index_reads(text);
 DROP FUNCTION pg_temp.search_reads(text);
+DROP FUNCTION pg_temp.search_matches_sql(text, text, int);
 DROP TABLE walk, deleted_ahead, initial;
 RESET ROLE;
-DELETE FROM audiotricks.users WHERE username IN ('hist_alice', 'hist_bob');
+DELETE FROM audiotricks.users WHERE username IN ('hist_alice', 'hist_bob', 'hist_carol');
 DROP ROLE regress_hist_app;

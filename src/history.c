@@ -614,57 +614,132 @@ typedef struct SearchRel
 	AttrNumber	a_tsv;
 } SearchRel;
 
+/* state of one search: the query, the user, the best hits so far */
+typedef struct SearchState
+{
+	const SearchRel *cols;
+	const pg_uuid_t *user_id;
+	TSQuery		query;
+	int32		page_size;
+	SearchHit  *hits;
+	int			nhits;
+	MemoryContext rowcxt;
+} SearchState;
+
 /*
- * search_direct
- *		The search without the planner: one bitmap scan of the GIN index
- *		audio_history_search_idx on (user_id, search_tsv) with both keys,
- *		so only the caller's matching entries are read; each is rechecked
- *		(user and match), ranked with ts_rank, and the best page_size are
- *		kept (rank, created_at, id, all descending, as SEARCH_SQL orders),
- *		then fetched again by their TIDs into store.  A generic plan of
- *		SEARCH_SQL cannot be trusted with this: it prices "user_id = $1" at
- *		the average user's size and, for a user with 200,000 entries, picks
- *		a btree index on user_id and reads every one of them.
+ * search_consider
+ *		Rechecks the row in slot (the user's, and matching the query), ranks
+ *		it and keeps it if it is among the best page_size so far (sorted:
+ *		rank, created_at, id, all descending, as SEARCH_SQL orders).
  */
 static void
-search_direct(Relation rel, Oid ginid, const SearchRel *cols,
-			  const pg_uuid_t *user_id, TSQuery query, int32 page_size,
-			  Tuplestorestate *store)
+search_consider(SearchState *st, TupleTableSlot *slot)
+{
+	SearchHit	h;
+	bool		isnull;
+	Datum		d;
+	bool		match;
+	int			pos;
+	MemoryContext oldcxt;
+
+	d = slot_getattr(slot, st->cols->a_user_id, &isnull);
+	if (isnull || memcmp(DatumGetUUIDP(d)->data, st->user_id->data, UUID_LEN) != 0)
+		return;
+	d = slot_getattr(slot, st->cols->a_tsv, &isnull);
+	if (isnull)
+		return;
+	MemoryContextReset(st->rowcxt);
+	oldcxt = MemoryContextSwitchTo(st->rowcxt);
+	match = DatumGetBool(DirectFunctionCall2(ts_match_vq, d, PointerGetDatum(st->query)));
+	if (match)
+		h.rank = DatumGetFloat4(DirectFunctionCall2(ts_rank_tt, d, PointerGetDatum(st->query)));
+	MemoryContextSwitchTo(oldcxt);
+	if (!match)
+		return;
+	h.created_at = DatumGetTimestampTz(slot_getattr(slot, st->cols->a_created_at, &isnull));
+	h.id = *DatumGetUUIDP(slot_getattr(slot, st->cols->a_id, &isnull));
+	h.tid = slot->tts_tid;
+
+	if (st->nhits == st->page_size && !hit_before(&h, &st->hits[st->nhits - 1]))
+		return;
+	pos = st->nhits < st->page_size ? st->nhits++ : st->nhits - 1;
+	while (pos > 0 && hit_before(&h, &st->hits[pos - 1]))
+	{
+		st->hits[pos] = st->hits[pos - 1];
+		pos--;
+	}
+	st->hits[pos] = h;
+}
+
+/*
+ * A user with at most this many entries is searched by reading all of them
+ * (the (user_id, created_at, id) btree, then a recheck of each); above it,
+ * through the GIN index.  Reading a few hundred entries costs less than a
+ * GIN scan, whose cost also follows how common the words are in the whole
+ * table and the size of the GIN pending list (entries written since the
+ * last vacuum), which a small user should not pay.
+ */
+#define SEARCH_SCAN_MAX		256
+
+/* true when user_id has at most SEARCH_SCAN_MAX index entries (TIDs only) */
+static bool
+search_user_is_small(Relation rel, Relation btree, const pg_uuid_t *user_id)
+{
+	ScanKeyData key;
+	IndexScanDesc scan;
+	int			n = 0;
+
+	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   btree->rd_indcollation[0], F_UUID_EQ, UUIDPGetDatum(user_id));
+	scan = index_beginscan(rel, btree, GetActiveSnapshot(), 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	while (n <= SEARCH_SCAN_MAX && index_getnext_tid(scan, ForwardScanDirection) != NULL)
+		n++;
+	index_endscan(scan);
+	return n <= SEARCH_SCAN_MAX;
+}
+
+/* every entry of the user, through the btree */
+static void
+search_by_user(SearchState *st, Relation rel, Relation btree, TupleTableSlot *slot)
+{
+	ScanKeyData key;
+	IndexScanDesc scan;
+
+	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   btree->rd_indcollation[0], F_UUID_EQ, UUIDPGetDatum(st->user_id));
+	scan = index_beginscan(rel, btree, GetActiveSnapshot(), 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		CHECK_FOR_INTERRUPTS();
+		search_consider(st, slot);
+	}
+	index_endscan(scan);
+}
+
+/* the user's matching entries, through one bitmap scan of the GIN index */
+static void
+search_by_gin(SearchState *st, Relation rel, Relation gin, TupleTableSlot *slot)
 {
 	Snapshot	snapshot = GetActiveSnapshot();
-	Relation	gin;
 	IndexScanDesc iscan;
 	ScanKeyData keys[2];
 	TIDBitmap  *tbm;
 	TBMIterator *it;
 	TBMIterateResult *tbmres;
 	TableScanDesc hscan;
-	TupleTableSlot *slot;
-	MemoryContext rowcxt;
-	MemoryContext oldcxt;
-	SearchHit  *hits = palloc(sizeof(SearchHit) * page_size);
-	int			nhits = 0;
 
-	gin = index_open(ginid, AccessShareLock);
-	if (gin->rd_rel->relam != GIN_AM_OID || gin->rd_index->indrelid != RelationGetRelid(rel) ||
-		gin->rd_index->indnkeyatts != 2 ||
-		gin->rd_index->indkey.values[0] != cols->a_user_id ||
-		gin->rd_index->indkey.values[1] != cols->a_tsv)
-		elog(ERROR, "index audiotricks.audio_history_search_idx is not a GIN index on (user_id, search_tsv)");
 	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, UUIDOID,
-						   gin->rd_indcollation[0], InvalidOid, UUIDPGetDatum(user_id));
+						   gin->rd_indcollation[0], InvalidOid, UUIDPGetDatum(st->user_id));
 	ScanKeyEntryInitialize(&keys[1], 0, 2, TSearchStrategyNumber, TSQUERYOID,
-						   gin->rd_indcollation[1], InvalidOid, PointerGetDatum(query));
+						   gin->rd_indcollation[1], InvalidOid, PointerGetDatum(st->query));
 	tbm = tbm_create(work_mem * 1024L, NULL);
 	iscan = index_beginscan_bitmap(gin, snapshot, 2);
 	index_rescan(iscan, keys, 2, NULL, 0);
 	(void) index_getbitmap(iscan, tbm);
 	index_endscan(iscan);
-	index_close(gin, AccessShareLock);
 
-	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "at_history_search row",
-								   ALLOCSET_SMALL_SIZES);
-	slot = table_slot_create(rel, NULL);
 	hscan = table_beginscan_bm(rel, snapshot, 0, NULL);
 	it = tbm_begin_iterate(tbm);
 	while ((tbmres = tbm_iterate(it)) != NULL)
@@ -672,62 +747,77 @@ search_direct(Relation rel, Oid ginid, const SearchRel *cols,
 		CHECK_FOR_INTERRUPTS();
 		if (!table_scan_bitmap_next_block(hscan, tbmres))
 			continue;
+		/* every row is rechecked: a lossy page holds all its rows, and GIN
+		 * answers some queries (phrases, weights) only approximately */
 		while (table_scan_bitmap_next_tuple(hscan, tbmres, slot))
-		{
-			SearchHit	h;
-			bool		isnull;
-			Datum		d;
-			int			pos;
-
-			/* recheck every row: a lossy page holds all its rows, and GIN
-			 * answers some queries (phrases, weights) only approximately */
-			d = slot_getattr(slot, cols->a_user_id, &isnull);
-			if (isnull || memcmp(DatumGetUUIDP(d)->data, user_id->data, UUID_LEN) != 0)
-				continue;
-			d = slot_getattr(slot, cols->a_tsv, &isnull);
-			if (isnull)
-				continue;
-			MemoryContextReset(rowcxt);
-			oldcxt = MemoryContextSwitchTo(rowcxt);
-			if (!DatumGetBool(DirectFunctionCall2(ts_match_vq, d, PointerGetDatum(query))))
-			{
-				MemoryContextSwitchTo(oldcxt);
-				continue;
-			}
-			h.rank = DatumGetFloat4(DirectFunctionCall2(ts_rank_tt, d, PointerGetDatum(query)));
-			MemoryContextSwitchTo(oldcxt);
-			h.created_at = DatumGetTimestampTz(slot_getattr(slot, cols->a_created_at, &isnull));
-			h.id = *DatumGetUUIDP(slot_getattr(slot, cols->a_id, &isnull));
-			h.tid = slot->tts_tid;
-
-			/* keep the best page_size, sorted: insert h in place */
-			if (nhits == page_size && !hit_before(&h, &hits[nhits - 1]))
-				continue;
-			pos = nhits < page_size ? nhits++ : nhits - 1;
-			while (pos > 0 && hit_before(&h, &hits[pos - 1]))
-			{
-				hits[pos] = hits[pos - 1];
-				pos--;
-			}
-			hits[pos] = h;
-		}
+			search_consider(st, slot);
 	}
 	tbm_end_iterate(it);
 	table_endscan(hscan);
 	tbm_free(tbm);
-	MemoryContextDelete(rowcxt);
+}
+
+/*
+ * search_direct
+ *		The search without the planner.  A small user's entries are all read
+ *		and rechecked; a larger user's matching entries come from one bitmap
+ *		scan of the GIN index audio_history_search_idx on (user_id,
+ *		search_tsv) with both keys, so only they are read.  Either way each
+ *		row is rechecked (user and match) and ranked, the best page_size are
+ *		kept and then fetched again by their TIDs into store.  A generic plan
+ *		of SEARCH_SQL cannot be trusted with this: it prices "user_id = $1"
+ *		at the average user's size and, for a user with 200,000 entries,
+ *		picks a btree on user_id and reads every one of them.
+ */
+static void
+search_direct(Relation rel, Oid ginid, Oid btreeid, const SearchRel *cols,
+			  const pg_uuid_t *user_id, TSQuery query, int32 page_size,
+			  Tuplestorestate *store)
+{
+	Relation	gin;
+	Relation	btree;
+	TupleTableSlot *slot;
+	SearchState st;
+
+	gin = index_open(ginid, AccessShareLock);
+	btree = index_open(btreeid, AccessShareLock);
+	if (gin->rd_rel->relam != GIN_AM_OID || gin->rd_index->indrelid != RelationGetRelid(rel) ||
+		gin->rd_index->indnkeyatts != 2 ||
+		gin->rd_index->indkey.values[0] != cols->a_user_id ||
+		gin->rd_index->indkey.values[1] != cols->a_tsv)
+		elog(ERROR, "index audiotricks.audio_history_search_idx is not a GIN index on (user_id, search_tsv)");
+	if (btree->rd_rel->relam != BTREE_AM_OID || btree->rd_index->indrelid != RelationGetRelid(rel) ||
+		btree->rd_index->indkey.values[0] != cols->a_user_id)
+		elog(ERROR, "index audiotricks.audio_history_user_created_idx does not start with user_id");
+
+	st.cols = cols;
+	st.user_id = user_id;
+	st.query = query;
+	st.page_size = page_size;
+	st.hits = palloc(sizeof(SearchHit) * page_size);
+	st.nhits = 0;
+	st.rowcxt = AllocSetContextCreate(CurrentMemoryContext, "at_history_search row",
+									  ALLOCSET_SMALL_SIZES);
+	slot = table_slot_create(rel, NULL);
+	if (search_user_is_small(rel, btree, user_id))
+		search_by_user(&st, rel, btree, slot);
+	else
+		search_by_gin(&st, rel, gin, slot);
+	MemoryContextDelete(st.rowcxt);
+	index_close(btree, AccessShareLock);
+	index_close(gin, AccessShareLock);
 
 	/* the rows themselves, best first, under the same snapshot */
-	for (int i = 0; i < nhits; i++)
+	for (int i = 0; i < st.nhits; i++)
 	{
-		if (!table_tuple_fetch_row_version(rel, &hits[i].tid, snapshot, slot))
+		if (!table_tuple_fetch_row_version(rel, &st.hits[i].tid, GetActiveSnapshot(), slot))
 			elog(ERROR, "search match at (%u,%u) vanished",
-				 ItemPointerGetBlockNumber(&hits[i].tid),
-				 ItemPointerGetOffsetNumber(&hits[i].tid));
+				 ItemPointerGetBlockNumber(&st.hits[i].tid),
+				 ItemPointerGetOffsetNumber(&st.hits[i].tid));
 		AtPutRow(rel, slot, store);
 	}
 	ExecDropSingleTupleTableSlot(slot);
-	pfree(hits);
+	pfree(st.hits);
 }
 
 /*
@@ -745,12 +835,13 @@ run_search(const pg_uuid_t *user_id, TSQuery query, int32 page_size,
 	Oid			nsp = AtSchemaOid();
 	Oid			relid = get_relname_relid("audio_history", nsp);
 	Oid			ginid = get_relname_relid("audio_history_search_idx", nsp);
+	Oid			btreeid = get_relname_relid("audio_history_user_created_idx", nsp);
 	Relation	rel;
 	AclResult	aclresult;
 	int			rls;
 
-	if (!OidIsValid(relid) || !OidIsValid(ginid))
-		elog(ERROR, "audiotricks.audio_history or its index audio_history_search_idx is missing");
+	if (!OidIsValid(relid) || !OidIsValid(ginid) || !OidIsValid(btreeid))
+		elog(ERROR, "audiotricks.audio_history or one of its indexes is missing");
 	aclresult = pg_class_aclcheck(relid, GetUserId(), ACL_SELECT);
 	if (aclresult != ACLCHECK_OK)
 		aclcheck_error(aclresult, OBJECT_TABLE, "audio_history");
@@ -768,7 +859,7 @@ run_search(const pg_uuid_t *user_id, TSQuery query, int32 page_size,
 		if (cols.a_id == InvalidAttrNumber || cols.a_user_id == InvalidAttrNumber ||
 			cols.a_created_at == InvalidAttrNumber || cols.a_tsv == InvalidAttrNumber)
 			elog(ERROR, "audiotricks.audio_history lacks a column the search reads");
-		search_direct(rel, ginid, &cols, user_id, query, page_size, store);
+		search_direct(rel, ginid, btreeid, &cols, user_id, query, page_size, store);
 	}
 	else
 		search_through_spi(user_id, query, page_size, store, natts, per_query);
