@@ -93,32 +93,54 @@ bool
 JwtB64Decode(const char *in, size_t len, uint8_t *out, size_t outcap,
 			 size_t *outlen)
 {
+	const unsigned char *p = (const unsigned char *) in;
+	size_t		full = len / 4;
+	size_t		rest = len % 4;
 	size_t		o = 0;
-	uint32_t	acc = 0;
-	int			bits = 0;
 
-	if (len % 4 == 1)
+	if (rest == 1)
 		return false;
-	if ((len / 4) * 3 + (len % 4 ? len % 4 - 1 : 0) > outcap)
+	if (full * 3 + (rest ? rest - 1 : 0) > outcap)
 		return false;
 
-	for (size_t i = 0; i < len; i++)
+	/* whole groups of four characters: three bytes each */
+	for (size_t g = 0; g < full; g++, p += 4)
 	{
-		int			v = b64url_value((unsigned char) in[i]);
+		int			v0 = b64url_value(p[0]);
+		int			v1 = b64url_value(p[1]);
+		int			v2 = b64url_value(p[2]);
+		int			v3 = b64url_value(p[3]);
+		uint32_t	acc;
 
-		if (v < 0)
+		if ((v0 | v1 | v2 | v3) < 0)
 			return false;
-		acc = (acc << 6) | (uint32_t) v;
-		bits += 6;
-		if (bits >= 8)
-		{
-			bits -= 8;
-			out[o++] = (uint8_t) (acc >> bits);
-			acc &= (1u << bits) - 1;
-		}
+		acc = (uint32_t) v0 << 18 | (uint32_t) v1 << 12 | (uint32_t) v2 << 6 | (uint32_t) v3;
+		out[o++] = (uint8_t) (acc >> 16);
+		out[o++] = (uint8_t) (acc >> 8);
+		out[o++] = (uint8_t) acc;
 	}
-	if (acc != 0)				/* non-canonical trailing bits */
-		return false;
+	/* two or three characters left: one or two bytes, and the unused low
+	 * bits of the last character must be zero (non-canonical otherwise) */
+	if (rest > 0)
+	{
+		int			v0 = b64url_value(p[0]);
+		int			v1 = b64url_value(p[1]);
+		int			v2 = rest == 3 ? b64url_value(p[2]) : 0;
+		uint32_t	acc;
+
+		if ((v0 | v1 | v2) < 0)
+			return false;
+		acc = (uint32_t) v0 << 18 | (uint32_t) v1 << 12 | (uint32_t) v2 << 6;
+		out[o++] = (uint8_t) (acc >> 16);
+		if (rest == 3)
+		{
+			out[o++] = (uint8_t) (acc >> 8);
+			if ((acc & 0xff) != 0)
+				return false;
+		}
+		else if ((acc & 0xffff) != 0)
+			return false;
+	}
 	*outlen = o;
 	return true;
 }
@@ -732,17 +754,25 @@ JwtVerify(const uint8_t *secret, size_t secret_len, const char *token,
 	return ok;
 }
 
-static int
-hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
+/* value of each byte as a hex digit, or -1 */
+static const signed char hex_values[256] = {
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	0, 1, 2, 3, 4, 5, 6, 7, 8, 9, -1, -1, -1, -1, -1, -1,
+	-1, 10, 11, 12, 13, 14, 15, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, 10, 11, 12, 13, 14, 15, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1
+};
 
 /*
  * JwtParseUuid
@@ -751,32 +781,22 @@ hexval(unsigned char c)
 bool
 JwtParseUuid(const char *s, size_t len, uint8_t out[16])
 {
-	int			o = 0;
+	/* where each of the 16 bytes' two digits start in 8-4-4-4-12 */
+	static const unsigned char at[16] = {0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34};
+	const unsigned char *u = (const unsigned char *) s;
+	int			bad = 0;
 
-	if (len != JWT_UUID_STRLEN)
+	if (len != JWT_UUID_STRLEN || u[8] != '-' || u[13] != '-' || u[18] != '-' || u[23] != '-')
 		return false;
-	for (size_t i = 0; i < len;)
+	for (int i = 0; i < 16; i++)
 	{
-		int			hi,
-					lo;
+		int			hi = hex_values[u[at[i]]];
+		int			lo = hex_values[u[at[i] + 1]];
 
-		if (i == 8 || i == 13 || i == 18 || i == 23)
-		{
-			if (s[i] != '-')
-				return false;
-			i++;
-			continue;
-		}
-		if (i + 1 >= len)
-			return false;
-		hi = hexval((unsigned char) s[i]);
-		lo = hexval((unsigned char) s[i + 1]);
-		if (hi < 0 || lo < 0 || o >= 16)
-			return false;
-		out[o++] = (uint8_t) (hi << 4 | lo);
-		i += 2;
+		bad |= hi | lo;
+		out[i] = (uint8_t) ((hi & 0x0f) << 4 | (lo & 0x0f));
 	}
-	return o == 16;
+	return bad >= 0;
 }
 
 /*
