@@ -109,14 +109,14 @@ WITH ins AS (
          transcript, summary, key_moments, processing_options, created_at)
     SELECT u.id, 'Episode ' || n || ': ' || p.title,
            'https://cdn.example.com/audio/' || u.username || '/' || n || '.mp3',
-           2000000 + (n * 7919) % 50000000, 60 + (n * 31) % 3600,
+           2000000 + (n::bigint * 7919) % 50000000, 60 + (n * 31) % 3600,
            p.txt, p.summary,
            '[{"timestamp": "00:01:23", "description": "Introduction", "confidence": 0.95},
              {"timestamp": "00:12:05", "description": "Main point", "confidence": 0.8}]',
            '{"language": "en", "model": "whisper-1", "includeTimestamps": true}',
            timestamptz '2026-11-01 00:00+00' - n * interval '97 seconds'
       FROM audiotricks.users u, generate_series(p_from, p_to) n
-      JOIN bench.paragraphs p ON p.p = (n * 7919) % 2000
+      JOIN bench.paragraphs p ON p.p = (n::bigint * 7919) % 2000
      WHERE lower(u.username) = lower(p_user)
     RETURNING *),
 cp AS (
