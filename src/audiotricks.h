@@ -47,6 +47,10 @@ typedef struct AtPlan
 
 extern int	AtRunPlan(AtPlan *p, Datum *values, const char *nulls,
 					  bool read_only, long count);
+struct Tuplestorestate;
+extern void AtRunPlanInto(AtPlan *p, Datum *values, long count,
+						  struct Tuplestorestate *store, int natts,
+						  MemoryContext per_query);
 extern text *AtSecretArg(FunctionCallInfo fcinfo, int n);
 extern void AtRequirePreload(void);
 extern const char *AtJwtSecret(size_t *len);
@@ -101,7 +105,6 @@ extern int32 AtCheckedPageSize(FunctionCallInfo fcinfo, int argno);
 /* src/page.c */
 struct RelationData;
 struct TupleTableSlot;
-struct Tuplestorestate;
 extern bool AtHistoryPoliciesAreOurs(struct RelationData *rel);
 extern void AtPutRow(struct RelationData *rel, struct TupleTableSlot *slot,
 					 struct Tuplestorestate *store);

@@ -529,15 +529,15 @@ search_query(text *input, List *configs)
 	return result;
 }
 
-static SPIPlanPtr search_plan = NULL;
-
-#define SEARCH_SQL \
-	"SELECT h.* FROM audiotricks.audio_history h" \
-	" WHERE h.user_id OPERATOR(pg_catalog.=) $1" \
-	"   AND h.search_tsv OPERATOR(pg_catalog.@@) $2" \
-	" ORDER BY pg_catalog.ts_rank(h.search_tsv, $2) DESC," \
-	"          h.created_at DESC, h.id DESC" \
-	" LIMIT $3"
+static AtPlan plan_search = {
+	"SELECT h.* FROM audiotricks.audio_history h"
+	" WHERE h.user_id OPERATOR(pg_catalog.=) $1"
+	"   AND h.search_tsv OPERATOR(pg_catalog.@@) $2"
+	" ORDER BY pg_catalog.ts_rank(h.search_tsv, $2) DESC,"
+	"          h.created_at DESC, h.id DESC"
+	" LIMIT $3",
+	3, {UUIDOID, TSQUERYOID, INT4OID}, NULL
+};
 
 /*
  * search_through_spi
@@ -552,38 +552,12 @@ search_through_spi(const pg_uuid_t *user_id, TSQuery query, int32 page_size,
 {
 	Datum		values[3];
 	pg_uuid_t  *uid = palloc(sizeof(pg_uuid_t));
-	MemoryContext oldcxt;
-	int			rc;
 
 	*uid = *user_id;
 	values[0] = UUIDPGetDatum(uid);
 	values[1] = PointerGetDatum(query);
 	values[2] = Int32GetDatum(page_size);
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (search_plan == NULL)
-	{
-		Oid			argtypes[3] = {UUIDOID, TSQUERYOID, INT4OID};
-		SPIPlanPtr	plan = SPI_prepare(SEARCH_SQL, 3, argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		search_plan = plan;
-	}
-	rc = SPI_execute_plan(search_plan, values, NULL, true, page_size);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
-	if (SPI_tuptable->tupdesc->natts != natts)
-		elog(ERROR, "search result does not match audiotricks.audio_history");
-	oldcxt = MemoryContextSwitchTo(per_query);
-	for (uint64 i = 0; i < SPI_processed; i++)
-		tuplestore_puttuple(store, SPI_tuptable->vals[i]);
-	MemoryContextSwitchTo(oldcxt);
-	if (SPI_finish() != SPI_OK_FINISH)
-		elog(ERROR, "SPI_finish failed");
+	AtRunPlanInto(&plan_search, values, page_size, store, natts, per_query);
 }
 
 /* one match: its rank and sort keys, and where it is */
@@ -630,7 +604,7 @@ typedef struct SearchState
  * search_consider
  *		Rechecks the row in slot (the user's, and matching the query), ranks
  *		it and keeps it if it is among the best page_size so far (sorted:
- *		rank, created_at, id, all descending, as SEARCH_SQL orders).
+ *		rank, created_at, id, all descending, as plan_search orders).
  */
 static void
 search_consider(SearchState *st, TupleTableSlot *slot)
@@ -656,8 +630,12 @@ search_consider(SearchState *st, TupleTableSlot *slot)
 	MemoryContextSwitchTo(oldcxt);
 	if (!match)
 		return;
-	h.created_at = DatumGetTimestampTz(slot_getattr(slot, st->cols->a_created_at, &isnull));
-	h.id = *DatumGetUUIDP(slot_getattr(slot, st->cols->a_id, &isnull));
+	d = slot_getattr(slot, st->cols->a_created_at, &isnull);
+	h.created_at = isnull ? DT_NOBEGIN : DatumGetTimestampTz(d);
+	d = slot_getattr(slot, st->cols->a_id, &isnull);
+	if (isnull)
+		elog(ERROR, "audio_history.id is null");
+	h.id = *DatumGetUUIDP(d);
 	h.tid = slot->tts_tid;
 
 	if (st->nhits == st->page_size && !hit_before(&h, &st->hits[st->nhits - 1]))
@@ -765,7 +743,7 @@ search_by_gin(SearchState *st, Relation rel, Relation gin, TupleTableSlot *slot)
  *		search_tsv) with both keys, so only they are read.  Either way each
  *		row is rechecked (user and match) and ranked, the best page_size are
  *		kept and then fetched again by their TIDs into store.  A generic plan
- *		of SEARCH_SQL cannot be trusted with this: it prices "user_id = $1"
+ *		of plan_search cannot be trusted with this: it prices "user_id = $1"
  *		at the average user's size and, for a user with 200,000 entries,
  *		picks a btree on user_id and reads every one of them.
  */

@@ -72,7 +72,6 @@ typedef struct PageCache
 
 static PageCache page_cache;
 static bool page_callback_registered = false;
-static SPIPlanPtr page_fallback_plan = NULL;
 
 static void
 page_cache_invalidate(Datum arg, Oid relid)
@@ -246,12 +245,14 @@ page_direct(Relation rel, const pg_uuid_t *user_id, bool has_cursor,
 	index_close(irel, AccessShareLock);
 }
 
-#define PAGE_SQL \
-	"SELECT h.* FROM audiotricks.audio_history h" \
-	" WHERE h.user_id OPERATOR(pg_catalog.=) $1" \
-	"   AND ROW(h.created_at, h.id) OPERATOR(pg_catalog.<) ROW($2, $3)" \
-	" ORDER BY h.created_at DESC, h.id DESC" \
-	" LIMIT $4"
+static AtPlan plan_page = {
+	"SELECT h.* FROM audiotricks.audio_history h"
+	" WHERE h.user_id OPERATOR(pg_catalog.=) $1"
+	"   AND ROW(h.created_at, h.id) OPERATOR(pg_catalog.<) ROW($2, $3)"
+	" ORDER BY h.created_at DESC, h.id DESC"
+	" LIMIT $4",
+	4, {UUIDOID, TIMESTAMPTZOID, UUIDOID, INT4OID}, NULL
+};
 
 /*
  * page_through_spi
@@ -269,8 +270,6 @@ page_through_spi(const pg_uuid_t *user_id, bool has_cursor,
 	Datum		values[4];
 	pg_uuid_t  *uid = palloc(sizeof(pg_uuid_t));
 	pg_uuid_t  *bid = palloc(sizeof(pg_uuid_t));
-	MemoryContext oldcxt;
-	int			rc;
 
 	*uid = *user_id;
 	if (!has_cursor)
@@ -286,31 +285,7 @@ page_through_spi(const pg_uuid_t *user_id, bool has_cursor,
 	values[1] = TimestampTzGetDatum(before_at);
 	values[2] = UUIDPGetDatum(bid);
 	values[3] = Int32GetDatum(page_size);
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (page_fallback_plan == NULL)
-	{
-		Oid			argtypes[4] = {UUIDOID, TIMESTAMPTZOID, UUIDOID, INT4OID};
-		SPIPlanPtr	plan = SPI_prepare(PAGE_SQL, 4, argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		page_fallback_plan = plan;
-	}
-	rc = SPI_execute_plan(page_fallback_plan, values, NULL, true, page_size);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
-	if (SPI_tuptable->tupdesc->natts != natts)
-		elog(ERROR, "page result does not match audiotricks.audio_history");
-	oldcxt = MemoryContextSwitchTo(per_query);
-	for (uint64 i = 0; i < SPI_processed; i++)
-		tuplestore_puttuple(store, SPI_tuptable->vals[i]);
-	MemoryContextSwitchTo(oldcxt);
-	if (SPI_finish() != SPI_OK_FINISH)
-		elog(ERROR, "SPI_finish failed");
+	AtRunPlanInto(&plan_page, values, page_size, store, natts, per_query);
 }
 
 /*

@@ -271,6 +271,34 @@ AtRunPlan(AtPlan *p, Datum *values, const char *nulls, bool read_only, long coun
 }
 
 /*
+ * AtRunPlanInto
+ *		Runs the read-only query p (kept as AtRunPlan keeps it) in its own SPI
+ *		connection, as the current user, and appends its rows, which must
+ *		have natts columns, to store (tuples copied in per_query memory).
+ *		The fallback of at_history_page and at_history_search under policies
+ *		they cannot apply themselves.
+ */
+void
+AtRunPlanInto(AtPlan *p, Datum *values, long count, Tuplestorestate *store,
+			  int natts, MemoryContext per_query)
+{
+	MemoryContext oldcxt;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (AtRunPlan(p, values, NULL, true, count) != SPI_OK_SELECT)
+		elog(ERROR, "query did not return rows: %s", p->sql);
+	if (SPI_tuptable->tupdesc->natts != natts)
+		elog(ERROR, "query result does not match its function's row type");
+	oldcxt = MemoryContextSwitchTo(per_query);
+	for (uint64 i = 0; i < SPI_processed; i++)
+		tuplestore_puttuple(store, SPI_tuptable->vals[i]);
+	MemoryContextSwitchTo(oldcxt);
+	if (SPI_finish() != SPI_OK_FINISH)
+		elog(ERROR, "SPI_finish failed");
+}
+
+/*
  * AtSecretArg
  *		Argument n, detoasted; when detoasting made a private copy, that copy
  *		is wiped when the current memory context ends (also on error).
