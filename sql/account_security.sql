@@ -104,14 +104,11 @@ SELECT pg_temp.try(format('SELECT * FROM audiotricks.at_refresh(%L)', :'r1')) AS
 SELECT pg_temp.wait_until(format(
          $$SELECT count(*) = 1 FROM audiotricks.audit_log WHERE event = 'refresh_reuse' AND user_id = %L$$,
          :'uma_id')) AS reuse_recorded;
-DO $$ BEGIN
-  FOR i IN 1..200 LOOP
-    EXIT WHEN NOT EXISTS (SELECT FROM audiotricks.sessions s JOIN audiotricks.users u ON u.id = s.user_id
-                          WHERE u.username = 'uma' AND s.refreshed_at IS NULL AND s.id <> s.family_id);
-    PERFORM pg_sleep(0.1);
-  END LOOP;
-END $$;
+-- in force when the refused call returns (no waiting), although that call's
+-- transaction (here a subtransaction of pg_temp.try) was rolled back
 SELECT pg_temp.try(format('SELECT audiotricks.at_authenticate(%L)', :'r3')) AS r3_after_reuse;
+SELECT count(*) AS family_listed FROM audiotricks.revoked_families WHERE family_id = :'r1_sid';
+SELECT count(*) AS family_rows_left FROM audiotricks.sessions WHERE family_id = :'r1_sid';
 -- the other, unrelated session of uma lives on
 SELECT pg_temp.try(format('SELECT audiotricks.at_authenticate(%L)', :'u1')) AS unrelated_session;
 -- bad tokens cannot be refreshed
@@ -119,6 +116,54 @@ SELECT pg_temp.try('SELECT * FROM audiotricks.at_refresh(NULL)');
 SELECT pg_temp.try($$SELECT * FROM audiotricks.at_refresh('garbage')$$);
 SELECT audiotricks.at_logout(:'u1') AS u1_out;
 SELECT pg_temp.try(format('SELECT * FROM audiotricks.at_refresh(%L)', :'u1')) AS refresh_after_logout;
+
+------------------------------------------------------------------ a logout cannot hide reuse
+-- A thief refreshes a stolen token (the victim's copy is now a refreshed
+-- token) and then logs the stolen token out, to delete the row that would
+-- reveal the reuse.  Logging out a refreshed token is itself reuse: the
+-- family ends at once (listed in revoked_families, its sessions deleted)
+-- and the victim's copy is refused too.
+SELECT token AS f1, session_id AS f1_sid FROM audiotricks.at_login('uma', 'Passw0rdU') \gset
+SELECT token AS f2 FROM audiotricks.at_refresh(:'f1') \gset
+SELECT audiotricks.at_logout(:'f1') AS logout_refreshed_token;
+SELECT pg_temp.try(format('SELECT audiotricks.at_authenticate(%L)', :'f2')) AS f2_after_logout_of_f1;
+SELECT count(*) AS f_family_rows_left FROM audiotricks.sessions WHERE family_id = :'f1_sid';
+SELECT count(*) AS f_family_listed FROM audiotricks.revoked_families WHERE family_id = :'f1_sid';
+SELECT pg_temp.try(format('SELECT * FROM audiotricks.at_refresh(%L)', :'f1')) AS victim_presents_f1;
+-- the thief's own transaction cannot take the revocation back with it
+SELECT token AS g1, session_id AS g1_sid FROM audiotricks.at_login('uma', 'Passw0rdU') \gset
+SELECT token AS g2 FROM audiotricks.at_refresh(:'g1') \gset
+BEGIN;
+SELECT audiotricks.at_logout(:'g1') AS logout_refreshed_in_xact;
+ROLLBACK;
+SELECT pg_temp.try(format('SELECT audiotricks.at_authenticate(%L)', :'g2')) AS g2_after_rollback;
+-- the same through at_logout_session with the refreshed session's id
+-- (refreshed ids are visible in sessions to their owner)
+SELECT token AS h1, session_id AS h1_sid FROM audiotricks.at_login('uma', 'Passw0rdU') \gset
+SELECT token AS h2 FROM audiotricks.at_refresh(:'h1') \gset
+SET ROLE regress_sec;
+BEGIN;
+SELECT audiotricks.at_authenticate(:'h2') = :'uma_id' AS thief_authenticated;
+SELECT count(*) AS refreshed_row_visible FROM audiotricks.sessions WHERE id = :'h1_sid' AND refreshed_at IS NOT NULL;
+SELECT audiotricks.at_logout_session(:'h1_sid') AS logout_refreshed_id;
+COMMIT;
+RESET ROLE;
+SELECT pg_temp.try(format('SELECT audiotricks.at_authenticate(%L)', :'h2')) AS h2_after_logout_session;
+SELECT count(*) AS h_family_rows_left FROM audiotricks.sessions WHERE family_id = :'h1_sid';
+-- a live session is still simply ended by at_logout: no reuse, no revocation
+SELECT token AS k1, session_id AS k1_sid FROM audiotricks.at_login('uma', 'Passw0rdU') \gset
+SELECT audiotricks.at_logout(:'k1') AS plain_logout;
+SELECT count(*) AS k_rows, (SELECT count(*) FROM audiotricks.revoked_families WHERE family_id = :'k1_sid') AS k_listed
+  FROM audiotricks.sessions WHERE family_id = :'k1_sid';
+-- one refresh_reuse event for each reuse: r1, f1, g1, h1 (the victim's f1
+-- came after the revocation: an unknown token)
+SELECT pg_temp.wait_until(format(
+         $$SELECT count(*) = 4 FROM audiotricks.audit_log WHERE event = 'refresh_reuse' AND user_id = %L$$,
+         :'uma_id')) AS every_reuse_recorded;
+-- families without sessions left are forgotten by the purge
+SELECT count(*) AS listed_before_purge FROM audiotricks.revoked_families;
+SELECT audiotricks.at_purge_expired_sessions() >= 0 AS purged;
+SELECT count(*) AS listed_after_purge FROM audiotricks.revoked_families;
 
 ------------------------------------------------------------------ deactivate and delete
 SELECT audiotricks.at_register('wes@example.com', 'wes', 'Passw0rdW') IS NOT NULL AS wes;

@@ -126,12 +126,44 @@ static AtPlan plan_lock_active_user = {
 	1, {UUIDOID}, NULL
 };
 
-static AtPlan plan_session_for_refresh = {
-	"SELECT s.id, s.user_id, s.family_id, s.refreshed_at IS NOT NULL,"
-	"       s.expires_at OPERATOR(pg_catalog.>) pg_catalog.now(), u.is_active"
-	" FROM audiotricks.sessions s JOIN audiotricks.users u ON u.id OPERATOR(pg_catalog.=) s.user_id"
-	" WHERE s.token_hash OPERATOR(pg_catalog.=) $1 FOR UPDATE OF s",
+/*
+ * A session by token hash (or by id and user), unlocked: id, user_id,
+ * family_id, refreshed?, live? (unexpired, not refreshed, family not
+ * revoked).
+ */
+#define SESSION_COLUMNS \
+	"SELECT s.id, s.user_id, s.family_id, s.refreshed_at IS NOT NULL," \
+	"       s.expires_at OPERATOR(pg_catalog.>) pg_catalog.now() AND s.refreshed_at IS NULL" \
+	"       AND NOT EXISTS (SELECT 1 FROM audiotricks.revoked_families r" \
+	"                        WHERE r.family_id OPERATOR(pg_catalog.=) s.family_id)" \
+	" FROM audiotricks.sessions s"
+
+static AtPlan plan_session_by_hash = {
+	SESSION_COLUMNS " WHERE s.token_hash OPERATOR(pg_catalog.=) $1",
 	1, {TEXTOID}, NULL
+};
+
+static AtPlan plan_session_by_id = {
+	SESSION_COLUMNS " WHERE s.id OPERATOR(pg_catalog.=) $1 AND s.user_id OPERATOR(pg_catalog.=) $2",
+	2, {UUIDOID, UUIDOID}, NULL
+};
+
+/* the same session again, locked, after its user's row was locked */
+static AtPlan plan_lock_session = {
+	SESSION_COLUMNS " WHERE s.id OPERATOR(pg_catalog.=) $1 FOR UPDATE OF s",
+	1, {UUIDOID}, NULL
+};
+
+/*
+ * Every path that ends a user's sessions (log out everywhere, a password
+ * change) first takes the same lock on the user's row as login and refresh
+ * do before they create a session: a session being created commits before
+ * the sessions are ended, or is created after them and sees that.
+ */
+static AtPlan plan_lock_user = {
+	"SELECT 1 FROM audiotricks.users"
+	" WHERE id OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE",
+	1, {UUIDOID}, NULL
 };
 
 static AtPlan plan_mark_refreshed = {
@@ -141,11 +173,13 @@ static AtPlan plan_mark_refreshed = {
 };
 
 static AtPlan plan_list_sessions = {
-	"SELECT id, created_at, expires_at, id OPERATOR(pg_catalog.=) $2"
-	" FROM audiotricks.sessions"
-	" WHERE user_id OPERATOR(pg_catalog.=) $1 AND refreshed_at IS NULL"
-	"   AND expires_at OPERATOR(pg_catalog.>) pg_catalog.now()"
-	" ORDER BY created_at DESC, id DESC",
+	"SELECT s.id, s.created_at, s.expires_at, s.id OPERATOR(pg_catalog.=) $2"
+	" FROM audiotricks.sessions s"
+	" WHERE s.user_id OPERATOR(pg_catalog.=) $1 AND s.refreshed_at IS NULL"
+	"   AND s.expires_at OPERATOR(pg_catalog.>) pg_catalog.now()"
+	"   AND NOT EXISTS (SELECT 1 FROM audiotricks.revoked_families r"
+	"                    WHERE r.family_id OPERATOR(pg_catalog.=) s.family_id)"
+	" ORDER BY s.created_at DESC, s.id DESC",
 	2, {UUIDOID, UUIDOID}, NULL
 };
 
@@ -171,18 +205,15 @@ static AtPlan plan_set_password = {
 	2, {UUIDOID, TEXTOID}, NULL
 };
 
-static AtPlan plan_logout_token = {
-	"DELETE FROM audiotricks.sessions WHERE token_hash OPERATOR(pg_catalog.=) $1"
-	" RETURNING id, user_id,"
-	"   expires_at OPERATOR(pg_catalog.>) pg_catalog.now() AND refreshed_at IS NULL",
-	1, {TEXTOID}, NULL
-};
-
+/*
+ * Ends one session that was not refreshed: a refreshed session's row is the
+ * evidence that lets reuse of its token be detected, and is never deleted
+ * by a logout (a refresh committed meanwhile makes this delete nothing).
+ */
 static AtPlan plan_logout_session = {
 	"DELETE FROM audiotricks.sessions WHERE id OPERATOR(pg_catalog.=) $1"
-	" AND user_id OPERATOR(pg_catalog.=) $2"
-	" RETURNING expires_at OPERATOR(pg_catalog.>) pg_catalog.now() AND refreshed_at IS NULL",
-	2, {UUIDOID, UUIDOID}, NULL
+	" AND refreshed_at IS NULL",
+	1, {UUIDOID}, NULL
 };
 
 static AtPlan plan_logout_all = {
@@ -199,6 +230,17 @@ static AtPlan plan_logout_others = {
 static AtPlan plan_purge = {
 	"DELETE FROM audiotricks.sessions"
 	" WHERE expires_at OPERATOR(pg_catalog.<=) pg_catalog.now()",
+	0, {InvalidOid}, NULL
+};
+
+/*
+ * A revoked family with no session left can never get one again (sessions
+ * of a family come only from refreshing one of its visible rows).
+ */
+static AtPlan plan_purge_revoked = {
+	"DELETE FROM audiotricks.revoked_families r"
+	" WHERE NOT EXISTS (SELECT 1 FROM audiotricks.sessions s"
+	"                    WHERE s.family_id OPERATOR(pg_catalog.=) r.family_id)",
 	0, {InvalidOid}, NULL
 };
 
@@ -507,6 +549,9 @@ typedef struct LookupCache
 	AttrNumber	s_user_id;
 	AttrNumber	s_expires_at;
 	AttrNumber	s_refreshed_at;
+	AttrNumber	s_family_id;
+	Oid			revoked_relid;
+	Oid			revoked_idx;
 } LookupCache;
 
 static LookupCache lookup_cache;
@@ -527,7 +572,9 @@ lookup_cache_invalidate(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid ||
 		relid == lookup_cache.sessions_relid ||
-		relid == lookup_cache.token_hash_idx)
+		relid == lookup_cache.token_hash_idx ||
+		relid == lookup_cache.revoked_relid ||
+		relid == lookup_cache.revoked_idx)
 		lookup_cache.valid = false;
 }
 
@@ -558,7 +605,42 @@ lookup_cache_fill(void)
 	lookup_cache.s_user_id = attnum_of(lookup_cache.sessions_relid, "user_id");
 	lookup_cache.s_expires_at = attnum_of(lookup_cache.sessions_relid, "expires_at");
 	lookup_cache.s_refreshed_at = attnum_of(lookup_cache.sessions_relid, "refreshed_at");
+	lookup_cache.s_family_id = attnum_of(lookup_cache.sessions_relid, "family_id");
+	lookup_cache.revoked_relid = relid_of("revoked_families", nsp);
+	lookup_cache.revoked_idx = relid_of("revoked_families_pkey", nsp);
 	lookup_cache.valid = true;
+}
+
+/*
+ * family_is_revoked
+ *		True when revoked_families lists the family (one probe of its primary
+ *		key, usually an empty index).  A reuse revocation is in force for a
+ *		session even while a refresh in flight holds its row locked, and for
+ *		a session that refresh commits afterwards.
+ */
+static bool
+family_is_revoked(Datum family_id, Snapshot snapshot)
+{
+	Relation	rel;
+	Relation	irel;
+	IndexScanDesc scan;
+	ScanKeyData skey;
+	TupleTableSlot *slot;
+	bool		found;
+
+	rel = table_open(lookup_cache.revoked_relid, AccessShareLock);
+	irel = index_open(lookup_cache.revoked_idx, AccessShareLock);
+	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   InvalidOid, F_UUID_EQ, family_id);
+	scan = index_beginscan(rel, irel, snapshot, 1, 0);
+	index_rescan(scan, &skey, 1, NULL, 0);
+	slot = table_slot_create(rel, NULL);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	ExecDropSingleTupleTableSlot(slot);
+	index_endscan(scan);
+	index_close(irel, NoLock);
+	table_close(rel, NoLock);
+	return found;
 }
 
 /*
@@ -614,6 +696,12 @@ session_is_live(const char *hex, const pg_uuid_t *session_id,
 			memcmp(DatumGetUUIDP(sid)->data, session_id->data, UUID_LEN) == 0 &&
 			memcmp(DatumGetUUIDP(uid)->data, user_id->data, UUID_LEN) == 0 &&
 			DatumGetTimestampTz(exp) > now;
+		if (ok)
+		{
+			Datum		fam = slot_getattr(slot, lookup_cache.s_family_id, &isnull);
+
+			ok = !isnull && !family_is_revoked(fam, snapshot);
+		}
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
@@ -858,6 +946,7 @@ check_own_password(const char *schema, const pg_uuid_t *user_id, text *password)
 	text	   *computed;
 	char		tkey[1 + UUID_LEN];
 
+	AuditReserve(1);			/* a failure is recorded, whatever happens */
 	tkey[0] = 'u';
 	memcpy(tkey + 1, user_id->data, UUID_LEN);
 	blocked = ThrottleIsBlocked(tkey, sizeof(tkey));
@@ -982,6 +1071,7 @@ at_login(PG_FUNCTION_ARGS)
 		raise_bad_login();
 	login = PG_GETARG_TEXT_PP(0);
 	password = AtSecretArg(fcinfo, 1);
+	AuditReserve(1);			/* a failure is recorded, whatever happens */
 
 	spi_connect();
 	if (VARSIZE_ANY_EXHDR(password) <= BCRYPT_MAX_BYTES &&
@@ -1053,6 +1143,54 @@ at_login(PG_FUNCTION_ARGS)
 	return AtReturnOneRow(fcinfo, out, outnull);
 }
 
+/* a session row as the SESSION_COLUMNS plans return it */
+typedef struct SessionRow
+{
+	pg_uuid_t	id;
+	pg_uuid_t	user_id;
+	pg_uuid_t	family_id;
+	bool		refreshed;
+	bool		live;			/* unexpired, not refreshed, family not revoked */
+} SessionRow;
+
+/* runs a SESSION_COLUMNS plan; false when it found no row */
+static bool
+fetch_session(AtPlan *plan, Datum *values, SessionRow *row)
+{
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+
+	AtRunPlan(plan, values, NULL, false, 1);
+	if (SPI_processed != 1)
+		return false;
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	row->id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull));
+	row->user_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 2, &isnull));
+	row->family_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 3, &isnull));
+	row->refreshed = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
+	row->live = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
+	return true;
+}
+
+/*
+ * reuse_detected
+ *		A refreshed session's token (or id) was presented again: a thief and
+ *		the victim both hold tokens of this family, and nobody can tell which
+ *		is which, so the whole family ends.  The revocation is written by the
+ *		audit writer in its own transaction, because the caller's transaction
+ *		is about to abort (at_refresh raises) or belongs to whoever presented
+ *		the token (who could roll it back); this waits for that commit.  The
+ *		caller reserved two audit slots (AuditReserve) before it started.
+ */
+static void
+reuse_detected(const SessionRow *row)
+{
+	AuditEventDetached("refresh_reuse", &row->user_id);
+	(void) AuditRevokeFamilyDetached(&row->family_id);
+}
+
 /*
  * at_refresh(token text)
  *		RETURNS TABLE(token text, user_id uuid, session_id uuid, expires_at timestamptz)
@@ -1060,7 +1198,8 @@ at_login(PG_FUNCTION_ARGS)
  *		family, ending the old session.  A token that was already refreshed
  *		is refused (28000), and its reuse ends the whole family: a stolen
  *		token that the victim (or the thief) already refreshed is worthless,
- *		and so is every token descended from it.
+ *		and so is every token descended from it.  Locks the user's row before
+ *		the session's (the order every path that ends sessions uses).
  */
 Datum
 at_refresh(PG_FUNCTION_ARGS)
@@ -1073,14 +1212,8 @@ at_refresh(PG_FUNCTION_ARGS)
 	pg_uuid_t	claim_session;
 	char		hex[SHA256_HEX_LEN + 1];
 	Datum		values[1];
-	bool		isnull;
-	pg_uuid_t	old_id,
-				user_id,
-				family,
-				session_id;
-	bool		refreshed,
-				live,
-				active;
+	SessionRow	row;
+	pg_uuid_t	session_id;
 	Datum		out[4];
 	bool		outnull[4] = {false, false, false, false};
 
@@ -1096,44 +1229,44 @@ at_refresh(PG_FUNCTION_ARGS)
 		!JwtParseUuid(claims.sid, strlen(claims.sid), claim_session.data))
 		raise_bad_token();
 	token_hash_hex(VARDATA_ANY(token), len, hex);
+	AuditReserve(2);			/* a reuse must be recorded and revoked */
 
 	spi_connect();
 	values[0] = CStringGetTextDatum(hex);
-	AtRunPlan(&plan_session_for_refresh, values, NULL, false, 0);
-	if (SPI_processed != 1)
+	if (!fetch_session(&plan_session_by_hash, values, &row) ||
+		memcmp(row.id.data, claim_session.data, UUID_LEN) != 0 ||
+		memcmp(row.user_id.data, claim_user.data, UUID_LEN) != 0)
 		raise_bad_token();
-	old_id = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	user_id = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	family = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
-	refreshed = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
-	live = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull));
-	active = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6, &isnull));
-	if (memcmp(old_id.data, claim_session.data, UUID_LEN) != 0 ||
-		memcmp(user_id.data, claim_user.data, UUID_LEN) != 0)
-		raise_bad_token();
-	if (refreshed)
+	if (row.refreshed)
 	{
-		/*
-		 * Reuse.  This transaction is about to abort (the call raises), so
-		 * the family is ended by the audit writer, which runs on its own.
-		 */
-		AuditEventDetached("refresh_reuse", &user_id);
-		AuditRevokeFamilyDetached(&family);
+		reuse_detected(&row);
 		raise_bad_token();
 	}
-	if (!live || !active)
+	if (!row.live)
 		raise_bad_token();
-	values[0] = UUIDPGetDatum(&user_id);
+
+	values[0] = UUIDPGetDatum(&row.user_id);
 	AtRunPlan(&plan_lock_active_user, values, NULL, false, 0);
 	if (SPI_processed != 1)
 		raise_bad_token();		/* deactivated meanwhile */
+	values[0] = UUIDPGetDatum(&row.id);
+	if (!fetch_session(&plan_lock_session, values, &row))
+		raise_bad_token();		/* logged out meanwhile */
+	if (row.refreshed)
+	{
+		/* a concurrent refresh of the same token won: that is reuse too */
+		reuse_detected(&row);
+		raise_bad_token();
+	}
+	if (!row.live)
+		raise_bad_token();
 
-	values[0] = UUIDPGetDatum(&old_id);
+	values[0] = UUIDPGetDatum(&row.id);
 	AtRunPlan(&plan_mark_refreshed, values, NULL, false, 0);
-	issue_session(&user_id, &family, &session_id, out);
+	issue_session(&row.user_id, &row.family_id, &session_id, out);
 	spi_finish();
-	IdentityForgetSession(&old_id);
-	AuditEvent("refresh", &user_id, &session_id, NULL);
+	IdentityForgetSession(&row.id);
+	AuditEvent("refresh", &row.user_id, &session_id, NULL);
 
 	AtHideStatementPop(&hide);
 	return AtReturnOneRow(fcinfo, out, outnull);
@@ -1165,10 +1298,36 @@ at_authenticate(PG_FUNCTION_ARGS)
 }
 
 /*
+ * end_one_session
+ *		Inside an open SPI connection: ends the session found by plan, unless
+ *		it was refreshed, in which case presenting it is reuse and its family
+ *		ends instead.  True when a live session was ended; fills row.
+ */
+static bool
+end_one_session(AtPlan *plan, Datum *values, SessionRow *row, bool *found)
+{
+	Datum		id[1];
+
+	*found = fetch_session(plan, values, row);
+	if (!*found)
+		return false;
+	if (row->refreshed)
+	{
+		reuse_detected(row);
+		return false;
+	}
+	id[0] = UUIDPGetDatum(&row->id);
+	AtRunPlan(&plan_logout_session, id, NULL, false, 0);
+	return row->live && SPI_processed == 1;
+}
+
+/*
  * at_logout(token text DEFAULT NULL) RETURNS boolean
  *		Ends the token's session (holding the token is the proof), or with
  *		NULL the current identity's session (42501 without one).  Returns
- *		false when there was no live session to end.
+ *		false when there was no live session to end.  A token that was
+ *		already refreshed is reuse, as in at_refresh: its family ends, and
+ *		its row (the evidence) stays.
  */
 Datum
 at_logout(PG_FUNCTION_ARGS)
@@ -1176,13 +1335,12 @@ at_logout(PG_FUNCTION_ARGS)
 	ErrorContextCallback hide;
 	Datum		values[2];
 	bool		ended = false;
+	bool		found = false;
+	SessionRow	row;
 	pg_uuid_t	user_id;
 	pg_uuid_t	session_id;
-	bool		have_session = false;
-	bool		isnull;
 
 	AtHideStatementPush(&hide);
-	spi_connect();
 	if (!PG_ARGISNULL(0))
 	{
 		text	   *token = PG_GETARG_TEXT_PP(0);
@@ -1192,38 +1350,29 @@ at_logout(PG_FUNCTION_ARGS)
 		if (len > 0 && len <= AT_TOKEN_MAX_LEN)
 		{
 			token_hash_hex(VARDATA_ANY(token), len, hex);
+			AuditReserve(2);
+			spi_connect();
 			values[0] = CStringGetTextDatum(hex);
-			AtRunPlan(&plan_logout_token, values, NULL, false, 0);
-			if (SPI_processed == 1)
-			{
-				HeapTuple	tup = SPI_tuptable->vals[0];
-				TupleDesc	desc = SPI_tuptable->tupdesc;
-
-				session_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull));
-				user_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 2, &isnull));
-				ended = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
-				have_session = true;
-			}
+			ended = end_one_session(&plan_session_by_hash, values, &row, &found);
+			spi_finish();
 		}
 	}
 	else
 	{
 		IdentityRequire(&user_id, &session_id);
+		AuditReserve(2);
+		spi_connect();
 		values[0] = UUIDPGetDatum(&session_id);
 		values[1] = UUIDPGetDatum(&user_id);
-		AtRunPlan(&plan_logout_session, values, NULL, false, 0);
-		if (SPI_processed == 1)
-			ended = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-											   SPI_tuptable->tupdesc, 1, &isnull));
-		have_session = true;
+		ended = end_one_session(&plan_session_by_id, values, &row, &found);
+		spi_finish();
 	}
-	spi_finish();
 
-	if (have_session)
+	if (found)
 	{
-		IdentityForgetSession(&session_id);
+		IdentityForgetSession(&row.id);
 		if (ended)
-			AuditEvent("logout", &user_id, &session_id, NULL);
+			AuditEvent("logout", &row.user_id, &row.id, NULL);
 	}
 	AtHideStatementPop(&hide);
 	PG_RETURN_BOOL(ended);
@@ -1232,7 +1381,8 @@ at_logout(PG_FUNCTION_ARGS)
 /*
  * at_logout_session(session_id uuid) RETURNS boolean
  *		Ends one of the current user's sessions (42501 without an identity);
- *		false when it is not theirs or not live.
+ *		false when it is not theirs or not live.  A refreshed session's id is
+ *		reuse, as in at_logout: its family ends, its row stays.
  */
 Datum
 at_logout_session(PG_FUNCTION_ARGS)
@@ -1241,20 +1391,19 @@ at_logout_session(PG_FUNCTION_ARGS)
 	pg_uuid_t	session_id;
 	pg_uuid_t	target;
 	Datum		values[2];
-	bool		ended = false;
-	bool		isnull;
+	SessionRow	row;
+	bool		found;
+	bool		ended;
 
 	IdentityRequire(&user_id, &session_id);
 	if (PG_ARGISNULL(0))
 		PG_RETURN_BOOL(false);
 	target = *PG_GETARG_UUID_P(0);
+	AuditReserve(2);
 	spi_connect();
 	values[0] = UUIDPGetDatum(&target);
 	values[1] = UUIDPGetDatum(&user_id);
-	AtRunPlan(&plan_logout_session, values, NULL, false, 0);
-	if (SPI_processed == 1)
-		ended = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-										   SPI_tuptable->tupdesc, 1, &isnull));
+	ended = end_one_session(&plan_session_by_id, values, &row, &found);
 	spi_finish();
 	if (ended)
 	{
@@ -1307,7 +1456,9 @@ at_list_sessions(PG_FUNCTION_ARGS)
 /*
  * at_logout_all() RETURNS integer
  *		Ends every session of the current user (42501 without an identity);
- *		returns how many were ended.  The identity ends with them.
+ *		returns how many were ended.  The identity ends with them.  Locks the
+ *		user's row first, so a login or refresh in flight either commits its
+ *		session before (and it is ended here) or runs after (and sees none).
  */
 Datum
 at_logout_all(PG_FUNCTION_ARGS)
@@ -1320,7 +1471,8 @@ at_logout_all(PG_FUNCTION_ARGS)
 	IdentityRequire(&user_id, &session_id);
 	spi_connect();
 	values[0] = UUIDPGetDatum(&user_id);
-	AtRunPlan(&plan_logout_all, values, NULL, false, 0);
+	AtRunPlan(&plan_lock_user, values, NULL, false, 0);
+	AtRunPlanLatest(&plan_logout_all, values);
 	n = SPI_processed;
 	spi_finish();
 	IdentityForgetSession(NULL);
@@ -1366,7 +1518,7 @@ at_change_password(PG_FUNCTION_ARGS)
 
 	values[0] = UUIDPGetDatum(&user_id);
 	values[1] = UUIDPGetDatum(&session_id);
-	AtRunPlan(&plan_logout_others, values, NULL, false, 0);
+	AtRunPlanLatest(&plan_logout_others, values);	/* the UPDATE locked the user */
 	spi_finish();
 	AuditEvent("password_changed", &user_id, &session_id, NULL);
 
@@ -1447,7 +1599,8 @@ at_delete_account(PG_FUNCTION_ARGS)
 
 /*
  * at_purge_expired_sessions() RETURNS integer
- *		Deletes expired sessions; returns how many.
+ *		Deletes expired sessions; returns how many.  Also forgets revoked
+ *		families that have no session left.
  */
 Datum
 at_purge_expired_sessions(PG_FUNCTION_ARGS)
@@ -1457,6 +1610,7 @@ at_purge_expired_sessions(PG_FUNCTION_ARGS)
 	spi_connect();
 	AtRunPlan(&plan_purge, NULL, NULL, false, 0);
 	n = SPI_processed;
+	AtRunPlan(&plan_purge_revoked, NULL, NULL, false, 0);
 	spi_finish();
 	PG_RETURN_INT32((int32) Min(n, (uint64) PG_INT32_MAX));
 }
@@ -1520,7 +1674,7 @@ at_end_sessions_on_deactivate(PG_FUNCTION_ARGS)
 		elog(ERROR, "at_end_sessions_on_deactivate: id must be a non-null uuid");
 
 	spi_connect();
-	AtRunPlan(&plan_logout_all, values, NULL, false, 0);
+	AtRunPlanLatest(&plan_logout_all, values);	/* the UPDATE locked the user */
 	spi_finish();
 	return PointerGetDatum(NULL);
 }

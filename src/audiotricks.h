@@ -47,6 +47,7 @@ typedef struct AtPlan
 
 extern int	AtRunPlan(AtPlan *p, Datum *values, const char *nulls,
 					  bool read_only, long count);
+extern int	AtRunPlanLatest(AtPlan *p, Datum *values);
 struct Tuplestorestate;
 extern void AtRunPlanInto(AtPlan *p, Datum *values, long count,
 						  struct Tuplestorestate *store, int natts,
@@ -92,8 +93,9 @@ extern Size AuditShmemSize(void);
 extern void AuditShmemInit(void);
 extern void AuditEvent(const char *event, const pg_uuid_t *user_id,
 					   const pg_uuid_t *session_id, const char *detail);
+extern void AuditReserve(int n);
 extern void AuditEventDetached(const char *event, const pg_uuid_t *user_id);
-extern void AuditRevokeFamilyDetached(const pg_uuid_t *family_id);
+extern bool AuditRevokeFamilyDetached(const pg_uuid_t *family_id);
 
 /* src/uuid.c */
 extern void UuidV7Generate(pg_uuid_t *out);

@@ -3,13 +3,18 @@
  *		The audit trail: audiotricks.audit_log.
  *
  * AuditEvent() writes an event in the caller's transaction (it commits or
- * rolls back with the change it records).  Events that must survive the
- * failing call's rollback — a failed or throttled login raises 28P01, so its
- * transaction aborts — go through AuditEventDetached(): a ring buffer in
- * shared memory, drained by a short-lived background worker per database
- * that inserts them in its own transactions and exits after a few idle
- * seconds.  Detached events are lost if the server stops before the worker
- * has written them (at most a fraction of a second of events).
+ * rolls back with the change it records).  What must survive the failing
+ * call's rollback — a failed or throttled login raises 28P01, so its
+ * transaction aborts; a refresh-token reuse raises 28000 and must end the
+ * token's family — goes through a queue in shared memory (AuditEventDetached,
+ * AuditRevokeFamilyDetached), drained by a background writer per database
+ * that writes each batch in its own transaction and exits after a few idle
+ * seconds.  The queue never drops an item: callers that may queue one
+ * reserve a slot first (AuditReserve) and are refused with 53400 when none
+ * is free.  The writer never waits on a lock an application transaction can
+ * hold.  A revocation's caller waits for the writer's commit, so a
+ * revocation that was answered is durable; other events still queued when
+ * the server stops are lost (a fraction of a second of failed logins).
  *
  * Never put a password, token, key or plaintext in an event: callers pass
  * only ids, an event name and a small JSON detail built from fixed strings.
@@ -24,6 +29,7 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
+#include "storage/condition_variable.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
@@ -32,6 +38,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
+#include "utils/guc.h"
 #include "utils/inet.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -44,34 +51,57 @@ PG_FUNCTION_INFO_V1(at_purge_audit_log);
 PG_FUNCTION_INFO_V1(at_audit_history_delete);
 PGDLLEXPORT void at_audit_worker_main(Datum arg);
 
-#define AUDIT_QUEUE_SIZE	1024
+#define AUDIT_QUEUE_SIZE	8192	/* detached items, all databases */
 #define AUDIT_EVENT_LEN		32
 #define AUDIT_ADDR_LEN		64
 #define AUDIT_MAX_WORKERS	8
 #define AUDIT_IDLE_EXIT_MS	5000
+#define AUDIT_RESERVE_WAIT_MS	2000	/* a full queue: wait this long, then 53400 */
+#define AUDIT_REVOKE_WAIT_MS	10000	/* a revocation: wait this long for its commit */
+#define AUDIT_RETRY_MS		200		/* an event whose user row is locked */
 
 typedef struct AuditQueued
 {
+	uint64		seq;			/* unique, increasing */
 	Oid			dboid;
 	char		kind;			/* 'e' an event, 'r' end a session family */
 	bool		has_user;
-	pg_uuid_t	user_id;
+	pg_uuid_t	user_id;		/* for 'r': the family id */
 	char		event[AUDIT_EVENT_LEN];
 	char		addr[AUDIT_ADDR_LEN];	/* text form, '' if none */
 	TimestampTz at;
+	TimestampTz not_before;		/* deferred until then (0: now) */
 } AuditQueued;
 
+typedef struct AuditWorkerSlot
+{
+	Oid			dboid;			/* InvalidOid: free */
+	int			pgprocno;		/* the writer's PGPROC, -1 until it runs */
+} AuditWorkerSlot;
+
+/*
+ * The queue is an array of count items in arrival order (items are removed
+ * from anywhere, after their transaction committed, and the rest moved up).
+ * reserved slots are promised to backends that will queue an item whatever
+ * happens (a login that may fail): nothing is ever dropped, a caller that
+ * cannot get a slot is refused before it does anything.
+ */
 typedef struct AuditShared
 {
 	LWLock	   *lock;
-	uint32		head;			/* next to read */
+	uint64		next_seq;
 	uint32		count;
-	uint64		dropped;
-	Oid			worker_db[AUDIT_MAX_WORKERS];	/* databases with a worker */
+	uint32		reserved;
+	ConditionVariable cv;		/* broadcast when items leave the queue */
+	AuditWorkerSlot workers[AUDIT_MAX_WORKERS];
 	AuditQueued queue[AUDIT_QUEUE_SIZE];
 } AuditShared;
 
 static AuditShared *audit = NULL;
+
+/* slots this backend reserved and has not used yet */
+static uint32 my_reserved = 0;
+static bool reserve_callback_registered = false;
 
 /*
  * AuditShmemSize / AuditShmemInit
@@ -94,6 +124,10 @@ AuditShmemInit(void)
 	{
 		memset(audit, 0, AuditShmemSize());
 		audit->lock = &(GetNamedLWLockTranche("audiotricks"))[1].lock;
+		audit->next_seq = 1;
+		ConditionVariableInit(&audit->cv);
+		for (int i = 0; i < AUDIT_MAX_WORKERS; i++)
+			audit->workers[i].pgprocno = -1;
 	}
 }
 
@@ -190,28 +224,44 @@ AuditEvent(const char *event, const pg_uuid_t *user_id,
 	PG_END_TRY();
 }
 
+/*
+ * Starts the writer of dboid if none is registered; caller holds audit->lock
+ * exclusively.  With a writer registered, wakes it.  A writer clears its
+ * registration only under the same lock and only when the queue holds
+ * nothing of its database, so an item queued under the lock is always
+ * either seen by the running writer or followed by a new one.
+ */
 static void
-launch_worker_if_needed(Oid dboid)
+wake_or_launch_writer(Oid dboid)
 {
 	int			free_slot = -1;
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
 
-	/* caller holds audit->lock exclusively */
 	for (int i = 0; i < AUDIT_MAX_WORKERS; i++)
 	{
-		if (audit->worker_db[i] == dboid)
+		if (audit->workers[i].dboid == dboid)
+		{
+			if (audit->workers[i].pgprocno >= 0)
+				SetLatch(&ProcGlobal->allProcs[audit->workers[i].pgprocno].procLatch);
 			return;
-		if (audit->worker_db[i] == InvalidOid && free_slot < 0)
+		}
+		if (audit->workers[i].dboid == InvalidOid && free_slot < 0)
 			free_slot = i;
 	}
 	if (free_slot < 0)
-		return;					/* a running worker will come back for it */
+	{
+		/* a writer of another database takes this slot when it exits */
+		ereport(LOG,
+				(errmsg("audiotricks: every audit writer slot is busy; %u queued items wait", audit->count)));
+		return;
+	}
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	/* an error exits with code 1: the postmaster starts it again */
+	worker.bgw_restart_time = 1;
 	strlcpy(worker.bgw_library_name, "audiotricks", BGW_MAXLEN);
 	strlcpy(worker.bgw_function_name, "at_audit_worker_main", BGW_MAXLEN);
 	snprintf(worker.bgw_name, BGW_MAXLEN, "audiotricks audit writer");
@@ -219,80 +269,209 @@ launch_worker_if_needed(Oid dboid)
 	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
 	worker.bgw_notify_pid = 0;
 	if (RegisterDynamicBackgroundWorker(&worker, &handle))
-		audit->worker_db[free_slot] = dboid;
+	{
+		audit->workers[free_slot].dboid = dboid;
+		audit->workers[free_slot].pgprocno = -1;
+	}
 	else
 		ereport(LOG,
-				(errmsg("audiotricks could not start its audit writer; events stay queued"),
+				(errmsg("audiotricks could not start its audit writer; %u items stay queued", audit->count),
 				 errhint("Raise max_worker_processes.")));
 }
 
-/* caller holds audit->lock exclusively; returns a slot to fill */
-static AuditQueued *
-queue_slot(void)
+/* gives back the slots this backend reserved but did not use */
+static void
+release_reservation(void)
+{
+	if (my_reserved == 0 || audit == NULL)
+		return;
+	LWLockAcquire(audit->lock, LW_EXCLUSIVE);
+	Assert(audit->reserved >= my_reserved);
+	audit->reserved -= Min(audit->reserved, my_reserved);
+	my_reserved = 0;
+	LWLockRelease(audit->lock);
+	ConditionVariableBroadcast(&audit->cv);
+}
+
+static void
+reserve_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PREPARE || event == XACT_EVENT_PARALLEL_COMMIT ||
+		event == XACT_EVENT_PARALLEL_ABORT)
+		release_reservation();
+}
+
+static void
+reserve_exit_callback(int code, Datum arg)
+{
+	release_reservation();
+}
+
+/*
+ * AuditReserve
+ *		Promises this backend n queue slots until its transaction ends, so
+ *		that the detached events and revocations it may queue are never lost
+ *		to a full queue.  Called before a login, password check or refresh
+ *		does any work.  When the queue stays full for AUDIT_RESERVE_WAIT_MS
+ *		(its writer cannot keep up or cannot start), raises 53400 and says so
+ *		in the log: the call is refused rather than run unrecorded.
+ */
+void
+AuditReserve(int n)
+{
+	TimestampTz deadline;
+
+	if (audit == NULL)
+		return;
+	if (!reserve_callback_registered)
+	{
+		RegisterXactCallback(reserve_xact_callback, NULL);
+		before_shmem_exit(reserve_exit_callback, (Datum) 0);
+		reserve_callback_registered = true;
+	}
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), AUDIT_RESERVE_WAIT_MS);
+	for (;;)
+	{
+		bool		ok;
+		uint32		pending;
+
+		LWLockAcquire(audit->lock, LW_EXCLUSIVE);
+		ok = audit->count + audit->reserved + n <= AUDIT_QUEUE_SIZE;
+		if (ok)
+		{
+			audit->reserved += n;
+			my_reserved += n;
+		}
+		else
+			wake_or_launch_writer(MyDatabaseId);
+		pending = audit->count;
+		LWLockRelease(audit->lock);
+		if (ok)
+			break;
+		if (GetCurrentTimestamp() >= deadline)
+		{
+			ConditionVariableCancelSleep();
+			ereport(LOG,
+					(errmsg("audiotricks: the audit queue is full (%u items pending); a call that records account events was refused", pending)));
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("too many account events pending, retry"),
+					 errhint("The audiotricks audit writer is behind or cannot start (max_worker_processes).")));
+		}
+		(void) ConditionVariableTimedSleep(&audit->cv, 50, PG_WAIT_EXTENSION);
+	}
+	ConditionVariableCancelSleep();
+}
+
+/*
+ * Queues one item, using a reserved slot when this backend holds one;
+ * without one it waits for room like AuditReserve.  Returns its sequence
+ * number.
+ */
+static uint64
+enqueue(char kind, const char *event, const pg_uuid_t *user_id, bool with_addr)
 {
 	AuditQueued *q;
+	uint64		seq;
+	char		addr[AUDIT_ADDR_LEN];
 
-	if (audit->count == AUDIT_QUEUE_SIZE)
-	{
-		audit->head = (audit->head + 1) % AUDIT_QUEUE_SIZE;
-		audit->count--;
-		audit->dropped++;
-	}
-	q = &audit->queue[(audit->head + audit->count) % AUDIT_QUEUE_SIZE];
-	audit->count++;
+	addr[0] = '\0';
+	if (with_addr)
+		client_addr(addr, sizeof(addr));
+	if (my_reserved == 0)
+		AuditReserve(1);
+	LWLockAcquire(audit->lock, LW_EXCLUSIVE);
+	Assert(audit->count < AUDIT_QUEUE_SIZE);
+	my_reserved--;
+	audit->reserved--;
+	q = &audit->queue[audit->count++];
 	memset(q, 0, sizeof(*q));
+	q->seq = seq = audit->next_seq++;
 	q->dboid = MyDatabaseId;
+	q->kind = kind;
 	q->at = GetCurrentTimestamp();
-	return q;
+	q->has_user = user_id != NULL;
+	if (user_id)
+		q->user_id = *user_id;
+	if (event)
+		strlcpy(q->event, event, sizeof(q->event));
+	strlcpy(q->addr, addr, sizeof(q->addr));
+	wake_or_launch_writer(MyDatabaseId);
+	LWLockRelease(audit->lock);
+	return seq;
+}
+
+/* true while the item seq is still in the queue (not yet committed) */
+static bool
+still_queued(uint64 seq)
+{
+	bool		found = false;
+
+	LWLockAcquire(audit->lock, LW_SHARED);
+	for (uint32 i = 0; i < audit->count && !found; i++)
+		found = audit->queue[i].seq == seq;
+	LWLockRelease(audit->lock);
+	return found;
 }
 
 /*
  * AuditRevokeFamilyDetached
- *		Queues the end of every session of a refresh family, for the audit
- *		writer to carry out in its own transaction (used when the calling
- *		transaction is about to abort).
+ *		Ends a refresh family from outside the calling transaction (which is
+ *		about to abort, or is a thief's that could roll back): the audit
+ *		writer inserts the family into revoked_families and deletes its
+ *		sessions in its own transaction.  Waits up to AUDIT_REVOKE_WAIT_MS
+ *		for that commit, so that when the caller returns the revocation is
+ *		durable and in force; if the writer is slower (or this wait is
+ *		cancelled) the item stays queued, is written later, and the log says
+ *		so.  Returns whether it was committed in time.
  */
-void
+bool
 AuditRevokeFamilyDetached(const pg_uuid_t *family_id)
 {
-	AuditQueued *q;
+	uint64		seq;
+	TimestampTz deadline;
+	bool		done = false;
 
 	if (audit == NULL)
-		return;
-	LWLockAcquire(audit->lock, LW_EXCLUSIVE);
-	q = queue_slot();
-	q->kind = 'r';
-	q->has_user = true;
-	q->user_id = *family_id;
-	launch_worker_if_needed(MyDatabaseId);
-	LWLockRelease(audit->lock);
+		return false;
+	seq = enqueue('r', NULL, family_id, false);
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), AUDIT_REVOKE_WAIT_MS);
+	for (;;)
+	{
+		if (!still_queued(seq))
+		{
+			done = true;
+			break;
+		}
+		if (GetCurrentTimestamp() >= deadline)
+			break;
+		(void) ConditionVariableTimedSleep(&audit->cv, 100, PG_WAIT_EXTENSION);
+	}
+	ConditionVariableCancelSleep();
+	if (!done)
+		ereport(LOG,
+				(errmsg("audiotricks: a session family revocation is still queued after %d ms; the audit writer will write it",
+						AUDIT_REVOKE_WAIT_MS)));
+	return done;
 }
 
 /*
  * AuditEventDetached
  *		Queues an event that must be recorded even if the current transaction
- *		aborts; a background worker writes it shortly.  Never raises for a
- *		full queue (the oldest event is dropped and counted in the log).
+ *		aborts; the database's audit writer writes it shortly.  Uses a slot
+ *		reserved by AuditReserve (callers that may fail reserve before they
+ *		start); never drops an event.
  */
 void
 AuditEventDetached(const char *event, const pg_uuid_t *user_id)
 {
-	AuditQueued *q;
-
 	if (audit == NULL)
 		return;
-	LWLockAcquire(audit->lock, LW_EXCLUSIVE);
-	q = queue_slot();
-	q->kind = 'e';
-	q->has_user = user_id != NULL;
-	if (user_id)
-		q->user_id = *user_id;
-	strlcpy(q->event, event, sizeof(q->event));
-	client_addr(q->addr, sizeof(q->addr));
-	launch_worker_if_needed(MyDatabaseId);
-	LWLockRelease(audit->lock);
+	(void) enqueue('e', event, user_id, true);
 }
 
+/* clears this writer's registration (error exit; normal exits do it earlier) */
 static void
 worker_exit(int code, Datum arg)
 {
@@ -302,129 +481,319 @@ worker_exit(int code, Datum arg)
 		return;
 	LWLockAcquire(audit->lock, LW_EXCLUSIVE);
 	for (int i = 0; i < AUDIT_MAX_WORKERS; i++)
-		if (audit->worker_db[i] == dboid)
-			audit->worker_db[i] = InvalidOid;
+		if (audit->workers[i].dboid == dboid &&
+			audit->workers[i].pgprocno == MyProc->pgprocno)
+		{
+			audit->workers[i].dboid = InvalidOid;
+			audit->workers[i].pgprocno = -1;
+		}
 	LWLockRelease(audit->lock);
 }
 
-/* takes up to max queued events of dboid out of the queue */
-static int
-take_events(Oid dboid, AuditQueued *out, int max)
+/*
+ * Registers this process as dboid's writer.  False when another live writer
+ * of dboid is registered (a restarted writer finding a newer one).
+ */
+static bool
+claim_writer_slot(Oid dboid)
 {
-	int			n = 0;
-	uint32		kept = 0;
+	bool		ok = false;
+	int			free_slot = -1;
 
 	LWLockAcquire(audit->lock, LW_EXCLUSIVE);
-	for (uint32 i = 0; i < audit->count; i++)
+	for (int i = 0; i < AUDIT_MAX_WORKERS; i++)
 	{
-		AuditQueued *q = &audit->queue[(audit->head + i) % AUDIT_QUEUE_SIZE];
-
-		if (q->dboid == dboid && n < max)
-			out[n++] = *q;
-		else
+		if (audit->workers[i].dboid == dboid)
 		{
-			if (kept != i)
-				audit->queue[(audit->head + kept) % AUDIT_QUEUE_SIZE] = *q;
-			kept++;
+			if (audit->workers[i].pgprocno < 0)
+			{
+				audit->workers[i].pgprocno = MyProc->pgprocno;
+				ok = true;
+			}
+			free_slot = -2;
+			break;
 		}
+		if (audit->workers[i].dboid == InvalidOid && free_slot == -1)
+			free_slot = i;
 	}
-	audit->count = kept;
+	if (free_slot >= 0)
+	{
+		audit->workers[free_slot].dboid = dboid;
+		audit->workers[free_slot].pgprocno = MyProc->pgprocno;
+		ok = true;
+	}
+	LWLockRelease(audit->lock);
+	return ok;
+}
+
+/*
+ * Copies up to max items of dboid that are due out of the queue (they stay
+ * in it until remove_items after their commit).  When none is queued at all
+ * and exit_if_idle, unregisters the writer in the same critical section.
+ * Returns the number copied, or -1 when the writer unregistered.
+ */
+static int
+take_items(Oid dboid, AuditQueued *out, int max, bool exit_if_idle)
+{
+	int			n = 0;
+	bool		any = false;
+	TimestampTz now = GetCurrentTimestamp();
+
+	LWLockAcquire(audit->lock, LW_EXCLUSIVE);
+	for (uint32 i = 0; i < audit->count && n < max; i++)
+	{
+		AuditQueued *q = &audit->queue[i];
+
+		if (q->dboid != dboid)
+			continue;
+		any = true;
+		if (q->not_before <= now)
+			out[n++] = *q;
+	}
+	if (!any && exit_if_idle)
+	{
+		for (int i = 0; i < AUDIT_MAX_WORKERS; i++)
+			if (audit->workers[i].dboid == dboid)
+			{
+				audit->workers[i].dboid = InvalidOid;
+				audit->workers[i].pgprocno = -1;
+			}
+		n = -1;
+	}
 	LWLockRelease(audit->lock);
 	return n;
 }
 
-/*
- * True when the user still exists; the row is locked FOR KEY SHARE until the
- * writer commits, so a concurrent at_delete_account either waits for this
- * event (and then anonymises it with the user's other events) or has already
- * deleted the user (and the event is written without id and address).
- */
-static bool
-user_still_exists(const pg_uuid_t *user_id)
+/* removes the written items, defers the others; wakes whoever waits */
+static void
+remove_items(AuditQueued *items, bool *written, int n)
 {
-	static SPIPlanPtr plan = NULL;
-	Oid			types[1] = {UUIDOID};
-	Datum		values[1];
+	uint32		kept = 0;
+	TimestampTz retry = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), AUDIT_RETRY_MS);
 
-	if (plan == NULL)
+	LWLockAcquire(audit->lock, LW_EXCLUSIVE);
+	for (uint32 i = 0; i < audit->count; i++)
 	{
-		plan = SPI_prepare("SELECT 1 FROM audiotricks.users"
-						   " WHERE id OPERATOR(pg_catalog.=) $1 FOR KEY SHARE", 1, types);
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not prepare the user check");
+		AuditQueued *q = &audit->queue[i];
+		bool		drop = false;
+
+		for (int j = 0; j < n; j++)
+			if (items[j].seq == q->seq)
+			{
+				if (written[j])
+					drop = true;
+				else
+					q->not_before = retry;
+				break;
+			}
+		if (drop)
+			continue;
+		if (kept != i)
+			audit->queue[kept] = *q;
+		kept++;
 	}
-	values[0] = UUIDPGetDatum(user_id);
-	if (SPI_execute_plan(plan, values, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not check a user");
-	return SPI_processed == 1;
+	audit->count = kept;
+	LWLockRelease(audit->lock);
+	ConditionVariableBroadcast(&audit->cv);
 }
 
+static SPIPlanPtr
+keep_plan(SPIPlanPtr *plan, const char *sql)
+{
+	Oid			types[1] = {UUIDOID};
+
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, 1, types);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "could not prepare: %s", SPI_result_code_string(SPI_result));
+		*plan = p;
+	}
+	return *plan;
+}
+
+/*
+ * The user of an event: 'y' exists (and is now locked FOR KEY SHARE until
+ * the writer commits, so a concurrent at_delete_account either waits for
+ * this event and anonymises it with the user's others, or already deleted
+ * the user), 'n' deleted (the event is written without id and address),
+ * 'w' the row is locked by a transaction that may delete it (never wait on
+ * a lock a user can hold: the event is retried shortly).
+ */
+static char
+user_state(const pg_uuid_t *user_id)
+{
+	static SPIPlanPtr exists_plan = NULL;
+	static SPIPlanPtr lock_plan = NULL;
+	Datum		values[1];
+
+	values[0] = UUIDPGetDatum(user_id);
+	if (SPI_execute_plan(keep_plan(&lock_plan,
+								   "SELECT 1 FROM audiotricks.users WHERE id OPERATOR(pg_catalog.=) $1"
+								   " FOR KEY SHARE SKIP LOCKED"),
+						 values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not check a user");
+	if (SPI_processed == 1)
+		return 'y';
+	if (SPI_execute_plan(keep_plan(&exists_plan,
+								   "SELECT 1 FROM audiotricks.users WHERE id OPERATOR(pg_catalog.=) $1"),
+						 values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not check a user");
+	return SPI_processed == 1 ? 'w' : 'n';
+}
+
+/*
+ * Ends a family: lists it in revoked_families (only this writer inserts
+ * there, so that never waits on an application transaction), then deletes
+ * the family's sessions that nobody has locked.  A locked one (a refresh in
+ * flight) is refused anyway by the token check and at_refresh, which read
+ * revoked_families, and is purged once it expires.
+ */
 static void
 revoke_family(const pg_uuid_t *family_id)
 {
-	static SPIPlanPtr plan = NULL;
-	Oid			types[1] = {UUIDOID};
+	static SPIPlanPtr mark_plan = NULL;
+	static SPIPlanPtr delete_plan = NULL;
 	Datum		values[1];
 
-	if (plan == NULL)
-	{
-		plan = SPI_prepare("DELETE FROM audiotricks.sessions"
-						   " WHERE family_id OPERATOR(pg_catalog.=) $1", 1, types);
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not prepare the family revocation");
-	}
 	values[0] = UUIDPGetDatum(family_id);
-	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_DELETE)
+	if (SPI_execute_plan(keep_plan(&mark_plan,
+								   "INSERT INTO audiotricks.revoked_families (family_id) VALUES ($1)"
+								   " ON CONFLICT DO NOTHING"),
+						 values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not record a family revocation");
+	if (SPI_execute_plan(keep_plan(&delete_plan,
+								   "DELETE FROM audiotricks.sessions WHERE id OPERATOR(pg_catalog.=) ANY ("
+								   " SELECT id FROM audiotricks.sessions"
+								   "  WHERE family_id OPERATOR(pg_catalog.=) $1 FOR UPDATE SKIP LOCKED)"),
+						 values, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not end a session family");
+}
+
+/* writes a batch in one transaction; written[i] says which are done */
+static void
+write_batch(AuditQueued *batch, bool *written, int n)
+{
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "writing audit events");
+	for (int i = 0; i < n; i++)
+	{
+		AuditQueued *q = &batch[i];
+
+		written[i] = true;
+		if (q->kind == 'r')
+			revoke_family(&q->user_id);
+		else if (!q->has_user)
+			insert_event(q->event, NULL, NULL, NULL, q->addr, q->at);
+		else
+			switch (user_state(&q->user_id))
+			{
+				case 'y':
+					insert_event(q->event, &q->user_id, NULL, NULL, q->addr, q->at);
+					break;
+				case 'n':
+					/* deleted meanwhile: keep the event, not the person */
+					insert_event(q->event, NULL, NULL, NULL, NULL, q->at);
+					break;
+				default:
+					written[i] = false;
+					break;
+			}
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
 /*
  * at_audit_worker_main
- *		Background worker: writes the detached events of one database, then
- *		exits after AUDIT_IDLE_EXIT_MS without any.
+ *		Background worker: writes the detached events and revocations of one
+ *		database, each batch in its own transaction, and exits when nothing
+ *		of its database has been queued for AUDIT_IDLE_EXIT_MS.  It never
+ *		waits on a lock an application transaction can hold (events of a
+ *		user whose row is locked are retried; lock_timeout guards the rest);
+ *		an error is logged, the batch stays queued and is retried.
  */
 void
 at_audit_worker_main(Datum arg)
 {
 	Oid			dboid = DatumGetObjectId(arg);
 	AuditQueued batch[64];
-	int			idle_ms = 0;
+	bool		written[64];
+	volatile int idle_ms = 0;
+	MemoryContext cxt;
 
 	before_shmem_exit(worker_exit, arg);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	if (!claim_writer_slot(dboid))
+		proc_exit(0);
 
-	while (idle_ms < AUDIT_IDLE_EXIT_MS)
+	/* whatever the database's or role's defaults say */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("lock_timeout", "1000", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("statement_timeout", "10000", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
+	cxt = AllocSetContextCreate(TopMemoryContext, "audiotricks audit writer",
+								ALLOCSET_DEFAULT_SIZES);
+	for (;;)
 	{
 		int			n;
 
 		CHECK_FOR_INTERRUPTS();
-		n = take_events(dboid, batch, lengthof(batch));
+		n = take_items(dboid, batch, lengthof(batch), idle_ms >= AUDIT_IDLE_EXIT_MS);
+		if (n < 0)
+			break;				/* unregistered: nothing of ours is queued */
 		if (n > 0)
 		{
+			volatile bool ok = true;
+
 			idle_ms = 0;
-			StartTransactionCommand();
-			if (SPI_connect() != SPI_OK_CONNECT)
-				elog(ERROR, "SPI_connect failed");
-			PushActiveSnapshot(GetTransactionSnapshot());
-			pgstat_report_activity(STATE_RUNNING, "writing audit events");
-			for (int i = 0; i < n; i++)
+			MemoryContextSwitchTo(cxt);
+			PG_TRY();
 			{
-				if (batch[i].kind == 'r')
-					revoke_family(&batch[i].user_id);
-				else if (batch[i].has_user && !user_still_exists(&batch[i].user_id))
-					/* deleted meanwhile: keep the event, not the person */
-					insert_event(batch[i].event, NULL, NULL, NULL, NULL, batch[i].at);
-				else
-					insert_event(batch[i].event,
-								 batch[i].has_user ? &batch[i].user_id : NULL,
-								 NULL, NULL, batch[i].addr, batch[i].at);
+				write_batch(batch, written, n);
 			}
-			SPI_finish();
-			PopActiveSnapshot();
-			CommitTransactionCommand();
-			pgstat_report_activity(STATE_IDLE, NULL);
+			PG_CATCH();
+			{
+				HOLD_INTERRUPTS();
+				MemoryContextSwitchTo(cxt);
+				EmitErrorReport();
+				FlushErrorState();
+				AbortOutOfAnyTransaction();
+				RESUME_INTERRUPTS();
+				ok = false;
+			}
+			PG_END_TRY();
+			MemoryContextSwitchTo(cxt);
+			MemoryContextReset(cxt);
+			if (ok)
+				remove_items(batch, written, n);
+			else
+			{
+				ereport(LOG,
+						(errmsg("audiotricks audit writer: %d queued items could not be written; retrying", n)));
+				for (int i = 0; i < n; i++)
+					written[i] = false;
+				remove_items(batch, written, n);	/* defers them */
+			}
+			/* deferred items only: do not spin on them */
+			for (int i = 0; i < n; i++)
+				if (!written[i])
+				{
+					(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+									 AUDIT_RETRY_MS, PG_WAIT_EXTENSION);
+					ResetLatch(MyLatch);
+					break;
+				}
 			continue;
 		}
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,

@@ -24,6 +24,7 @@
 #include "utils/fmgrprotos.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/tuplestore.h"
 #include "utils/timestamp.h"
@@ -249,11 +250,9 @@ AtHideStatementPop(ErrorContextCallback *cb)
  *		SPI_execute_plan (NULL: none).  Returns the SPI result code; raises on
  *		failure.
  */
-int
-AtRunPlan(AtPlan *p, Datum *values, const char *nulls, bool read_only, long count)
+static SPIPlanPtr
+at_plan(AtPlan *p)
 {
-	int			rc;
-
 	if (p->plan == NULL)
 	{
 		SPIPlanPtr	plan = SPI_prepare(p->sql, p->nargs, p->argtypes);
@@ -264,9 +263,37 @@ AtRunPlan(AtPlan *p, Datum *values, const char *nulls, bool read_only, long coun
 			elog(ERROR, "SPI_keepplan failed");
 		p->plan = plan;
 	}
-	rc = SPI_execute_plan(p->plan, values, nulls, read_only, count);
+	return p->plan;
+}
+
+int
+AtRunPlan(AtPlan *p, Datum *values, const char *nulls, bool read_only, long count)
+{
+	int			rc;
+
+	rc = SPI_execute_plan(at_plan(p), values, nulls, read_only, count);
 	if (rc < 0)
 		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+	return rc;
+}
+
+/*
+ * AtRunPlanLatest
+ *		AtRunPlan for a statement that must act on the newest committed state
+ *		whatever the isolation level (as foreign-key cascades do): ending a
+ *		user's sessions after taking the lock that orders it after every
+ *		login or refresh in flight, whose new session a REPEATABLE READ
+ *		snapshot taken earlier would not see.
+ */
+int
+AtRunPlanLatest(AtPlan *p, Datum *values)
+{
+	int			rc;
+
+	rc = SPI_execute_snapshot(at_plan(p), values, NULL, GetLatestSnapshot(),
+							  InvalidSnapshot, false, true, 0);
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_snapshot failed: %s", SPI_result_code_string(rc));
 	return rc;
 }
 

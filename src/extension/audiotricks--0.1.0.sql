@@ -130,6 +130,23 @@ COMMENT ON COLUMN audiotricks.sessions.created_at IS 'Session creation time';
 COMMENT ON COLUMN audiotricks.sessions.family_id IS 'Refresh family: the id of the login session this one descends from by at_refresh (extra column: reuse of a refreshed token ends the family)';
 COMMENT ON COLUMN audiotricks.sessions.refreshed_at IS 'When at_refresh replaced this session (extra column: a refreshed session is no longer live, and presenting its token again is reuse)';
 
+-- Revoked refresh families (extra table).  Reuse of a refreshed token ends
+-- its whole family; the revocation is a row here, written only by the
+-- extension's audit writer in its own transaction (so the failing call that
+-- detected the reuse cannot roll it back, and no application transaction
+-- can hold a lock that delays it).  The token check and at_refresh refuse
+-- every session whose family is listed, also one committed after the
+-- revocation by a refresh that was already in flight.
+-- at_purge_expired_sessions removes a row once its family has no sessions.
+CREATE TABLE audiotricks.revoked_families (
+    family_id       uuid            NOT NULL,
+    revoked_at      timestamptz     NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT revoked_families_pkey PRIMARY KEY (family_id)
+);
+COMMENT ON TABLE audiotricks.revoked_families IS 'Refresh families ended by token reuse; every session of a listed family is refused (written only by the audit writer)';
+COMMENT ON COLUMN audiotricks.revoked_families.family_id IS 'sessions.family_id of the ended family';
+COMMENT ON COLUMN audiotricks.revoked_families.revoked_at IS 'When the reuse was recorded';
+
 CREATE TABLE audiotricks.user_settings (
     user_id                         uuid            NOT NULL,
     openai_api_key_encrypted        text,
@@ -189,6 +206,7 @@ COMMENT ON COLUMN audiotricks.audio_history.created_at IS 'Processing time';
 -- pg_dump keeps the users' data (the tables belong to the extension).
 SELECT pg_catalog.pg_extension_config_dump('audiotricks.users', '');
 SELECT pg_catalog.pg_extension_config_dump('audiotricks.sessions', '');
+SELECT pg_catalog.pg_extension_config_dump('audiotricks.revoked_families', '');
 SELECT pg_catalog.pg_extension_config_dump('audiotricks.user_settings', '');
 SELECT pg_catalog.pg_extension_config_dump('audiotricks.audio_history', '');
 
@@ -202,6 +220,8 @@ ALTER TABLE audiotricks.users ENABLE ROW LEVEL SECURITY;
 ALTER TABLE audiotricks.users FORCE ROW LEVEL SECURITY;
 ALTER TABLE audiotricks.sessions ENABLE ROW LEVEL SECURITY;
 ALTER TABLE audiotricks.sessions FORCE ROW LEVEL SECURITY;
+ALTER TABLE audiotricks.revoked_families ENABLE ROW LEVEL SECURITY;
+ALTER TABLE audiotricks.revoked_families FORCE ROW LEVEL SECURITY;
 ALTER TABLE audiotricks.user_settings ENABLE ROW LEVEL SECURITY;
 ALTER TABLE audiotricks.user_settings FORCE ROW LEVEL SECURITY;
 ALTER TABLE audiotricks.audio_history ENABLE ROW LEVEL SECURITY;
@@ -223,7 +243,7 @@ CREATE POLICY audio_history_own ON audiotricks.audio_history
 ------------------------------------------------------------------------------
 -- Table privileges: least privilege, secret columns never granted.
 ------------------------------------------------------------------------------
-REVOKE ALL ON audiotricks.users, audiotricks.sessions,
+REVOKE ALL ON audiotricks.users, audiotricks.sessions, audiotricks.revoked_families,
     audiotricks.user_settings, audiotricks.audio_history FROM PUBLIC;
 
 GRANT SELECT (id, email, username, created_at, updated_at, last_login_at, is_active)
