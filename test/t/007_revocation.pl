@@ -1,0 +1,225 @@
+# test/t/007_revocation.pl
+# A refresh-token reuse revocation is never lost, and "log out everywhere"
+# cannot be outrun by a refresh in flight.  Written from the attacker's side:
+# - a user holds a lock on their own users row (an open at_delete_account)
+#   while one of their failed logins is queued for the audit writer, and
+#   another user floods the queue with reuse of their own refreshed token:
+#   the victim's revocation is still in force as soon as their refused call
+#   returns, and every event is written once the lock goes;
+# - the audit writer's idle exit, swept over offsets around it: a
+#   revocation queued at any moment is in force when its call returns;
+# - a refresh in flight (the thief's, holding the old row locked) across
+#   the revocation: its new token is refused when it commits, and after a
+#   crash-restart the thief's token is still refused;
+# - at_logout_all racing at_refresh, in both orders, also under REPEATABLE
+#   READ: no session survives.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use IPC::Run;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('revocation');
+$node->init;
+$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'audiotricks'
+audiotricks.jwt_secret = 'revocation-test-secret-0123456789abcdef'
+audiotricks.bcrypt_cost = 4
+});
+$node->start;
+$node->safe_psql('postgres', q{
+CREATE EXTENSION audiotricks CASCADE;
+SELECT audiotricks.at_register(u || '@example.com', u, 'Pass-word-1')
+  FROM unnest(ARRAY['vic', 'hal', 'fred', 'lou']) u;
+CREATE ROLE app LOGIN;
+GRANT audiotricks_user TO app;
+});
+
+sub q1 { return $node->safe_psql('postgres', $_[0]); }
+
+sub login
+{
+	my ($user) = @_;
+	return q1("SELECT token FROM audiotricks.at_login('$user', 'Pass-word-1')");
+}
+
+sub refresh { return q1("SELECT token FROM audiotricks.at_refresh('$_[0]')"); }
+
+# 'valid', 'refused' (28000) or the error
+sub token_state
+{
+	my ($token) = @_;
+	my ($out, $err);
+	$node->psql('postgres', "SELECT audiotricks.at_authenticate('$token')",
+		stdout => \$out, stderr => \$err, extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+	return $err =~ /28000/ ? 'refused' : ($out ne '' ? 'valid' : "other: $err");
+}
+
+# runs $sql, returns its SQLSTATE ('' when it succeeded)
+sub sqlstate
+{
+	my ($sql) = @_;
+	my ($out, $err);
+	$node->psql('postgres', $sql, stdout => \$out, stderr => \$err,
+		extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+	return $err =~ /ERROR:\s+([0-9A-Z]{5})/ ? $1 : '';
+}
+
+sub events
+{
+	my ($event, $user) = @_;
+	return q1("SELECT count(*) FROM audiotricks.audit_log a JOIN audiotricks.users u ON u.id = a.user_id"
+		  . " WHERE a.event = '$event' AND u.username = '$user'");
+}
+
+sub start_bg
+{
+	my ($sql) = @_;
+	my ($o, $e) = ('', '');
+	my $h = IPC::Run::start(
+		[ 'psql', '-X', '-v', 'ON_ERROR_STOP=1', '-v', 'VERBOSITY=verbose', '-At',
+		  '-d', $node->connstr('postgres'), '-c', $sql ],
+		'>', \$o, '2>', \$e);
+	return ($h, \$o, \$e);
+}
+
+sub wait_for_lock_wait
+{
+	$node->poll_query_until('postgres',
+		q{SELECT count(*) > 0 FROM pg_stat_activity WHERE wait_event_type = 'Lock'})
+	  or die 'the racing statement never waited for a lock';
+}
+
+# ------------------------------------------------------------ lock and flood
+{
+	my $hal_token = login('hal');
+	my $holder = $node->background_psql('postgres');
+	$holder->query_safe("BEGIN; SELECT audiotricks.at_authenticate('$hal_token');"
+		  . " SELECT audiotricks.at_delete_account('Pass-word-1')");
+	# a failed login of hal's: its event waits for hal's row, which the
+	# holder keeps locked
+	is(sqlstate(q{SELECT * FROM audiotricks.at_login('hal', 'wrong-Pass-1')}), '28P01',
+		'lock: a failed login of the locked user');
+
+	my $t1 = login('vic');
+	my $t2 = refresh($t1);    # the thief refreshed the stolen token
+	is(sqlstate("SELECT * FROM audiotricks.at_refresh('$t1')"), '28000',
+		'lock: the victim presents the refreshed token: 28000');
+	is(token_state($t2), 'refused',
+		"lock: the thief's token is refused as soon as that call returns, while the lock is held");
+
+	# the flood: reuse of one's own refreshed token, many times, each in a
+	# rolled-back savepoint
+	my $f1 = login('fred');
+	refresh($f1);
+	my $flood = "BEGIN;\n";
+	$flood .= "SAVEPOINT s; SELECT count(*) FROM audiotricks.at_refresh('$f1'); ROLLBACK TO s;\n"
+	  for 1 .. 600;
+	$flood .= "COMMIT;\n";
+	my ($out, $err);
+	$node->psql('postgres', $flood, stdout => \$out, stderr => \$err, on_error_stop => 0);
+	is(() = $err =~ /invalid or expired token/g, 600, 'flood: 600 refused reuses');
+	is(token_state($t2), 'refused', "flood: the thief's token is still refused");
+	ok($node->poll_query_until('postgres',
+			q{SELECT count(*) = 1 FROM audiotricks.audit_log a JOIN audiotricks.users u ON u.id = a.user_id
+			   WHERE a.event = 'refresh_reuse' AND u.username = 'vic'}),
+		"flood: the victim's refresh_reuse event is written while hal's row is locked");
+	is(events('login_failed', 'hal'), '0', "lock: hal's event waits for the lock");
+
+	$holder->query_safe('ROLLBACK');
+	$holder->quit;
+	ok($node->poll_query_until('postgres',
+			q{SELECT count(*) = 1 FROM audiotricks.audit_log a JOIN audiotricks.users u ON u.id = a.user_id
+			   WHERE a.event = 'login_failed' AND u.username = 'hal'}),
+		"lock released: hal's failed login is written");
+	is(events('refresh_reuse', 'fred'), '1', "flood: fred's first reuse was recorded (his family is gone after it)");
+}
+
+# ------------------------------------------------------------ the writer's idle exit
+# The writer exits about 5 s after its last item.  Queue one item (a failed
+# login), then a revocation at offsets around that exit.
+for my $offset_ms (4800, 4900, 4950, 5000, 5050, 5100, 5150, 5250, 5400)
+{
+	my $t1 = login('lou');
+	my $t2 = refresh($t1);
+	sqlstate(q{SELECT * FROM audiotricks.at_login('nobody-at-all', 'wrong-Pass-1')});
+	my $secs = $offset_ms / 1000;
+	is(sqlstate("SELECT pg_sleep($secs); SELECT * FROM audiotricks.at_refresh('$t1')"), '28000',
+		"exit window +${offset_ms}ms: reuse refused");
+	is(token_state($t2), 'refused', "exit window +${offset_ms}ms: the family ended at once");
+}
+is(events('refresh_reuse', 'lou'), '9', 'exit window: every reuse recorded');
+
+# ------------------------------------------------------------ a refresh in flight, then a crash
+{
+	my $t1 = login('vic');
+	my $t2 = refresh($t1);
+	# the thief refreshes t2 and keeps the transaction open: t2's row is
+	# locked, t3 not yet committed
+	my $thief = $node->background_psql('postgres');
+	my $t3 = $thief->query_safe("BEGIN; SELECT token FROM audiotricks.at_refresh('$t2')");
+	$t3 =~ s/\s+//g;
+	like($t3, qr/^[\w-]+\.[\w-]+\.[\w-]+$/, 'in flight: the thief got t3 (uncommitted)');
+	is(sqlstate("SELECT * FROM audiotricks.at_refresh('$t1')"), '28000', 'in flight: the victim reuses t1');
+	is(token_state($t2), 'refused', "in flight: t2 is refused although the thief's refresh holds its row");
+	$thief->query_safe('COMMIT');
+	$thief->quit;
+	is(token_state($t3), 'refused', 't3, committed after the revocation, is refused');
+	is(sqlstate("SELECT * FROM audiotricks.at_refresh('$t3')"), '28000', 't3 cannot be refreshed');
+
+	# again, and the server crashes while the thief's refresh is in flight
+	$t1 = login('vic');
+	$t2 = refresh($t1);
+	$thief = $node->background_psql('postgres');
+	$thief->query_safe("BEGIN; SELECT token FROM audiotricks.at_refresh('$t2')");
+	is(sqlstate("SELECT * FROM audiotricks.at_refresh('$t1')"), '28000', 'crash: the victim reuses t1');
+	$node->stop('immediate');
+	eval { $thief->quit; };
+	$node->start;
+	is(token_state($t2), 'refused', 'crash: the acknowledged revocation survives the restart');
+	is(sqlstate("SELECT * FROM audiotricks.at_refresh('$t2')"), '28000', 'crash: t2 cannot be refreshed');
+	# the control: a fresh login of the same user works
+	is(token_state(login('vic')), 'valid', 'control: a new login of the victim is valid');
+}
+
+# ------------------------------------------------------------ logout_all vs refresh
+for my $iso ('READ COMMITTED', 'REPEATABLE READ')
+{
+	# refresh first (not committed), logout_all waits for it and ends its session
+	my $t = login('lou');
+	my $v = login('lou');
+	my $r = $node->background_psql('postgres');
+	my $t2 = $r->query_safe("BEGIN; SELECT token FROM audiotricks.at_refresh('$t')");
+	$t2 =~ s/\s+//g;
+	my ($h, $o, $e) = start_bg("BEGIN ISOLATION LEVEL $iso; SELECT audiotricks.at_authenticate('$v');"
+		  . " SELECT audiotricks.at_logout_all(); COMMIT;");
+	wait_for_lock_wait();
+	$r->query_safe('COMMIT');
+	$r->quit;
+	$h->finish;
+	ok(!$h->result, "$iso, refresh first: logout_all succeeds") or diag($$e);
+	is(token_state($t2), 'refused', "$iso, refresh first: the refreshed token does not survive logout_all");
+	is(q1(q{SELECT count(*) FROM audiotricks.sessions s JOIN audiotricks.users u ON u.id = s.user_id
+	         WHERE u.username = 'lou' AND s.refreshed_at IS NULL}), '0',
+		"$iso, refresh first: lou has no live session");
+
+	# logout_all first (not committed), the refresh waits and is refused
+	$t = login('lou');
+	$v = login('lou');
+	my $l = $node->background_psql('postgres');
+	$l->query_safe("BEGIN ISOLATION LEVEL $iso; SELECT audiotricks.at_authenticate('$v');"
+		  . " SELECT audiotricks.at_logout_all()");
+	($h, $o, $e) = start_bg("SELECT token FROM audiotricks.at_refresh('$t')");
+	wait_for_lock_wait();
+	$l->query_safe('COMMIT');
+	$l->quit;
+	$h->finish;
+	ok($h->result, "$iso, logout_all first: the waiting refresh fails");
+	like($$e, qr/28000/, "$iso, logout_all first: with 28000");
+	is(q1(q{SELECT count(*) FROM audiotricks.sessions s JOIN audiotricks.users u ON u.id = s.user_id
+	         WHERE u.username = 'lou' AND s.refreshed_at IS NULL}), '0',
+		"$iso, logout_all first: lou has no live session");
+}
+
+done_testing();
