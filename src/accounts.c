@@ -57,6 +57,7 @@ PG_FUNCTION_INFO_V1(at_logout_session);
 PG_FUNCTION_INFO_V1(at_deactivate_account);
 PG_FUNCTION_INFO_V1(at_delete_account);
 PG_FUNCTION_INFO_V1(at_end_sessions_on_deactivate);
+PG_FUNCTION_INFO_V1(at_revoked_families_changed);
 
 #define BCRYPT_MAX_BYTES	72
 #define EMAIL_MAX_CHARS		255
@@ -550,11 +551,18 @@ typedef struct LookupCache
 	AttrNumber	s_expires_at;
 	AttrNumber	s_refreshed_at;
 	AttrNumber	s_family_id;
+	AttrNumber	r_family_id;
 	Oid			revoked_relid;
 	Oid			revoked_idx;
 } LookupCache;
 
 static LookupCache lookup_cache;
+
+/* the revoked families, copied per backend (see family_is_revoked) */
+static pg_uuid_t *revoked_set = NULL;
+static int	revoked_n = 0;
+static int	revoked_cap = 0;
+static bool revoked_valid = false;
 
 static AttrNumber
 attnum_of(Oid relid, const char *name)
@@ -576,6 +584,8 @@ lookup_cache_invalidate(Datum arg, Oid relid)
 		relid == lookup_cache.revoked_relid ||
 		relid == lookup_cache.revoked_idx)
 		lookup_cache.valid = false;
+	if (relid == InvalidOid || relid == lookup_cache.revoked_relid)
+		revoked_valid = false;
 }
 
 static Oid
@@ -608,39 +618,82 @@ lookup_cache_fill(void)
 	lookup_cache.s_family_id = attnum_of(lookup_cache.sessions_relid, "family_id");
 	lookup_cache.revoked_relid = relid_of("revoked_families", nsp);
 	lookup_cache.revoked_idx = relid_of("revoked_families_pkey", nsp);
+	lookup_cache.r_family_id = attnum_of(lookup_cache.revoked_relid, "family_id");
+	revoked_valid = false;
 	lookup_cache.valid = true;
 }
 
 /*
- * family_is_revoked
- *		True when revoked_families lists the family (one probe of its primary
- *		key, usually an empty index).  A reuse revocation is in force for a
- *		session even while a refresh in flight holds its row locked, and for
- *		a session that refresh commits afterwards.
+ * The revoked families, copied per backend: normally none or a few (a row
+ * lives from a reuse until its family has no session left).  Every change
+ * to revoked_families invalidates every backend's copy when it commits
+ * (statement trigger revoked_families_changed), and the token check takes
+ * pending invalidations first, so a revocation committed elsewhere is in
+ * force at once, also in a transaction that already checked a token.
+ * Sorted, for bsearch.
  */
-static bool
-family_is_revoked(Datum family_id, Snapshot snapshot)
+
+static int
+family_cmp(const void *a, const void *b)
+{
+	return memcmp(((const pg_uuid_t *) a)->data, ((const pg_uuid_t *) b)->data, UUID_LEN);
+}
+
+static void
+revoked_load(void)
 {
 	Relation	rel;
-	Relation	irel;
-	IndexScanDesc scan;
-	ScanKeyData skey;
+	Snapshot	snapshot;
+	TableScanDesc scan;
 	TupleTableSlot *slot;
-	bool		found;
 
 	rel = table_open(lookup_cache.revoked_relid, AccessShareLock);
-	irel = index_open(lookup_cache.revoked_idx, AccessShareLock);
-	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   InvalidOid, F_UUID_EQ, family_id);
-	scan = index_beginscan(rel, irel, snapshot, 1, 0);
-	index_rescan(scan, &skey, 1, NULL, 0);
+	/* an invalidation from here on (none is taken during the scan) resets it */
+	revoked_valid = true;
+	revoked_n = 0;
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	scan = table_beginscan(rel, snapshot, 0, NULL);
 	slot = table_slot_create(rel, NULL);
-	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		Datum		d = slot_getattr(slot, lookup_cache.r_family_id, &isnull);
+
+		if (isnull)
+			continue;
+		if (revoked_n == revoked_cap)
+		{
+			int			cap = revoked_cap ? revoked_cap * 2 : 16;
+
+			revoked_set = revoked_set
+				? repalloc(revoked_set, sizeof(pg_uuid_t) * cap)
+				: MemoryContextAlloc(TopMemoryContext, sizeof(pg_uuid_t) * cap);
+			revoked_cap = cap;
+		}
+		revoked_set[revoked_n++] = *DatumGetUUIDP(d);
+	}
 	ExecDropSingleTupleTableSlot(slot);
-	index_endscan(scan);
-	index_close(irel, NoLock);
+	table_endscan(scan);
+	UnregisterSnapshot(snapshot);
 	table_close(rel, NoLock);
-	return found;
+	if (revoked_n > 1)
+		qsort(revoked_set, revoked_n, sizeof(pg_uuid_t), family_cmp);
+}
+
+/*
+ * family_is_revoked
+ *		True when revoked_families lists the family.  A reuse revocation is
+ *		in force for a session even while a refresh in flight holds its row
+ *		locked, and for a session that refresh commits afterwards.
+ */
+static bool
+family_is_revoked(Datum family_id)
+{
+	if (!revoked_valid)
+		revoked_load();
+	return revoked_n > 0 &&
+		bsearch(DatumGetUUIDP(family_id), revoked_set, revoked_n,
+				sizeof(pg_uuid_t), family_cmp) != NULL;
 }
 
 /*
@@ -670,6 +723,8 @@ session_is_live(const char *hex, const pg_uuid_t *session_id,
 	Snapshot	snapshot;
 	bool		ok = false;
 
+	/* a revocation committed elsewhere is seen now, not at the next lock */
+	AcceptInvalidationMessages();
 	if (!lookup_cache.valid)
 		lookup_cache_fill();
 
@@ -700,7 +755,7 @@ session_is_live(const char *hex, const pg_uuid_t *session_id,
 		{
 			Datum		fam = slot_getattr(slot, lookup_cache.s_family_id, &isnull);
 
-			ok = !isnull && !family_is_revoked(fam, snapshot);
+			ok = !isnull && !family_is_revoked(fam);
 		}
 	}
 	index_endscan(scan);
@@ -1676,5 +1731,22 @@ at_end_sessions_on_deactivate(PG_FUNCTION_ARGS)
 	spi_connect();
 	AtRunPlanLatest(&plan_logout_all, values);	/* the UPDATE locked the user */
 	spi_finish();
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * at_revoked_families_changed() RETURNS trigger
+ *		AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ... FOR EACH STATEMENT on
+ *		revoked_families: invalidates every backend's copy of the table (see
+ *		family_is_revoked) when the change commits, whoever made it.
+ */
+Datum
+at_revoked_families_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event))
+		elog(ERROR, "at_revoked_families_changed must run as a statement trigger");
+	CacheInvalidateRelcache(trigdata->tg_relation);
 	return PointerGetDatum(NULL);
 }

@@ -143,6 +143,15 @@ CREATE TABLE audiotricks.revoked_families (
     revoked_at      timestamptz     NOT NULL DEFAULT pg_catalog.now(),
     CONSTRAINT revoked_families_pkey PRIMARY KEY (family_id)
 );
+CREATE FUNCTION audiotricks.at_revoked_families_changed() RETURNS trigger
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'at_revoked_families_changed';
+COMMENT ON FUNCTION audiotricks.at_revoked_families_changed() IS
+    'Statement trigger on revoked_families: every backend re-reads the table (the token check keeps a copy) once the change commits.';
+REVOKE ALL ON FUNCTION audiotricks.at_revoked_families_changed() FROM PUBLIC;
+CREATE TRIGGER revoked_families_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON audiotricks.revoked_families
+    FOR EACH STATEMENT EXECUTE FUNCTION audiotricks.at_revoked_families_changed();
 COMMENT ON TABLE audiotricks.revoked_families IS 'Refresh families ended by token reuse; every session of a listed family is refused (written only by the audit writer)';
 COMMENT ON COLUMN audiotricks.revoked_families.family_id IS 'sessions.family_id of the ended family';
 COMMENT ON COLUMN audiotricks.revoked_families.revoked_at IS 'When the reuse was recorded';

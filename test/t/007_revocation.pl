@@ -32,8 +32,13 @@ $node->safe_psql('postgres', q{
 CREATE EXTENSION audiotricks CASCADE;
 SELECT audiotricks.at_register(u || '@example.com', u, 'Pass-word-1')
   FROM unnest(ARRAY['vic', 'hal', 'fred', 'lou']) u;
-CREATE ROLE app LOGIN;
-GRANT audiotricks_user TO app;
+CREATE FUNCTION public.try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE stmt;
+  RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+  RETURN SQLSTATE;
+END $$;
 });
 
 sub q1 { return $node->safe_psql('postgres', $_[0]); }
@@ -134,6 +139,22 @@ sub wait_for_lock_wait
 			   WHERE a.event = 'login_failed' AND u.username = 'hal'}),
 		"lock released: hal's failed login is written");
 	is(events('refresh_reuse', 'fred'), '1', "flood: fred's first reuse was recorded (his family is gone after it)");
+}
+
+# ------------------------------------------------------------ seen at once, mid-transaction
+# The token check keeps a per-backend copy of revoked_families: a backend
+# that already checked the thief's token in its open transaction must see a
+# revocation committed meanwhile at its next check.
+{
+	my $t1 = login('vic');
+	my $t2 = refresh($t1);
+	my $app = $node->background_psql('postgres');
+	$app->query_safe("BEGIN; SELECT audiotricks.at_authenticate('$t2')");
+	is(sqlstate("SELECT * FROM audiotricks.at_refresh('$t1')"), '28000', 'mid-transaction: the victim reuses t1');
+	is($app->query_safe("SELECT public.try(\$\$SELECT audiotricks.at_authenticate('$t2')\$\$)"), '28000',
+		'mid-transaction: the same backend refuses t2 at its next check');
+	$app->query_safe('ROLLBACK');
+	$app->quit;
 }
 
 # ------------------------------------------------------------ the writer's idle exit
