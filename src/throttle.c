@@ -106,7 +106,8 @@ ThrottleShmemInit(void)
 
 /*
  * ThrottleDefineGucs
- *		The throttle's settings; called from _PG_init.
+ *		The throttle's settings; called from _PG_init.  throttle_slots exists
+ *		only when the library is preloaded (without that there is no table).
  */
 void
 ThrottleDefineGucs(void)
@@ -125,6 +126,9 @@ ThrottleDefineGucs(void)
 							15 * 60, 1, 7 * 24 * 60 * 60,
 							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
+	/* a postmaster setting may only be defined while preloading (else FATAL) */
+	if (!process_shared_preload_libraries_in_progress)
+		return;
 	DefineCustomIntVariable("audiotricks.throttle_slots",
 							"Logins the throttle can count at once (shared memory, 24 bytes each).",
 							"When full of live entries, new logins are refused until windows pass.",
