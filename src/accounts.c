@@ -1004,7 +1004,7 @@ check_own_password(const char *schema, const pg_uuid_t *user_id, text *password)
 	AuditReserve(1);			/* a failure is recorded, whatever happens */
 	tkey[0] = 'u';
 	memcpy(tkey + 1, user_id->data, UUID_LEN);
-	blocked = ThrottleIsBlocked(tkey, sizeof(tkey));
+	blocked = !ThrottleReserve(tkey, sizeof(tkey), true);	/* counted now */
 
 	values[0] = UUIDPGetDatum(user_id);
 	AtRunPlan(&plan_user_by_id, values, NULL, true, 1);
@@ -1028,10 +1028,7 @@ check_own_password(const char *schema, const pg_uuid_t *user_id, text *password)
 		if (blocked)
 			AuditEventDetached("login_throttled", user_id);
 		else
-		{
-			ThrottleRecordFailure(tkey, sizeof(tkey));
 			AuditEventDetached("login_failed", user_id);
-		}
 	}
 	else
 		ThrottleReset(tkey, sizeof(tkey));
@@ -1151,7 +1148,8 @@ at_login(PG_FUNCTION_ARGS)
 	}
 
 	throttle_key(found, &user_id, login, &tkey, &tkeylen);
-	blocked = ThrottleIsBlocked(tkey, tkeylen);
+	/* counted as a failure before the check: see src/throttle.c */
+	blocked = !ThrottleReserve(tkey, tkeylen, found);
 
 	/*
 	 * The same bcrypt work whether or not the user exists or is throttled; a
@@ -1169,13 +1167,9 @@ at_login(PG_FUNCTION_ARGS)
 		if (blocked)
 			AuditEventDetached("login_throttled", found ? &user_id : NULL);
 		else
-		{
-			ThrottleRecordFailure(tkey, tkeylen);
 			AuditEventDetached("login_failed", found ? &user_id : NULL);
-		}
 		raise_bad_login();
 	}
-	ThrottleReset(tkey, tkeylen);
 
 	/* raising bcrypt_cost upgrades users as they log in */
 	if (bcrypt_cost_of(VARDATA_ANY(stored), VARSIZE_ANY_EXHDR(stored)) < audiotricks_bcrypt_cost)
@@ -1190,6 +1184,8 @@ at_login(PG_FUNCTION_ARGS)
 	AtRunPlan(&plan_touch_login, values, NULL, false, 0);
 	if (SPI_processed != 1)
 		raise_bad_login();		/* deactivated meanwhile */
+	/* the reservation stays counted until the login has been recorded */
+	ThrottleReset(tkey, tkeylen);
 	issue_session(&user_id, NULL, &session_id, out);
 	spi_finish();
 	AuditEvent("login", &user_id, &session_id, NULL);

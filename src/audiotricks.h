@@ -81,11 +81,11 @@ extern void IdentityForgetSession(const pg_uuid_t *session_id);
 /* src/throttle.c */
 extern int	audiotricks_max_failed_logins;
 extern int	audiotricks_failed_login_window;
+extern int	audiotricks_throttle_slots;
 extern Size ThrottleShmemSize(void);
 extern void ThrottleShmemInit(void);
 extern void ThrottleDefineGucs(void);
-extern bool ThrottleIsBlocked(const char *key, int len);
-extern void ThrottleRecordFailure(const char *key, int len);
+extern bool ThrottleReserve(const char *key, int len, bool account);
 extern void ThrottleReset(const char *key, int len);
 
 /* src/audit.c */

@@ -7,10 +7,32 @@
  * (by at_login, with the usual 28P01 after the usual bcrypt work) until the
  * window that began with the first counted failure has passed.  Counts live
  * in shared memory so that they survive the failing call's rollback; they are
- * per cluster and start empty at every server start.  A login is identified
- * by SipHash of its lower-cased text under a key drawn at server start, so
- * no login name is kept in memory.  The table holds THROTTLE_SLOTS logins; when
- * it is full the entry with the oldest window is reused.
+ * per cluster and start empty at every server start.
+ *
+ * Reserve, then check: ThrottleReserve counts an attempt as a failure under
+ * the lock before its password is checked, and refuses it when the count has
+ * already reached the limit; a success then forgets the count
+ * (ThrottleReset), a failure has nothing left to do.  So however many
+ * attempts run in parallel, at most max_failed_logins of them per window
+ * reach the stored hash (a check that counted first and then compared would
+ * let every concurrent attempt through).  An attempt that errors out after
+ * its reservation stays counted.
+ *
+ * An entry is identified by SipHash, under a key drawn at server start, of
+ * the database's OID and the lower-cased login key, so no login name is kept
+ * in memory and one database can neither read nor clear another's counts.
+ * The table holds audiotricks.throttle_slots entries; a key lives in one of
+ * THROTTLE_PROBE slots from its hash.  A live entry (its window has not
+ * passed) is never reused for another key, whatever its count: reusing it
+ * would let junk logins wipe the count of the account they attack.  Only an
+ * entry of an unknown login may be taken over, by an account's key: counting
+ * unknown logins guards no password (it only makes them behave like known
+ * ones), and letting them hold slots would let a flood of junk names lock
+ * every account out.  When a new key finds no free, expired or (for an
+ * account) unknown-login slot, the attempt is refused as if throttled and
+ * nothing is counted or cleared: fail closed.  That takes live failures of
+ * THROTTLE_PROBE different accounts in every slot range, i.e. failed logins
+ * for about throttle_slots accounts within one window.
  */
 #include "postgres.h"
 
@@ -25,36 +47,41 @@
 
 #include "audiotricks.h"
 
-#define THROTTLE_SLOTS	8192
 #define THROTTLE_PROBE	32
 
 typedef struct ThrottleEntry
 {
 	uint64		key;			/* 0 = free */
-	int32		failures;
+	int32		failures;		/* attempts counted in this window */
+	bool		account;		/* an account's key (else an unknown login) */
 	TimestampTz window_start;
 } ThrottleEntry;
 
 typedef struct ThrottleShared
 {
 	LWLock	   *lock;
+	int			nslots;
 	unsigned char hash_key[crypto_shorthash_KEYBYTES];
-	ThrottleEntry entries[THROTTLE_SLOTS];
+	ThrottleEntry entries[FLEXIBLE_ARRAY_MEMBER];
 } ThrottleShared;
 
 int			audiotricks_max_failed_logins = 5;
 int			audiotricks_failed_login_window = 15 * 60;	/* seconds */
+int			audiotricks_throttle_slots = 65536;
 
 static ThrottleShared *throttle = NULL;
 
 /*
  * ThrottleShmemSize
- *		Shared memory the throttle table needs.
+ *		Shared memory the throttle table needs (audiotricks.throttle_slots
+ *		entries).
  */
 Size
 ThrottleShmemSize(void)
 {
-	return MAXALIGN(sizeof(ThrottleShared));
+	return MAXALIGN(add_size(offsetof(ThrottleShared, entries),
+							 mul_size(audiotricks_throttle_slots,
+									  sizeof(ThrottleEntry))));
 }
 
 /*
@@ -72,13 +99,15 @@ ThrottleShmemInit(void)
 	{
 		memset(throttle, 0, ThrottleShmemSize());
 		throttle->lock = &(GetNamedLWLockTranche("audiotricks"))[0].lock;
+		throttle->nslots = audiotricks_throttle_slots;
 		randombytes_buf(throttle->hash_key, sizeof(throttle->hash_key));
 	}
 }
 
 /*
  * ThrottleDefineGucs
- *		The throttle's settings; called from _PG_init.
+ *		The throttle's settings; called from _PG_init.  throttle_slots exists
+ *		only when the library is preloaded (without that there is no table).
  */
 void
 ThrottleDefineGucs(void)
@@ -97,53 +126,91 @@ ThrottleDefineGucs(void)
 							15 * 60, 1, 7 * 24 * 60 * 60,
 							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
+	/* a postmaster setting may only be defined while preloading (else FATAL) */
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	DefineCustomIntVariable("audiotricks.throttle_slots",
+							"Logins the throttle can count at once (shared memory, 24 bytes each).",
+							"When full of live entries, new logins are refused until windows pass.",
+							&audiotricks_throttle_slots,
+							65536, THROTTLE_PROBE, 1 << 22,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
 }
 
+/* SipHash of this database's OID and the lower-cased login key; never 0 */
 static uint64
 login_key(const char *login, int len)
 {
-	char	   *lower = palloc(len + 1);
+	char	   *buf = palloc(sizeof(Oid) + len);
 	unsigned char h[crypto_shorthash_BYTES];
 	uint64		key;
 
+	memcpy(buf, &MyDatabaseId, sizeof(Oid));
 	for (int i = 0; i < len; i++)
-		lower[i] = (login[i] >= 'A' && login[i] <= 'Z') ? login[i] + ('a' - 'A') : login[i];
-	lower[len] = '\0';
-	crypto_shorthash(h, (unsigned char *) lower, len, throttle->hash_key);
-	pfree(lower);
+		buf[sizeof(Oid) + i] = (login[i] >= 'A' && login[i] <= 'Z') ?
+			login[i] + ('a' - 'A') : login[i];
+	crypto_shorthash(h, (unsigned char *) buf, sizeof(Oid) + len,
+					 throttle->hash_key);
+	pfree(buf);
 	memcpy(&key, h, sizeof(key));
 	return key ? key : 1;		/* 0 marks a free slot */
 }
 
-/* the entry of key (probing), or NULL; caller holds the lock */
-static ThrottleEntry *
-find_entry(uint64 key, bool create, TimestampTz now)
+/* true when e holds a key whose window has not passed */
+static bool
+entry_live(const ThrottleEntry *e, TimestampTz now)
 {
-	uint32		start = (uint32) (key % THROTTLE_SLOTS);
+	return e->key != 0 &&
+		!TimestampDifferenceExceeds(e->window_start, now,
+									audiotricks_failed_login_window * 1000);
+}
+
+/* the entry of key, or NULL; caller holds the lock */
+static ThrottleEntry *
+find_entry(uint64 key)
+{
+	uint32		start = (uint32) (key % throttle->nslots);
+
+	for (int i = 0; i < THROTTLE_PROBE; i++)
+	{
+		ThrottleEntry *e = &throttle->entries[(start + i) % throttle->nslots];
+
+		if (e->key == key)
+			return e;
+	}
+	return NULL;
+}
+
+/*
+ * A slot for a new key, emptied, or NULL when none may be taken: a free or
+ * expired slot, else (for an account) the unknown-login entry with the
+ * oldest window.  Never a live entry of an account.  Caller holds the lock
+ * exclusively.
+ */
+static ThrottleEntry *
+claim_entry(uint64 key, bool account, TimestampTz now)
+{
+	uint32		start = (uint32) (key % throttle->nslots);
 	ThrottleEntry *victim = NULL;
 
 	for (int i = 0; i < THROTTLE_PROBE; i++)
 	{
-		ThrottleEntry *e = &throttle->entries[(start + i) % THROTTLE_SLOTS];
+		ThrottleEntry *e = &throttle->entries[(start + i) % throttle->nslots];
 
-		if (e->key == key)
-			return e;
-		if (!create)
-			continue;
-		if (e->key == 0 ||
-			TimestampDifferenceExceeds(e->window_start, now,
-									   audiotricks_failed_login_window * 1000))
+		if (!entry_live(e, now))
 		{
-			if (victim == NULL || victim->key != 0)
-				victim = e;		/* prefer a free or stale slot */
+			victim = e;
+			break;
 		}
-		else if (victim == NULL ||
-				 (victim->key != 0 && e->window_start < victim->window_start))
+		if (account && !e->account &&
+			(victim == NULL || e->window_start < victim->window_start))
 			victim = e;
 	}
 	if (victim != NULL)
 	{
 		victim->key = key;
+		victim->account = account;
 		victim->failures = 0;
 		victim->window_start = now;
 	}
@@ -151,60 +218,41 @@ find_entry(uint64 key, bool create, TimestampTz now)
 }
 
 /*
- * ThrottleIsBlocked
- *		True when login has reached max_failed_logins failures within the
- *		current window.
+ * ThrottleReserve
+ *		Counts one attempt for login as a failure, before its password is
+ *		checked, and returns true; or returns false (counting nothing) when
+ *		the login has already reached max_failed_logins within its window or
+ *		the table has no slot for it (fail closed).  account says whether the
+ *		key names an account (see the file header).  Call ThrottleReset when
+ *		the attempt succeeds.  Raises only on out-of-memory.
  */
 bool
-ThrottleIsBlocked(const char *login, int len)
+ThrottleReserve(const char *login, int len, bool account)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	uint64		key;
 	ThrottleEntry *e;
-	bool		blocked = false;
+	bool		reserved = false;
 
 	if (throttle == NULL || audiotricks_max_failed_logins <= 0)
-		return false;
-	key = login_key(login, len);
-	LWLockAcquire(throttle->lock, LW_SHARED);
-	e = find_entry(key, false, now);
-	if (e != NULL &&
-		e->failures >= audiotricks_max_failed_logins &&
-		!TimestampDifferenceExceeds(e->window_start, now,
-									audiotricks_failed_login_window * 1000))
-		blocked = true;
-	LWLockRelease(throttle->lock);
-	return blocked;
-}
-
-/*
- * ThrottleRecordFailure
- *		Counts one failed login (starting a new window if the old one passed).
- */
-void
-ThrottleRecordFailure(const char *login, int len)
-{
-	TimestampTz now = GetCurrentTimestamp();
-	uint64		key;
-	ThrottleEntry *e;
-
-	if (throttle == NULL || audiotricks_max_failed_logins <= 0)
-		return;
+		return true;
 	key = login_key(login, len);
 	LWLockAcquire(throttle->lock, LW_EXCLUSIVE);
-	e = find_entry(key, true, now);
-	if (e != NULL)
+	e = find_entry(key);
+	if (e != NULL && !entry_live(e, now))
 	{
-		if (TimestampDifferenceExceeds(e->window_start, now,
-									   audiotricks_failed_login_window * 1000))
-		{
-			e->failures = 0;
-			e->window_start = now;
-		}
-		if (e->failures < PG_INT32_MAX)
-			e->failures++;
+		e->failures = 0;		/* a new window */
+		e->window_start = now;
+	}
+	if (e == NULL)
+		e = claim_entry(key, account, now);
+	if (e != NULL && e->failures < audiotricks_max_failed_logins)
+	{
+		e->failures++;
+		reserved = true;
 	}
 	LWLockRelease(throttle->lock);
+	return reserved;
 }
 
 /*
@@ -221,7 +269,7 @@ ThrottleReset(const char *login, int len)
 		return;
 	key = login_key(login, len);
 	LWLockAcquire(throttle->lock, LW_EXCLUSIVE);
-	e = find_entry(key, false, 0);
+	e = find_entry(key);
 	if (e != NULL)
 		e->key = 0;
 	LWLockRelease(throttle->lock);
