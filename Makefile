@@ -31,7 +31,8 @@ REGRESS = \
 	account_security \
 	history \
 	settings \
-	keys
+	keys \
+	identity
 
 REGRESS_OPTS = --inputdir=. --dbname=contrib_regression_audiotricks
 

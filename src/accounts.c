@@ -46,16 +46,16 @@
 PG_FUNCTION_INFO_V1(at_register);
 PG_FUNCTION_INFO_V1(at_login);
 PG_FUNCTION_INFO_V1(at_authenticate);
-PG_FUNCTION_INFO_V1(at_logout);
-PG_FUNCTION_INFO_V1(at_logout_all);
-PG_FUNCTION_INFO_V1(at_change_password);
+AT_AS_OWNER_FUNCTION(at_logout);
+AT_AS_OWNER_FUNCTION(at_logout_all);
+AT_AS_OWNER_FUNCTION(at_change_password);
 PG_FUNCTION_INFO_V1(at_purge_expired_sessions);
 PG_FUNCTION_INFO_V1(at_postgrest_pre_request);
 PG_FUNCTION_INFO_V1(at_refresh);
-PG_FUNCTION_INFO_V1(at_list_sessions);
-PG_FUNCTION_INFO_V1(at_logout_session);
-PG_FUNCTION_INFO_V1(at_deactivate_account);
-PG_FUNCTION_INFO_V1(at_delete_account);
+AT_AS_OWNER_FUNCTION(at_list_sessions);
+AT_AS_OWNER_FUNCTION(at_logout_session);
+AT_AS_OWNER_FUNCTION(at_deactivate_account);
+AT_AS_OWNER_FUNCTION(at_delete_account);
 PG_FUNCTION_INFO_V1(at_end_sessions_on_deactivate);
 
 #define BCRYPT_MAX_BYTES	72
@@ -1170,8 +1170,8 @@ at_authenticate(PG_FUNCTION_ARGS)
  *		NULL the current identity's session (42501 without one).  Returns
  *		false when there was no live session to end.
  */
-Datum
-at_logout(PG_FUNCTION_ARGS)
+static Datum
+at_logout_as_owner(PG_FUNCTION_ARGS)
 {
 	ErrorContextCallback hide;
 	Datum		values[2];
@@ -1234,8 +1234,8 @@ at_logout(PG_FUNCTION_ARGS)
  *		Ends one of the current user's sessions (42501 without an identity);
  *		false when it is not theirs or not live.
  */
-Datum
-at_logout_session(PG_FUNCTION_ARGS)
+static Datum
+at_logout_session_as_owner(PG_FUNCTION_ARGS)
 {
 	pg_uuid_t	user_id;
 	pg_uuid_t	session_id;
@@ -1270,8 +1270,8 @@ at_logout_session(PG_FUNCTION_ARGS)
  *		The current user's live sessions, newest first (42501 without an
  *		identity).  Never the token hash.
  */
-Datum
-at_list_sessions(PG_FUNCTION_ARGS)
+static Datum
+at_list_sessions_as_owner(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	pg_uuid_t	user_id;
@@ -1309,8 +1309,8 @@ at_list_sessions(PG_FUNCTION_ARGS)
  *		Ends every session of the current user (42501 without an identity);
  *		returns how many were ended.  The identity ends with them.
  */
-Datum
-at_logout_all(PG_FUNCTION_ARGS)
+static Datum
+at_logout_all_as_owner(PG_FUNCTION_ARGS)
 {
 	pg_uuid_t	user_id;
 	pg_uuid_t	session_id;
@@ -1334,8 +1334,8 @@ at_logout_all(PG_FUNCTION_ARGS)
  *		rules to the new one (22023), re-hashes it, and ends every other
  *		session of the user.  42501 without an identity.
  */
-Datum
-at_change_password(PG_FUNCTION_ARGS)
+static Datum
+at_change_password_as_owner(PG_FUNCTION_ARGS)
 {
 	ErrorContextCallback hide;
 	pg_uuid_t	user_id;
@@ -1421,8 +1421,8 @@ end_account(FunctionCallInfo fcinfo, const char *what, AtPlan *first,
  *		ends all their sessions; login is refused from then on with the usual
  *		28P01.  42501 without an identity.
  */
-Datum
-at_deactivate_account(PG_FUNCTION_ARGS)
+static Datum
+at_deactivate_account_as_owner(PG_FUNCTION_ARGS)
 {
 	end_account(fcinfo, "deactivate an account", &plan_deactivate,
 				&plan_logout_all, "account_deactivated", false);
@@ -1437,8 +1437,8 @@ at_deactivate_account(PG_FUNCTION_ARGS)
  *		the delete, so that events its cascades wrote are cleared too).
  *		42501 without an identity.
  */
-Datum
-at_delete_account(PG_FUNCTION_ARGS)
+static Datum
+at_delete_account_as_owner(PG_FUNCTION_ARGS)
 {
 	end_account(fcinfo, "delete an account", &plan_delete_user,
 				&plan_anonymize_audit, "account_deleted", true);
