@@ -32,7 +32,8 @@ REGRESS = \
 	history \
 	settings \
 	keys \
-	identity
+	identity \
+	parallel
 
 REGRESS_OPTS = --inputdir=. --dbname=contrib_regression_audiotricks
 

@@ -591,8 +591,13 @@ session_is_live(const char *hex, const pg_uuid_t *session_id,
 	if (!lookup_cache.valid)
 		lookup_cache_fill();
 
-	/* the newest committed state: a logout elsewhere takes effect at once */
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	/*
+	 * The newest committed state: a logout elsewhere takes effect at once.
+	 * In a parallel query (the header check of at_current_user_id, in the
+	 * leader) no new snapshot may be taken: the statement's one is read.
+	 */
+	snapshot = RegisterSnapshot(IsInParallelMode() ? GetActiveSnapshot() :
+								GetLatestSnapshot());
 	srel = table_open(lookup_cache.sessions_relid, AccessShareLock);
 	irel = index_open(lookup_cache.token_hash_idx, AccessShareLock);
 	slot = table_slot_create(srel, NULL);

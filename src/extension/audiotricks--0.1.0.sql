@@ -631,9 +631,11 @@ $$;
 COMMENT ON FUNCTION audiotricks.at_history_count() IS
     'How many history entries the current user has (for page numbers); 42501 without identity.';
 
+-- PARALLEL UNSAFE: it parses the query in a subtransaction, which a parallel
+-- query does not allow.
 CREATE FUNCTION audiotricks.at_history_search(query text, page_size integer DEFAULT 20)
     RETURNS SETOF audiotricks.audio_history
-    LANGUAGE c STABLE PARALLEL RESTRICTED ROWS 20
+    LANGUAGE c STABLE PARALLEL UNSAFE ROWS 20
     AS 'MODULE_PATHNAME', 'at_history_search';
 COMMENT ON FUNCTION audiotricks.at_history_search(text, integer) IS
     'Full-text search (web search syntax) over the current user''s titles, summaries and transcripts, best match first; 42501 without identity, 22023 for a page size outside 1-100.';
