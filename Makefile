@@ -31,7 +31,9 @@ REGRESS = \
 	account_security \
 	history \
 	settings \
-	keys
+	keys \
+	identity \
+	parallel
 
 REGRESS_OPTS = --inputdir=. --dbname=contrib_regression_audiotricks
 

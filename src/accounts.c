@@ -46,16 +46,16 @@
 PG_FUNCTION_INFO_V1(at_register);
 PG_FUNCTION_INFO_V1(at_login);
 PG_FUNCTION_INFO_V1(at_authenticate);
-PG_FUNCTION_INFO_V1(at_logout);
-PG_FUNCTION_INFO_V1(at_logout_all);
-PG_FUNCTION_INFO_V1(at_change_password);
+AT_AS_OWNER_FUNCTION(at_logout);
+AT_AS_OWNER_FUNCTION(at_logout_all);
+AT_AS_OWNER_FUNCTION(at_change_password);
 PG_FUNCTION_INFO_V1(at_purge_expired_sessions);
 PG_FUNCTION_INFO_V1(at_postgrest_pre_request);
 PG_FUNCTION_INFO_V1(at_refresh);
-PG_FUNCTION_INFO_V1(at_list_sessions);
-PG_FUNCTION_INFO_V1(at_logout_session);
-PG_FUNCTION_INFO_V1(at_deactivate_account);
-PG_FUNCTION_INFO_V1(at_delete_account);
+AT_AS_OWNER_FUNCTION(at_list_sessions);
+AT_AS_OWNER_FUNCTION(at_logout_session);
+AT_AS_OWNER_FUNCTION(at_deactivate_account);
+AT_AS_OWNER_FUNCTION(at_delete_account);
 PG_FUNCTION_INFO_V1(at_end_sessions_on_deactivate);
 PG_FUNCTION_INFO_V1(at_revoked_families_changed);
 
@@ -728,8 +728,13 @@ session_is_live(const char *hex, const pg_uuid_t *session_id,
 	if (!lookup_cache.valid)
 		lookup_cache_fill();
 
-	/* the newest committed state: a logout elsewhere takes effect at once */
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	/*
+	 * The newest committed state: a logout elsewhere takes effect at once.
+	 * In a parallel query (the header check of at_current_user_id, in the
+	 * leader) no new snapshot may be taken: the statement's one is read.
+	 */
+	snapshot = RegisterSnapshot(IsInParallelMode() ? GetActiveSnapshot() :
+								GetLatestSnapshot());
 	srel = table_open(lookup_cache.sessions_relid, AccessShareLock);
 	irel = index_open(lookup_cache.token_hash_idx, AccessShareLock);
 	slot = table_slot_create(srel, NULL);
@@ -1380,8 +1385,8 @@ end_one_session(AtPlan *plan, Datum *values, SessionRow *row, bool *found)
  *		already refreshed is reuse, as in at_refresh: its family ends, and
  *		its row (the evidence) stays.
  */
-Datum
-at_logout(PG_FUNCTION_ARGS)
+static Datum
+at_logout_as_owner(PG_FUNCTION_ARGS)
 {
 	ErrorContextCallback hide;
 	Datum		values[2];
@@ -1435,8 +1440,8 @@ at_logout(PG_FUNCTION_ARGS)
  *		false when it is not theirs or not live.  A refreshed session's id is
  *		reuse, as in at_logout: its family ends, its row stays.
  */
-Datum
-at_logout_session(PG_FUNCTION_ARGS)
+static Datum
+at_logout_session_as_owner(PG_FUNCTION_ARGS)
 {
 	pg_uuid_t	user_id;
 	pg_uuid_t	session_id;
@@ -1470,8 +1475,8 @@ at_logout_session(PG_FUNCTION_ARGS)
  *		The current user's live sessions, newest first (42501 without an
  *		identity).  Never the token hash.
  */
-Datum
-at_list_sessions(PG_FUNCTION_ARGS)
+static Datum
+at_list_sessions_as_owner(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	pg_uuid_t	user_id;
@@ -1511,8 +1516,8 @@ at_list_sessions(PG_FUNCTION_ARGS)
  *		user's row first, so a login or refresh in flight either commits its
  *		session before (and it is ended here) or runs after (and sees none).
  */
-Datum
-at_logout_all(PG_FUNCTION_ARGS)
+static Datum
+at_logout_all_as_owner(PG_FUNCTION_ARGS)
 {
 	pg_uuid_t	user_id;
 	pg_uuid_t	session_id;
@@ -1537,8 +1542,8 @@ at_logout_all(PG_FUNCTION_ARGS)
  *		rules to the new one (22023), re-hashes it, and ends every other
  *		session of the user.  42501 without an identity.
  */
-Datum
-at_change_password(PG_FUNCTION_ARGS)
+static Datum
+at_change_password_as_owner(PG_FUNCTION_ARGS)
 {
 	ErrorContextCallback hide;
 	pg_uuid_t	user_id;
@@ -1624,8 +1629,8 @@ end_account(FunctionCallInfo fcinfo, const char *what, AtPlan *first,
  *		ends all their sessions; login is refused from then on with the usual
  *		28P01.  42501 without an identity.
  */
-Datum
-at_deactivate_account(PG_FUNCTION_ARGS)
+static Datum
+at_deactivate_account_as_owner(PG_FUNCTION_ARGS)
 {
 	end_account(fcinfo, "deactivate an account", &plan_deactivate,
 				&plan_logout_all, "account_deactivated", false);
@@ -1640,8 +1645,8 @@ at_deactivate_account(PG_FUNCTION_ARGS)
  *		the delete, so that events its cascades wrote are cleared too).
  *		42501 without an identity.
  */
-Datum
-at_delete_account(PG_FUNCTION_ARGS)
+static Datum
+at_delete_account_as_owner(PG_FUNCTION_ARGS)
 {
 	end_account(fcinfo, "delete an account", &plan_delete_user,
 				&plan_anonymize_audit, "account_deleted", true);

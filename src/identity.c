@@ -11,11 +11,31 @@
  * transaction (a session-level SET) is ignored.  An identity set inside a
  * savepoint that is rolled back is undone with it (the previous one, if any,
  * comes back); one set inside a released savepoint stays.
+ *
+ * An identity is bound to the role that established it: at_authenticate()'s
+ * caller (GetUserId() then), or for request.headers the session's current
+ * role (GetOuterUserId(): the login role, or the one PostgREST's SET LOCAL
+ * ROLE chose).  It is seen only where GetUserId() is that role, so code owned
+ * by another role that runs as that role (a SECURITY DEFINER function, a
+ * trigger or view calling one) sees none, and neither does a
+ * security-restricted operation (VACUUM, ANALYZE, REFRESH MATERIALIZED VIEW,
+ * index expressions).  The extension's own functions that need the owner's
+ * privileges run through IdentityCallAsOwner, which switches to the owner
+ * itself and keeps the caller they read the identity for.  Nothing that runs
+ * for a WITH HOLD cursor sees an identity either: such a cursor is
+ * materialized at COMMIT before the identity is cleared, and is fetchable
+ * afterwards by whoever uses the connection next.  The identity lives in this
+ * backend's memory: a parallel worker raises rather than see none.
  */
 #include "postgres.h"
 
+#include "access/parallel.h"
 #include "access/xact.h"
+#include "executor/executor.h"
 #include "fmgr.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "tcop/pquery.h"
 #include "utils/guc.h"
 #include "utils/guc_tables.h"
 #include "utils/memutils.h"
@@ -29,6 +49,7 @@ PG_FUNCTION_INFO_V1(at_current_user_id);
 typedef struct IdentityFrame
 {
 	SubTransactionId subid;		/* subtransaction that set it */
+	Oid			role;			/* the role it serves (see above) */
 	pg_uuid_t	user_id;
 	pg_uuid_t	session_id;
 	struct IdentityFrame *prev;
@@ -42,6 +63,16 @@ static char *header_cache_value = NULL;
 static bool header_cache_ok = false;
 static pg_uuid_t header_cache_user;
 static pg_uuid_t header_cache_session;
+
+/* the innermost IdentityCallAsOwner running, if owner_call_active */
+static bool owner_call_active = false;
+static Oid	owner_call_owner = InvalidOid;
+static Oid	owner_call_caller = InvalidOid;
+
+/* true while the executor runs for a WITH HOLD cursor (identity_executor_run) */
+static bool in_hold_cursor = false;
+
+static ExecutorRun_hook_type prev_executor_run = NULL;
 
 static void
 identity_reset(void)
@@ -95,29 +126,149 @@ identity_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 }
 
 /*
+ * running_for_hold_cursor
+ *		True when what runs now computes rows of a WITH HOLD cursor: the
+ *		active portal is one (FETCH, or its materialization at COMMIT), or a
+ *		query nested in one (a function's own query or loop) is running.
+ */
+static inline bool
+running_for_hold_cursor(void)
+{
+	return in_hold_cursor ||
+		(ActivePortal != NULL && (ActivePortal->cursorOptions & CURSOR_OPT_HOLD) != 0);
+}
+
+/*
+ * identity_executor_run
+ *		ExecutorRun hook: marks everything a WITH HOLD cursor's query runs,
+ *		including queries nested in it (which have portals of their own), so
+ *		that running_for_hold_cursor sees it.  Other queries pass straight
+ *		through.
+ */
+static void
+identity_executor_run(QueryDesc *queryDesc, ScanDirection direction,
+					  uint64 count, bool execute_once)
+{
+	if (!in_hold_cursor && ActivePortal != NULL &&
+		(ActivePortal->cursorOptions & CURSOR_OPT_HOLD) != 0)
+	{
+		in_hold_cursor = true;
+		PG_TRY();
+		{
+			if (prev_executor_run)
+				prev_executor_run(queryDesc, direction, count, execute_once);
+			else
+				standard_ExecutorRun(queryDesc, direction, count, execute_once);
+		}
+		PG_FINALLY();
+		{
+			in_hold_cursor = false;
+		}
+		PG_END_TRY();
+	}
+	else if (prev_executor_run)
+		prev_executor_run(queryDesc, direction, count, execute_once);
+	else
+		standard_ExecutorRun(queryDesc, direction, count, execute_once);
+}
+
+/*
+ * identity_caller
+ *		The role an identity must be bound to for the code running now to see
+ *		it: GetUserId(), or inside IdentityCallAsOwner the role that called
+ *		it.  InvalidOid (nobody) in a security-restricted operation and for a
+ *		WITH HOLD cursor.  Raises 0A000 in a parallel worker, which does not
+ *		have this backend's identity.
+ */
+static inline Oid
+identity_caller(void)
+{
+	Oid			userid;
+	int			sec;
+
+	if (IsParallelWorker())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot read the authenticated identity in a parallel worker"),
+				 errhint("Mark functions that use it PARALLEL RESTRICTED or PARALLEL UNSAFE.")));
+	GetUserIdAndSecContext(&userid, &sec);
+	if ((sec & SECURITY_RESTRICTED_OPERATION) != 0 || running_for_hold_cursor())
+		return InvalidOid;
+	if (owner_call_active && userid == owner_call_owner)
+		return owner_call_caller;
+	return userid;
+}
+
+/*
  * IdentityInit
- *		Registers the transaction callbacks; called once from _PG_init.
+ *		Registers the transaction callbacks and the ExecutorRun hook; called
+ *		once from _PG_init.
  */
 void
 IdentityInit(void)
 {
 	RegisterXactCallback(identity_xact_callback, NULL);
 	RegisterSubXactCallback(identity_subxact_callback, NULL);
+	prev_executor_run = ExecutorRun_hook;
+	ExecutorRun_hook = identity_executor_run;
+}
+
+/*
+ * IdentityCallAsOwner
+ *		Returns body(fcinfo) run as the extension's owner, for the SQL
+ *		functions that read the identity and need the owner's privileges
+ *		(they are not SECURITY DEFINER: that would hide who called them).
+ *		The identity the body reads is the one bound to the role that called
+ *		it, so another role's SECURITY DEFINER code calling it finds none.
+ *		Raises whatever body raises.
+ */
+Datum
+IdentityCallAsOwner(FunctionCallInfo fcinfo, PGFunction body)
+{
+	Oid			save_userid;
+	int			save_sec;
+	bool		save_active = owner_call_active;
+	Oid			save_owner = owner_call_owner;
+	Oid			save_caller = owner_call_caller;
+	Oid			caller = identity_caller();
+	Oid			owner = AtOwnerOid();
+	volatile Datum result = (Datum) 0;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	owner_call_active = true;
+	owner_call_owner = owner;
+	owner_call_caller = caller;
+	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	PG_TRY();
+	{
+		result = body(fcinfo);
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_userid, save_sec);
+		owner_call_active = save_active;
+		owner_call_owner = save_owner;
+		owner_call_caller = save_caller;
+	}
+	PG_END_TRY();
+	return result;
 }
 
 /*
  * IdentitySet
- *		Makes (user_id, session_id) the identity until the end of the current
- *		(sub)transaction.
+ *		Makes (user_id, session_id) the identity of the calling role (see
+ *		identity_caller) until the end of the current (sub)transaction.
  */
 void
 IdentitySet(const pg_uuid_t *user_id, const pg_uuid_t *session_id)
 {
 	SubTransactionId subid = GetCurrentSubTransactionId();
+	Oid			role = identity_caller();
 	IdentityFrame *f;
 
-	/* a new identity in the same (sub)transaction replaces the last one */
-	if (identity_top != NULL && identity_top->subid == subid)
+	/* a new identity in the same (sub)transaction replaces the role's last one */
+	if (identity_top != NULL && identity_top->subid == subid &&
+		identity_top->role == role)
 	{
 		identity_top->user_id = *user_id;
 		identity_top->session_id = *session_id;
@@ -125,6 +276,7 @@ IdentitySet(const pg_uuid_t *user_id, const pg_uuid_t *session_id)
 	}
 	f = MemoryContextAlloc(TopTransactionContext, sizeof(IdentityFrame));
 	f->subid = subid;
+	f->role = role;
 	f->user_id = *user_id;
 	f->session_id = *session_id;
 	f->prev = identity_top;
@@ -240,19 +392,29 @@ identity_from_headers(pg_uuid_t *user_id, pg_uuid_t *session_id)
 /*
  * IdentityGet
  *		The current identity: the newest at_authenticate() of this
- *		transaction, else PostgREST's verified bearer token.  Returns false
- *		when there is none.
+ *		transaction by the calling role, else PostgREST's verified bearer
+ *		token when the calling role is the session's current role.  Returns
+ *		false when there is none (see identity_caller); raises 0A000 in a
+ *		parallel worker.
  */
 bool
 IdentityGet(pg_uuid_t *user_id, pg_uuid_t *session_id)
 {
-	if (identity_top != NULL)
+	Oid			caller = identity_caller();
+	IdentityFrame *f;
+
+	if (!OidIsValid(caller))
+		return false;
+	for (f = identity_top; f != NULL; f = f->prev)
 	{
-		*user_id = identity_top->user_id;
-		*session_id = identity_top->session_id;
-		return true;
+		if (f->role == caller)
+		{
+			*user_id = f->user_id;
+			*session_id = f->session_id;
+			return true;
+		}
 	}
-	if (!IsTransactionState())
+	if (!IsTransactionState() || caller != GetOuterUserId())
 		return false;
 	return identity_from_headers(user_id, session_id);
 }

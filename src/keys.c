@@ -44,8 +44,8 @@
 
 PG_FUNCTION_INFO_V1(at_encrypt_key);
 PG_FUNCTION_INFO_V1(at_decrypt_key);
-PG_FUNCTION_INFO_V1(at_set_api_key);
-PG_FUNCTION_INFO_V1(at_get_api_key);
+AT_AS_OWNER_FUNCTION(at_set_api_key);
+AT_AS_OWNER_FUNCTION(at_get_api_key);
 PG_FUNCTION_INFO_V1(at_rotate_api_keys);
 
 #define API_KEY_MAX_BYTES	4096
@@ -639,8 +639,8 @@ api_key_context(const pg_uuid_t *user_id, Provider p, uint8_t *buf)
  *		reaches a table.  Raises 42501 without an identity, 22023 for an
  *		unknown provider or a key over 4096 bytes, 55000 (key file).
  */
-Datum
-at_set_api_key(PG_FUNCTION_ARGS)
+static Datum
+at_set_api_key_as_owner(PG_FUNCTION_ARGS)
 {
 	ErrorContextCallback hide;
 	pg_uuid_t	user_id;
@@ -701,8 +701,8 @@ at_set_api_key(PG_FUNCTION_ARGS)
  *		does not decrypt: 22P02, 55000 (key file, unknown or mismatched key)
  *		or 22000 (not this user's or provider's value, or altered).
  */
-Datum
-at_get_api_key(PG_FUNCTION_ARGS)
+static Datum
+at_get_api_key_as_owner(PG_FUNCTION_ARGS)
 {
 	ErrorContextCallback hide;
 	pg_uuid_t	user_id;

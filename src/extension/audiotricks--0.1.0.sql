@@ -283,11 +283,19 @@ GRANT EXECUTE ON FUNCTION audiotricks.at_current_user_id() TO audiotricks_anon, 
 -- Accounts, tokens and identity (src/accounts.c, src/identity.c)
 --
 -- Functions that read or write other users' rows (a login must find the
--- user before anyone is authenticated) are SECURITY DEFINER, owned by the
--- superuser who created the extension, with search_path pinned.  The token
--- check (at_authenticate, at_current_user_id, at_postgrest_pre_request) is
--- not: it runs its single fully qualified session lookup as the extension
--- owner internally, which keeps the hot path free of a GUC save/restore.
+-- user before anyone is authenticated) run as the superuser who created the
+-- extension, with search_path pinned.  Those that need no identity
+-- (at_register, at_login, at_refresh, the maintenance functions) are
+-- SECURITY DEFINER.  Those that act for the identity (at_logout,
+-- at_logout_all, at_change_password, at_list_sessions, at_logout_session,
+-- at_deactivate_account, at_delete_account, at_set_api_key, at_get_api_key)
+-- are not: SECURITY DEFINER would hide who called them, and the identity is
+-- bound to the role that established it, so they switch to the owner in C
+-- (IdentityCallAsOwner, src/identity.c) after noting their caller; another
+-- role's SECURITY DEFINER code calling them finds no identity.  The token
+-- check (at_authenticate, at_current_user_id, at_postgrest_pre_request) reads
+-- the session index directly, which keeps the hot path free of a GUC
+-- save/restore.
 ------------------------------------------------------------------------------
 CREATE FUNCTION audiotricks.at_register(email text, username text, password text)
     RETURNS uuid
@@ -315,7 +323,7 @@ COMMENT ON FUNCTION audiotricks.at_authenticate(text) IS
 
 CREATE FUNCTION audiotricks.at_logout(token text DEFAULT NULL)
     RETURNS boolean
-    LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'at_logout';
 COMMENT ON FUNCTION audiotricks.at_logout(text) IS
@@ -323,7 +331,7 @@ COMMENT ON FUNCTION audiotricks.at_logout(text) IS
 
 CREATE FUNCTION audiotricks.at_logout_all()
     RETURNS integer
-    LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'at_logout_all';
 COMMENT ON FUNCTION audiotricks.at_logout_all() IS
@@ -331,7 +339,7 @@ COMMENT ON FUNCTION audiotricks.at_logout_all() IS
 
 CREATE FUNCTION audiotricks.at_change_password(current_password text, new_password text)
     RETURNS void
-    LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'at_change_password';
 COMMENT ON FUNCTION audiotricks.at_change_password(text, text) IS
@@ -420,7 +428,7 @@ COMMENT ON FUNCTION audiotricks.at_refresh(text) IS
 
 CREATE FUNCTION audiotricks.at_list_sessions()
     RETURNS TABLE(id uuid, created_at timestamptz, expires_at timestamptz, is_current boolean)
-    LANGUAGE c STABLE PARALLEL RESTRICTED SECURITY DEFINER
+    LANGUAGE c STABLE PARALLEL RESTRICTED
     SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'at_list_sessions';
 COMMENT ON FUNCTION audiotricks.at_list_sessions() IS
@@ -428,7 +436,7 @@ COMMENT ON FUNCTION audiotricks.at_list_sessions() IS
 
 CREATE FUNCTION audiotricks.at_logout_session(session_id uuid)
     RETURNS boolean
-    LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'at_logout_session';
 COMMENT ON FUNCTION audiotricks.at_logout_session(uuid) IS
@@ -436,7 +444,7 @@ COMMENT ON FUNCTION audiotricks.at_logout_session(uuid) IS
 
 CREATE FUNCTION audiotricks.at_deactivate_account(password text)
     RETURNS void
-    LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'at_deactivate_account';
 COMMENT ON FUNCTION audiotricks.at_deactivate_account(text) IS
@@ -444,7 +452,7 @@ COMMENT ON FUNCTION audiotricks.at_deactivate_account(text) IS
 
 CREATE FUNCTION audiotricks.at_delete_account(password text)
     RETURNS void
-    LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'at_delete_account';
 COMMENT ON FUNCTION audiotricks.at_delete_account(text) IS
@@ -652,9 +660,11 @@ $$;
 COMMENT ON FUNCTION audiotricks.at_history_count() IS
     'How many history entries the current user has (for page numbers); 42501 without identity.';
 
+-- PARALLEL UNSAFE: it parses the query in a subtransaction, which a parallel
+-- query does not allow.
 CREATE FUNCTION audiotricks.at_history_search(query text, page_size integer DEFAULT 20)
     RETURNS SETOF audiotricks.audio_history
-    LANGUAGE c STABLE PARALLEL RESTRICTED ROWS 20
+    LANGUAGE c STABLE PARALLEL UNSAFE ROWS 20
     AS 'MODULE_PATHNAME', 'at_history_search';
 COMMENT ON FUNCTION audiotricks.at_history_search(text, integer) IS
     'Full-text search (web search syntax) over the current user''s titles, summaries and transcripts, best match first; 42501 without identity, 22023 for a page size outside 1-100.';
@@ -765,8 +775,9 @@ CREATE TRIGGER audio_history_audit_delete AFTER DELETE ON audiotricks.audio_hist
 -- AES-256-GCM under master keys read from audiotricks.key_file (README,
 -- "Encrypted API keys").  Who may call what:
 --   at_set_api_key, at_get_api_key  audiotricks_user: only the caller's own
---       keys, bound to user and provider; SECURITY DEFINER because the
---       encrypted columns are granted to no application role.
+--       keys, bound to user and provider; they read the encrypted columns,
+--       granted to no application role, as the extension owner (switched to
+--       in C, not SECURITY DEFINER: see "Accounts, tokens and identity").
 --   at_encrypt_key, at_decrypt_key  superusers only (granted to nobody): the
 --       raw pair decrypts anything sealed with it, so an application role must
 --       not hold it.  Values of at_set_api_key never open here anyway (another
@@ -793,7 +804,7 @@ COMMENT ON FUNCTION audiotricks.at_decrypt_key(text, text) IS
 
 CREATE FUNCTION audiotricks.at_set_api_key(provider text, api_key text)
     RETURNS void
-    LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'at_set_api_key';
 COMMENT ON FUNCTION audiotricks.at_set_api_key(text, text) IS
@@ -801,7 +812,7 @@ COMMENT ON FUNCTION audiotricks.at_set_api_key(text, text) IS
 
 CREATE FUNCTION audiotricks.at_get_api_key(provider text)
     RETURNS text
-    LANGUAGE c STABLE PARALLEL UNSAFE SECURITY DEFINER
+    LANGUAGE c STABLE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'at_get_api_key';
 COMMENT ON FUNCTION audiotricks.at_get_api_key(text) IS
