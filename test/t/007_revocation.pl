@@ -149,12 +149,25 @@ sub wait_for_lock_wait
 	my $t1 = login('vic');
 	my $t2 = refresh($t1);
 	my $app = $node->background_psql('postgres');
-	$app->query_safe("BEGIN; SELECT audiotricks.at_authenticate('$t2')");
+	# the same statement before and after, so that the second one touches
+	# no catalog (a catalog read would also take the invalidation)
+	my $check = "SELECT public.try(\$\$SELECT audiotricks.at_authenticate('$t2')\$\$)";
+	$app->query_safe('BEGIN');
+	is($app->query_safe($check), 'ok', 'mid-transaction: t2 is valid before');
+	# a refresh of t2 in flight keeps its row locked: the writer cannot
+	# delete it, only the listed family refuses it
+	my $thief = $node->background_psql('postgres');
+	$thief->query_safe("BEGIN; SELECT count(*) FROM audiotricks.at_refresh('$t2')");
 	is(sqlstate("SELECT * FROM audiotricks.at_refresh('$t1')"), '28000', 'mid-transaction: the victim reuses t1');
-	is($app->query_safe("SELECT public.try(\$\$SELECT audiotricks.at_authenticate('$t2')\$\$)"), '28000',
+	is(q1(q{SELECT count(*) FROM audiotricks.sessions s JOIN audiotricks.users u ON u.id = s.user_id
+	         WHERE u.username = 'vic' AND s.refreshed_at IS NULL}), '1',
+		"mid-transaction: t2's row is still there (locked by the thief's refresh)");
+	is($app->query_safe($check), '28000',
 		'mid-transaction: the same backend refuses t2 at its next check');
 	$app->query_safe('ROLLBACK');
 	$app->quit;
+	$thief->query_safe('ROLLBACK');
+	$thief->quit;
 }
 
 # ------------------------------------------------------------ the writer's idle exit
