@@ -29,6 +29,7 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "parser/parse_func.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
@@ -497,10 +498,22 @@ require_arg(FunctionCallInfo fcinfo, int n, const char *what)
  * Resolved by name once per backend and kept until a relcache invalidation
  * touches one of them (DROP/CREATE EXTENSION, ALTER TABLE, ...), so the hot
  * path does no catalog name lookup.
+ *
+ * The lookups and locks of a fill can themselves process invalidations, the
+ * very ones that make what was just read stale (an index rebuilt under a new
+ * OID, a table recreated).  So the callback counts every relcache
+ * invalidation, and a fill marks the cache valid only when none arrived
+ * while it ran, retrying otherwise.  An invalidation can also arrive after
+ * the check of valid and before the token check opens the relations (when
+ * it takes its locks): so valid lasts one transaction (cleared at its end,
+ * and at a subtransaction's abort, which releases locks), and each
+ * transaction's first fill locks the cached OIDs and keeps them if no
+ * invalidation touched them, without any name lookup.
  */
 typedef struct LookupCache
 {
-	bool		valid;
+	bool		valid;			/* checked, and locked in this transaction */
+	bool		known;			/* the fields were resolved once */
 	Oid			sessions_relid;
 	Oid			token_hash_idx;
 	AttrNumber	s_id;
@@ -521,14 +534,17 @@ attnum_of(Oid relid, const char *name)
 	return a;
 }
 static bool lookup_callback_registered = false;
+static uint64 lookup_cache_inval_count = 0;
 
 static void
 lookup_cache_invalidate(Datum arg, Oid relid)
 {
+	/* any relation: a fill in progress may not have stored its OIDs yet */
+	lookup_cache_inval_count++;
 	if (relid == InvalidOid ||
 		relid == lookup_cache.sessions_relid ||
 		relid == lookup_cache.token_hash_idx)
-		lookup_cache.valid = false;
+		lookup_cache.valid = lookup_cache.known = false;
 }
 
 static Oid
@@ -542,23 +558,71 @@ relid_of(const char *name, Oid nsp)
 }
 
 static void
+lookup_cache_xact_end(XactEvent event, void *arg)
+{
+	lookup_cache.valid = false;
+}
+
+static void
+lookup_cache_subxact_end(SubXactEvent event, SubTransactionId mySubid,
+						 SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		lookup_cache.valid = false;
+}
+
+/*
+ * lookup_cache_fill
+ *		Called once per transaction.  If the OIDs were resolved before, locks
+ *		them and keeps them when no invalidation touched them.  Otherwise
+ *		resolves sessions and its token_hash index by name, locks both
+ *		(AccessShareLock, kept to the end of the transaction as the token
+ *		check keeps it), then reads the attribute numbers; marks the cache
+ *		valid only if no invalidation arrived meanwhile, else starts over.
+ *		Once the locks are held, DDL that changes the OIDs or attribute numbers
+ *		waits for this transaction, so what was read holds until its end.
+ *		Raises (elog) if a relation or column is missing.
+ */
+static void
 lookup_cache_fill(void)
 {
-	Oid			nsp = AtSchemaOid();
-
 	if (!lookup_callback_registered)
 	{
 		CacheRegisterRelcacheCallback(lookup_cache_invalidate, (Datum) 0);
+		RegisterXactCallback(lookup_cache_xact_end, NULL);
+		RegisterSubXactCallback(lookup_cache_subxact_end, NULL);
 		lookup_callback_registered = true;
 	}
-	lookup_cache.valid = false;
-	lookup_cache.sessions_relid = relid_of("sessions", nsp);
-	lookup_cache.token_hash_idx = relid_of("sessions_token_hash_key", nsp);
-	lookup_cache.s_id = attnum_of(lookup_cache.sessions_relid, "id");
-	lookup_cache.s_user_id = attnum_of(lookup_cache.sessions_relid, "user_id");
-	lookup_cache.s_expires_at = attnum_of(lookup_cache.sessions_relid, "expires_at");
-	lookup_cache.s_refreshed_at = attnum_of(lookup_cache.sessions_relid, "refreshed_at");
-	lookup_cache.valid = true;
+	if (lookup_cache.known)
+	{
+		/* locking processes what arrived since; the callback clears known */
+		LockRelationOid(lookup_cache.sessions_relid, AccessShareLock);
+		LockRelationOid(lookup_cache.token_hash_idx, AccessShareLock);
+		if (lookup_cache.known)
+		{
+			lookup_cache.valid = true;
+			return;
+		}
+	}
+	for (;;)
+	{
+		uint64		seen = lookup_cache_inval_count;
+		Oid			nsp;
+
+		lookup_cache.valid = lookup_cache.known = false;
+		nsp = AtSchemaOid();
+		lookup_cache.sessions_relid = relid_of("sessions", nsp);
+		lookup_cache.token_hash_idx = relid_of("sessions_token_hash_key", nsp);
+		LockRelationOid(lookup_cache.sessions_relid, AccessShareLock);
+		LockRelationOid(lookup_cache.token_hash_idx, AccessShareLock);
+		lookup_cache.s_id = attnum_of(lookup_cache.sessions_relid, "id");
+		lookup_cache.s_user_id = attnum_of(lookup_cache.sessions_relid, "user_id");
+		lookup_cache.s_expires_at = attnum_of(lookup_cache.sessions_relid, "expires_at");
+		lookup_cache.s_refreshed_at = attnum_of(lookup_cache.sessions_relid, "refreshed_at");
+		if (seen == lookup_cache_inval_count)
+			break;
+	}
+	lookup_cache.valid = lookup_cache.known = true;
 }
 
 /*
