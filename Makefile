@@ -6,6 +6,7 @@ EXTVERSION  = $(shell sed -n "s/^default_version *= *'\([^']*\)'.*/\1/p" audiotr
 MODULE_big  = audiotricks
 OBJS = \
 	src/audiotricks.o \
+	src/logscrub.o \
 	src/uuid.o \
 	src/util.o \
 	src/identity.o \

@@ -29,6 +29,7 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "parser/parse_func.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
@@ -535,15 +536,28 @@ require_arg(FunctionCallInfo fcinfo, int n, const char *what)
  * --------------------------------------------------------------------- */
 
 /*
- * What the token check needs to find its way: the OIDs of sessions and its
- * token_hash unique index, and the attribute numbers of the columns it reads.
+ * What the token check needs to find its way: the OIDs of sessions, its
+ * token_hash unique index and revoked_families, and the attribute numbers of
+ * the columns it reads.
  * Resolved by name once per backend and kept until a relcache invalidation
  * touches one of them (DROP/CREATE EXTENSION, ALTER TABLE, ...), so the hot
  * path does no catalog name lookup.
+ *
+ * The lookups and locks of a fill can themselves process invalidations, the
+ * very ones that make what was just read stale (an index rebuilt under a new
+ * OID, a table recreated).  So the callback counts every relcache
+ * invalidation, and a fill marks the cache valid only when none arrived
+ * while it ran, retrying otherwise.  An invalidation can also arrive after
+ * the check of valid and before the token check opens the relations (when
+ * it takes its locks): so valid lasts one transaction (cleared at its end,
+ * and at a subtransaction's abort, which releases locks), and each
+ * transaction's first fill locks the cached OIDs and keeps them if no
+ * invalidation touched them, without any name lookup.
  */
 typedef struct LookupCache
 {
-	bool		valid;
+	bool		valid;			/* checked, and locked in this transaction */
+	bool		known;			/* the fields were resolved once */
 	Oid			sessions_relid;
 	Oid			token_hash_idx;
 	AttrNumber	s_id;
@@ -553,7 +567,6 @@ typedef struct LookupCache
 	AttrNumber	s_family_id;
 	AttrNumber	r_family_id;
 	Oid			revoked_relid;
-	Oid			revoked_idx;
 } LookupCache;
 
 static LookupCache lookup_cache;
@@ -574,16 +587,19 @@ attnum_of(Oid relid, const char *name)
 	return a;
 }
 static bool lookup_callback_registered = false;
+static uint64 lookup_cache_inval_count = 0;
 
 static void
 lookup_cache_invalidate(Datum arg, Oid relid)
 {
+	/* any relation: a fill in progress may not have stored its OIDs yet */
+	lookup_cache_inval_count++;
 	if (relid == InvalidOid ||
 		relid == lookup_cache.sessions_relid ||
 		relid == lookup_cache.token_hash_idx ||
-		relid == lookup_cache.revoked_relid ||
-		relid == lookup_cache.revoked_idx)
-		lookup_cache.valid = false;
+		relid == lookup_cache.revoked_relid)
+		lookup_cache.valid = lookup_cache.known = false;
+	/* also every change of its rows (trigger revoked_families_changed) */
 	if (relid == InvalidOid || relid == lookup_cache.revoked_relid)
 		revoked_valid = false;
 }
@@ -599,28 +615,77 @@ relid_of(const char *name, Oid nsp)
 }
 
 static void
+lookup_cache_xact_end(XactEvent event, void *arg)
+{
+	lookup_cache.valid = false;
+}
+
+static void
+lookup_cache_subxact_end(SubXactEvent event, SubTransactionId mySubid,
+						 SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		lookup_cache.valid = false;
+}
+
+/*
+ * lookup_cache_fill
+ *		Called once per transaction.  If the OIDs were resolved before, locks
+ *		them and keeps them when no invalidation touched them.  Otherwise
+ *		resolves sessions and its token_hash index by name, locks both
+ *		(AccessShareLock, kept to the end of the transaction as the token
+ *		check keeps it), then reads the attribute numbers; marks the cache
+ *		valid only if no invalidation arrived meanwhile, else starts over.
+ *		Once the locks are held, DDL that changes the OIDs or attribute numbers
+ *		waits for this transaction, so what was read holds until its end.
+ *		Raises (elog) if a relation or column is missing.
+ */
+static void
 lookup_cache_fill(void)
 {
-	Oid			nsp = AtSchemaOid();
-
 	if (!lookup_callback_registered)
 	{
 		CacheRegisterRelcacheCallback(lookup_cache_invalidate, (Datum) 0);
+		RegisterXactCallback(lookup_cache_xact_end, NULL);
+		RegisterSubXactCallback(lookup_cache_subxact_end, NULL);
 		lookup_callback_registered = true;
 	}
-	lookup_cache.valid = false;
-	lookup_cache.sessions_relid = relid_of("sessions", nsp);
-	lookup_cache.token_hash_idx = relid_of("sessions_token_hash_key", nsp);
-	lookup_cache.s_id = attnum_of(lookup_cache.sessions_relid, "id");
-	lookup_cache.s_user_id = attnum_of(lookup_cache.sessions_relid, "user_id");
-	lookup_cache.s_expires_at = attnum_of(lookup_cache.sessions_relid, "expires_at");
-	lookup_cache.s_refreshed_at = attnum_of(lookup_cache.sessions_relid, "refreshed_at");
-	lookup_cache.s_family_id = attnum_of(lookup_cache.sessions_relid, "family_id");
-	lookup_cache.revoked_relid = relid_of("revoked_families", nsp);
-	lookup_cache.revoked_idx = relid_of("revoked_families_pkey", nsp);
-	lookup_cache.r_family_id = attnum_of(lookup_cache.revoked_relid, "family_id");
-	revoked_valid = false;
-	lookup_cache.valid = true;
+	if (lookup_cache.known)
+	{
+		/* locking processes what arrived since; the callback clears known */
+		LockRelationOid(lookup_cache.sessions_relid, AccessShareLock);
+		LockRelationOid(lookup_cache.token_hash_idx, AccessShareLock);
+		LockRelationOid(lookup_cache.revoked_relid, AccessShareLock);
+		if (lookup_cache.known)
+		{
+			lookup_cache.valid = true;
+			return;
+		}
+	}
+	for (;;)
+	{
+		uint64		seen = lookup_cache_inval_count;
+		Oid			nsp;
+
+		lookup_cache.valid = lookup_cache.known = false;
+		nsp = AtSchemaOid();
+		lookup_cache.sessions_relid = relid_of("sessions", nsp);
+		lookup_cache.token_hash_idx = relid_of("sessions_token_hash_key", nsp);
+		lookup_cache.revoked_relid = relid_of("revoked_families", nsp);
+		LockRelationOid(lookup_cache.sessions_relid, AccessShareLock);
+		LockRelationOid(lookup_cache.token_hash_idx, AccessShareLock);
+		LockRelationOid(lookup_cache.revoked_relid, AccessShareLock);
+		lookup_cache.s_id = attnum_of(lookup_cache.sessions_relid, "id");
+		lookup_cache.s_user_id = attnum_of(lookup_cache.sessions_relid, "user_id");
+		lookup_cache.s_expires_at = attnum_of(lookup_cache.sessions_relid, "expires_at");
+		lookup_cache.s_refreshed_at = attnum_of(lookup_cache.sessions_relid, "refreshed_at");
+		lookup_cache.s_family_id = attnum_of(lookup_cache.sessions_relid, "family_id");
+		lookup_cache.r_family_id = attnum_of(lookup_cache.revoked_relid, "family_id");
+		revoked_valid = false;
+		if (seen == lookup_cache_inval_count)
+			break;
+	}
+	lookup_cache.valid = lookup_cache.known = true;
 }
 
 /*
@@ -640,18 +705,20 @@ family_cmp(const void *a, const void *b)
 }
 
 static void
-revoked_load(void)
+revoked_load(Snapshot snapshot)
 {
 	Relation	rel;
-	Snapshot	snapshot;
 	TableScanDesc scan;
 	TupleTableSlot *slot;
 
 	rel = table_open(lookup_cache.revoked_relid, AccessShareLock);
-	/* an invalidation from here on (none is taken during the scan) resets it */
-	revoked_valid = true;
+	/*
+	 * An invalidation from here on (none is taken during the scan) resets
+	 * it.  In a parallel query the statement's snapshot is read, and the
+	 * copy is not kept.
+	 */
+	revoked_valid = !IsInParallelMode();
 	revoked_n = 0;
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	scan = table_beginscan(rel, snapshot, 0, NULL);
 	slot = table_slot_create(rel, NULL);
 	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
@@ -674,7 +741,6 @@ revoked_load(void)
 	}
 	ExecDropSingleTupleTableSlot(slot);
 	table_endscan(scan);
-	UnregisterSnapshot(snapshot);
 	table_close(rel, NoLock);
 	if (revoked_n > 1)
 		qsort(revoked_set, revoked_n, sizeof(pg_uuid_t), family_cmp);
@@ -687,10 +753,10 @@ revoked_load(void)
  *		locked, and for a session that refresh commits afterwards.
  */
 static bool
-family_is_revoked(Datum family_id)
+family_is_revoked(Datum family_id, Snapshot snapshot)
 {
 	if (!revoked_valid)
-		revoked_load();
+		revoked_load(snapshot);
 	return revoked_n > 0 &&
 		bsearch(DatumGetUUIDP(family_id), revoked_set, revoked_n,
 				sizeof(pg_uuid_t), family_cmp) != NULL;
@@ -760,7 +826,7 @@ session_is_live(const char *hex, const pg_uuid_t *session_id,
 		{
 			Datum		fam = slot_getattr(slot, lookup_cache.s_family_id, &isnull);
 
-			ok = !isnull && !family_is_revoked(fam);
+			ok = !isnull && !family_is_revoked(fam, snapshot);
 		}
 	}
 	index_endscan(scan);

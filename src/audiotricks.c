@@ -105,6 +105,9 @@ _PG_init(void)
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not initialize libsodium")));
 
+	/* first: the values applied while the settings are defined are covered */
+	LogScrubInit();
+
 	DefineCustomStringVariable("audiotricks.jwt_secret",
 							   "Secret that signs and verifies session tokens (HS256).",
 							   "At least 32 bytes. Set it in postgresql.conf; it is hidden from non-superusers.",

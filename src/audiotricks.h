@@ -67,6 +67,9 @@ extern Datum AtReturnOneRow(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
 struct Tuplestorestate;
 extern struct Tuplestorestate *AtMaterialize(FunctionCallInfo fcinfo, TupleDesc *tupdesc);
 
+/* src/logscrub.c */
+extern void LogScrubInit(void);
+
 /* src/accounts.c */
 extern bool TokenVerify(const char *token, size_t len, pg_uuid_t *user_id,
 						pg_uuid_t *session_id, bool read_only);

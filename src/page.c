@@ -38,6 +38,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "rewrite/rowsecurity.h"
+#include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -60,6 +61,13 @@ PG_FUNCTION_INFO_V1(at_history_page);
  * The table, its paging index and the attribute numbers the scan needs,
  * resolved by name once per backend and dropped by any relcache invalidation
  * of either relation (ALTER TABLE, CREATE/ALTER/DROP POLICY, DROP EXTENSION).
+ *
+ * Looking things up and taking locks can process invalidations, including
+ * ones that make what was just read stale (the index rebuilt under a new OID
+ * by REINDEX CONCURRENTLY, the table recreated).  page_cache_lock trusts the
+ * cache only if it is still valid once the locks are held; the callback also
+ * counts every relcache invalidation, and a fill marks the cache valid only
+ * when none arrived while it ran.
  */
 typedef struct PageCache
 {
@@ -72,10 +80,13 @@ typedef struct PageCache
 
 static PageCache page_cache;
 static bool page_callback_registered = false;
+static uint64 page_cache_inval_count = 0;
 
 static void
 page_cache_invalidate(Datum arg, Oid relid)
 {
+	/* any relation: a fill in progress may not have stored its OIDs yet */
+	page_cache_inval_count++;
 	if (relid == InvalidOid || relid == page_cache.relid ||
 		relid == page_cache.indexid)
 		page_cache.valid = false;
@@ -93,44 +104,80 @@ page_attnum(Oid relid, const char *name)
 
 /*
  * page_cache_fill
- *		Resolves the table and index, and checks that the index is still
- *		(user_id, created_at DESC, id DESC): the scan below relies on it.
+ *		Resolves the table and index, locks both (AccessShareLock, to the end
+ *		of the transaction, as the scan keeps them), and checks that the index
+ *		is still (user_id, created_at DESC, id DESC): the scan below relies on
+ *		it.  Starts over if an invalidation arrived meanwhile.  Raises (elog)
+ *		if either relation is missing or the index has another shape.
  */
 static void
 page_cache_fill(void)
 {
-	Oid			nsp = AtSchemaOid();
-	Relation	irel;
-	Form_pg_index idx;
-	AttrNumber	a_user_id;
-
 	if (!page_callback_registered)
 	{
 		CacheRegisterRelcacheCallback(page_cache_invalidate, (Datum) 0);
 		page_callback_registered = true;
 	}
-	page_cache.valid = false;
-	page_cache.relid = get_relname_relid("audio_history", nsp);
-	page_cache.indexid = get_relname_relid("audio_history_user_created_idx", nsp);
-	if (!OidIsValid(page_cache.relid) || !OidIsValid(page_cache.indexid))
-		elog(ERROR, "audiotricks.audio_history or its index audio_history_user_created_idx is missing");
-	a_user_id = page_attnum(page_cache.relid, "user_id");
-	page_cache.a_id = page_attnum(page_cache.relid, "id");
-	page_cache.a_created_at = page_attnum(page_cache.relid, "created_at");
+	for (;;)
+	{
+		uint64		seen = page_cache_inval_count;
+		Oid			nsp;
+		Relation	irel;
+		Form_pg_index idx;
+		AttrNumber	a_user_id;
 
-	irel = index_open(page_cache.indexid, AccessShareLock);
-	idx = irel->rd_index;
-	if (idx->indrelid != page_cache.relid || irel->rd_rel->relam != BTREE_AM_OID ||
-		idx->indnkeyatts != 3 ||
-		idx->indkey.values[0] != a_user_id ||
-		idx->indkey.values[1] != page_cache.a_created_at ||
-		idx->indkey.values[2] != page_cache.a_id ||
-		(irel->rd_indoption[1] & INDOPTION_DESC) == 0 ||
-		(irel->rd_indoption[2] & INDOPTION_DESC) == 0 ||
-		RelationGetIndexPredicate(irel) != NIL || !idx->indisvalid)
-		elog(ERROR, "index audiotricks.audio_history_user_created_idx is not (user_id, created_at DESC, id DESC)");
-	index_close(irel, AccessShareLock);
+		page_cache.valid = false;
+		nsp = AtSchemaOid();
+		page_cache.relid = get_relname_relid("audio_history", nsp);
+		page_cache.indexid = get_relname_relid("audio_history_user_created_idx", nsp);
+		if (!OidIsValid(page_cache.relid) || !OidIsValid(page_cache.indexid))
+			elog(ERROR, "audiotricks.audio_history or its index audio_history_user_created_idx is missing");
+		LockRelationOid(page_cache.relid, AccessShareLock);
+		LockRelationOid(page_cache.indexid, AccessShareLock);
+		/* dropped while we waited for the lock: opening it would fail */
+		if (seen != page_cache_inval_count)
+			continue;
+		irel = index_open(page_cache.indexid, AccessShareLock);
+		a_user_id = page_attnum(page_cache.relid, "user_id");
+		page_cache.a_id = page_attnum(page_cache.relid, "id");
+		page_cache.a_created_at = page_attnum(page_cache.relid, "created_at");
+
+		idx = irel->rd_index;
+		if (idx->indrelid != page_cache.relid || irel->rd_rel->relam != BTREE_AM_OID ||
+			idx->indnkeyatts != 3 ||
+			idx->indkey.values[0] != a_user_id ||
+			idx->indkey.values[1] != page_cache.a_created_at ||
+			idx->indkey.values[2] != page_cache.a_id ||
+			(irel->rd_indoption[1] & INDOPTION_DESC) == 0 ||
+			(irel->rd_indoption[2] & INDOPTION_DESC) == 0 ||
+			RelationGetIndexPredicate(irel) != NIL || !idx->indisvalid)
+			elog(ERROR, "index audiotricks.audio_history_user_created_idx is not (user_id, created_at DESC, id DESC)");
+		index_close(irel, NoLock);
+		if (seen == page_cache_inval_count)
+			break;
+	}
 	page_cache.valid = true;
+}
+
+/*
+ * page_cache_lock
+ *		Makes the cache valid for this transaction: locks the cached table
+ *		and index (which processes any invalidation sent since the last
+ *		lookup; cheap when this transaction holds them already) and refills
+ *		the cache if one touched them.  Raises as page_cache_fill.
+ */
+static void
+page_cache_lock(void)
+{
+	if (page_cache.valid)
+	{
+		LockRelationOid(page_cache.relid, AccessShareLock);
+		LockRelationOid(page_cache.indexid, AccessShareLock);
+		/* the callback clears valid for either relation */
+		if (page_cache.valid)
+			return;
+	}
+	page_cache_fill();
 }
 
 /*
@@ -325,8 +372,7 @@ at_history_page(PG_FUNCTION_ARGS)
 			before_id = PG_GETARG_UUID_P(2);
 	}
 
-	if (!page_cache.valid)
-		page_cache_fill();
+	page_cache_lock();
 	aclresult = pg_class_aclcheck(page_cache.relid, GetUserId(), ACL_SELECT);
 	if (aclresult != ACLCHECK_OK)
 		aclcheck_error(aclresult, OBJECT_TABLE, "audio_history");

@@ -491,11 +491,15 @@ GRANT EXECUTE ON FUNCTION
 -- the offending key; keys the seed does not list are allowed.
 --
 -- The history functions that touch only the caller's rows are SECURITY
--- INVOKER, so the policies apply; page and count are SQL functions the
--- planner inlines into the caller's query.  at_history_search runs its one
--- query as the extension owner, restricted to the verified identity, because
--- the tsvector match operator is not leakproof and so could not use the
--- search index under a policy (src/history.c explains).
+-- INVOKER, so the policies apply; count is a SQL function the planner
+-- inlines into the caller's query.  at_history_page and at_history_search
+-- are C functions that run as the caller: they require SELECT on
+-- audio_history and read its indexes directly, restricted to the verified
+-- identity (which is what the shipped policy allows), because the tsvector
+-- match operator is not leakproof and so could not use the search index
+-- under a policy; when the table carries any other policy they run their
+-- query through SPI under row-level security instead (src/page.c and
+-- src/history.c explain).
 ------------------------------------------------------------------------------
 CREATE FUNCTION audiotricks.at_require_user_id() RETURNS uuid
     LANGUAGE c STABLE PARALLEL RESTRICTED

@@ -9,6 +9,15 @@
 # - audiotricks.jwt_secret is hidden from a non-superuser (SHOW,
 #   current_setting, SHOW ALL, pg_settings, pg_file_settings) and cannot be
 #   set per session or per database;
+# - rotating the secret never writes a value to the log (src/logscrub.c):
+#   a new value in postgresql.conf and a reload (the postmaster logs the
+#   change at LOG), a line with a syntax error in the value (the message
+#   quotes the token it stopped at), ALTER SYSTEM SET + pg_reload_conf(),
+#   with log_statement = 'all', an ALTER SYSTEM that is refused (a newline in
+#   the value) and set_config() refused in a session, all with
+#   log_min_messages = debug2 (other processes log a syntax error too); the
+#   whole log holds no value nor any 16-byte piece of one, and does say that
+#   the parameter changed (so the check cannot pass by logging nothing);
 # - CREATE EXTENSION without shared_preload_libraries fails with 55000 and a
 #   hint naming shared_preload_libraries.
 use strict;
@@ -168,6 +177,122 @@ like($err, qr/ERROR:\s+(42501|55P02):/, 'a non-superuser cannot SET the secret')
 like($err, qr/ERROR:\s+55P02:/, 'not even a superuser can set the secret per database');
 is($node->safe_psql('postgres', 'SHOW audiotricks.jwt_secret'), $secret,
 	'a superuser can read the secret (the name tested above is the real one)');
+
+# ------------------------------------------------------------ rotation
+sub random_secret
+{
+	my ($tag) = @_;
+	return "$tag-" . join('', map { ('a' .. 'z')[ int(rand(26)) ] } 1 .. 40);
+}
+
+# waits until the log, from offset on, matches re; returns whether it did
+sub log_shows
+{
+	my ($re, $offset) = @_;
+	for (1 .. 600)
+	{
+		return 1 if slurp_file($node->logfile, $offset) =~ $re;
+		select(undef, undef, undef, 0.1);
+	}
+	return 0;
+}
+
+# the superuser sees value once the server has applied it
+sub secret_is
+{
+	my ($value, $what) = @_;
+	ok($node->poll_query_until('postgres',
+		q{SELECT current_setting('audiotricks.jwt_secret')}, $value), $what);
+}
+
+# removes the lines of postgresql.conf that match re
+sub drop_conf_lines
+{
+	my ($re) = @_;
+	my $file = $node->data_dir . '/postgresql.conf';
+	my @keep = grep { !/$re/ } split /^/, slurp_file($file);
+	open my $fh, '>', $file or die "$file: $!";
+	print $fh @keep;
+	close $fh;
+}
+
+my @values = ($secret, 'a-session-secret-of-at-least-32-bytes!',
+	'a-database-secret-of-at-least-32-bytes!');
+my $changed = qr/parameter "audiotricks\.jwt_secret" changed/;
+
+# All of it with log_min_messages = debug2: other processes (checkpointer,
+# walwriter, ...) log what they find in the file at DEBUG2.
+my $offset = -s $node->logfile;
+$node->append_conf('postgresql.conf', "log_min_messages = debug2\n");
+$node->reload;
+ok(log_shows(qr/parameter "log_min_messages" changed to "debug2"/, $offset),
+	'log_min_messages = debug2 is in effect');
+
+# a new value in postgresql.conf and a reload
+$offset = -s $node->logfile;
+my $s1 = random_secret('rot-file');
+push @values, $s1;
+$node->append_conf('postgresql.conf', "audiotricks.jwt_secret = '$s1'\n");
+$node->reload;
+ok(log_shows(qr/LOG:\s+(\d+: )?$changed/, $offset),
+	'reload: the postmaster logs that audiotricks.jwt_secret changed');
+secret_is($s1, 'reload: the new secret is in effect');
+
+# a syntax error in the value: the message quotes the token it stopped at
+$offset = -s $node->logfile;
+my ($pa, $pb) = (random_secret('syn-a'), random_secret('syn-b'));
+push @values, $pa, $pb;
+$node->append_conf('postgresql.conf', "audiotricks.jwt_secret = $pa $pb\n");
+$node->reload;
+ok(log_shows(qr/LOG:\s+(\d+: )?syntax error in file "[^"]*postgresql\.conf" line \d+/, $offset),
+	'a syntax error in the value is logged with file and line');
+ok(log_shows(qr/DEBUG:\s+(\d+: )?syntax error in file "[^"]*postgresql\.conf" line \d+/, $offset),
+	'... by the postmaster and, at DEBUG2, by other processes');
+secret_is($s1, '... and the secret in effect is unchanged');
+drop_conf_lines(qr/syn-a-/);
+$node->reload;
+
+# ALTER SYSTEM SET + pg_reload_conf(), with every statement logged
+$offset = -s $node->logfile;
+my $s2 = random_secret('rot-alter');
+my ($na, $nb) = (random_secret('nl-a'), random_secret('nl-b'));
+my $s3 = random_secret('set-config');
+push @values, $s2, $na, $nb, $s3;
+my ($out2, $err2);
+$node->psql('postgres', qq{SET log_statement = 'all';
+ALTER SYSTEM SET audiotricks.jwt_secret = '$s2';
+SELECT pg_reload_conf();
+ALTER SYSTEM SET audiotricks.jwt_secret = E'$na\\n$nb';
+SELECT set_config('audiotricks.jwt_secret', '$s3', false);
+}, stdout => \$out2, stderr => \$err2, on_error_stop => 0);
+like($err2, qr/must not contain a newline/, 'ALTER SYSTEM with a newline in the value is refused');
+like($err2, qr/cannot be changed now/, 'set_config() of the secret is refused');
+ok(log_shows(qr/LOG:\s+(\d+: )?$changed/, $offset),
+	'ALTER SYSTEM + pg_reload_conf(): the postmaster logs that it changed');
+secret_is($s2, 'ALTER SYSTEM + pg_reload_conf(): the new secret is in effect');
+like(slurp_file($node->logfile, $offset), qr/ERROR:.*must not contain a newline/,
+	'the refused ALTER SYSTEM is in the log');
+
+# and once more, into postgresql.auto.conf, as DEBUG2 is on
+$offset = -s $node->logfile;
+my $s4 = random_secret('rot-debug');
+push @values, $s4;
+$node->safe_psql('postgres', qq{ALTER SYSTEM SET audiotricks.jwt_secret = '$s4'; SELECT pg_reload_conf()});
+ok(log_shows(qr/LOG:\s+(\d+: )?$changed/, $offset),
+	'debug2: the postmaster logs that audiotricks.jwt_secret changed');
+secret_is($s4, 'debug2: the new secret is in effect');
+drop_conf_lines(qr/^log_min_messages = debug2/);
+$node->reload;
+
+# the whole log: no value, no piece of one
+my $whole = slurp_file($node->logfile);
+for my $v (@values)
+{
+	my $tag = substr($v, 0, 12);
+	my @leaks = grep { index($whole, substr($v, $_, 16)) >= 0 }
+	  grep { $_ % 4 == 0 } 0 .. length($v) - 16;
+	is(scalar(@leaks), 0, "the log holds no piece of the value $tag...");
+}
 
 # ------------------------------------------------------------ no preload
 my $bare = PostgreSQL::Test::Cluster->new('bare');
