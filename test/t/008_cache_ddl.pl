@@ -1,4 +1,4 @@
-# test/t/006_cache_ddl.pl
+# test/t/008_cache_ddl.pl
 # The token check (src/accounts.c) and at_history_page (src/page.c) keep the
 # OIDs of their table and index per backend.  DDL that gives them new OIDs
 # (REINDEX INDEX CONCURRENTLY builds a new index and drops the old one, DROP +
