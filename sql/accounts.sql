@@ -235,6 +235,47 @@ SELECT name, pg_temp.try(format('SELECT audiotricks.at_authenticate(%L)', token)
 SELECT pg_temp.try(format('SELECT audiotricks.at_authenticate(%L)',
        pg_temp.sign('{"alg":"HS256","typ":"JWT"}', pg_temp.claims(t.token)::text, s.s))) FROM t, secret s;
 
+-- A token rebuilt from the session's columns with the secret (what a dump,
+-- a replica or a reader of sessions plus the secret would allow) is refused:
+-- every token carries a random jti that is stored nowhere, so its SHA-256
+-- in sessions cannot be reproduced.  Both candidate iat seconds are tried,
+-- in the exact byte layout the extension signs.
+SELECT count(*) AS rebuilt_tries,
+       count(*) FILTER (WHERE pg_temp.try(format('SELECT audiotricks.at_authenticate(%L)', tok)) = 'ok') AS rebuilt_accepted
+  FROM (SELECT pg_temp.sign('{"alg":"HS256","typ":"JWT"}',
+                 format('{"sub":"%s","sid":"%s","role":"authenticated","iat":%s,"exp":%s,"iss":"audiotricks"}',
+                        se.user_id, se.id, extract(epoch FROM se.created_at)::bigint + d,
+                        extract(epoch FROM se.expires_at)::bigint), s.s) AS tok
+          FROM audiotricks.sessions se, secret s, generate_series(-1, 1) d
+         WHERE se.id = (SELECT session_id FROM t)) r;
+SELECT pg_temp.try(format('SELECT audiotricks.at_authenticate(%L)', token)) AS the_real_token FROM t;
+SELECT length(pg_temp.claims(token)->>'jti') AS jti_length,
+       (SELECT count(DISTINCT pg_temp.claims(x.token)->>'jti') FROM (
+          SELECT token FROM audiotricks.at_login('alice', 'Passw0rdA')
+          UNION ALL SELECT token FROM audiotricks.at_login('alice', 'Passw0rdA')) x) AS distinct_jti_of_two
+  FROM t;
+
+-- a token is valid only for the role it names: with another
+-- audiotricks.jwt_role, tokens issued for the old one are refused (by
+-- at_authenticate and at_refresh), and accepted again when it is back
+SET audiotricks.jwt_role = 'other_role';
+SELECT pg_temp.try(format('SELECT audiotricks.at_authenticate(%L)', token)) AS other_role_authenticate FROM t;
+SELECT pg_temp.try(format('SELECT * FROM audiotricks.at_refresh(%L)', token)) AS other_role_refresh FROM t;
+RESET audiotricks.jwt_role;
+SELECT pg_temp.try(format('SELECT audiotricks.at_authenticate(%L)', token)) AS role_back FROM t;
+
+-- the secret is shown to superusers only; pg_monitor (pg_read_all_settings)
+-- passes the superuser-only check but gets no value
+CREATE ROLE regress_monitor;
+GRANT pg_monitor TO regress_monitor;
+SET ROLE regress_monitor;
+SHOW audiotricks.jwt_secret;
+SELECT current_setting('audiotricks.jwt_secret') AS monitor_current_setting;
+SELECT count(*) AS listed_in_pg_settings FROM pg_settings WHERE name = 'audiotricks.jwt_secret';
+RESET ROLE;
+SELECT current_setting('audiotricks.jwt_secret') = s AS superuser_reads_it FROM secret;
+DROP ROLE regress_monitor;
+
 -- an inactive user's tokens stop working: deactivating a user, by any path,
 -- deletes their sessions in the same statement (users_end_sessions_on_deactivate)
 SELECT count(*) AS bob_sessions_before FROM audiotricks.sessions WHERE user_id = (SELECT user_id FROM t_bob);
@@ -295,6 +336,38 @@ SELECT pg_temp.try(format('SELECT audiotricks.at_authenticate(%L)', token)) FROM
 SELECT pg_temp.try(format('SELECT audiotricks.at_authenticate(%L)', token)) FROM c2;
 SELECT pg_temp.try($$SELECT * FROM audiotricks.at_login('alice', 'Passw0rdA')$$);
 SELECT count(*) AS new_password_works FROM audiotricks.at_login('alice', 'N3wPassword');
+
+------------------------------------------------------------------ lifetime cap
+-- session_max_lifetime caps a token's exp at its family's login + the cap:
+-- just below the TTL it wins, just above it the TTL does
+SELECT clock_timestamp() AS cap_start \gset
+SET audiotricks.session_ttl = '10s';
+SET audiotricks.session_max_lifetime = '9s';
+SELECT (pg_temp.claims(token)->>'exp')::bigint - (pg_temp.claims(token)->>'iat')::bigint BETWEEN 8 AND 9 AS cap_below_ttl
+  FROM audiotricks.at_login('bob_the-2nd', 'S3curePass');
+SET audiotricks.session_max_lifetime = '11s';
+SELECT (pg_temp.claims(token)->>'exp')::bigint - (pg_temp.claims(token)->>'iat')::bigint AS ttl_below_cap
+  FROM audiotricks.at_login('bob_the-2nd', 'S3curePass');
+RESET audiotricks.session_ttl;
+-- refreshing never moves exp past the family's deadline
+SET audiotricks.session_max_lifetime = '3s';
+CREATE TEMP TABLE capped AS SELECT * FROM audiotricks.at_login('bob_the-2nd', 'S3curePass');
+CREATE TEMP TABLE capped2 AS SELECT r.* FROM capped, audiotricks.at_refresh(capped.token) r;
+SELECT (SELECT expires_at FROM capped2) <= (SELECT expires_at FROM capped) AS refresh_not_extended,
+       (SELECT expires_at FROM capped2) > now() AS still_valid;
+-- a family older than a cap lowered after its login cannot be refreshed
+-- (its current token stays valid until its own exp)
+RESET audiotricks.session_max_lifetime;
+CREATE TEMP TABLE old_family AS SELECT * FROM audiotricks.at_login('bob_the-2nd', 'S3curePass');
+SELECT pg_sleep(1.1);
+SET audiotricks.session_max_lifetime = 1;
+SELECT pg_temp.try(format('SELECT * FROM audiotricks.at_refresh(%L)', token)) AS refresh_past_cap FROM old_family;
+SELECT pg_temp.try(format('SELECT audiotricks.at_authenticate(%L)', token)) AS token_still_valid FROM old_family;
+RESET audiotricks.session_max_lifetime;
+SELECT count(*) AS refresh_under_cap FROM old_family, audiotricks.at_refresh(old_family.token);
+-- (the sessions of this section would expire at times the counts below
+-- cannot predict on a slow machine)
+DELETE FROM audiotricks.sessions WHERE created_at >= :'cap_start';
 
 ------------------------------------------------------------------ expiry and purge
 SET audiotricks.session_ttl = 1;

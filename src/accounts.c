@@ -880,6 +880,14 @@ token_cache_slot(const char *token, size_t len,
 	return &token_cache[v & (TOKEN_CACHE_SIZE - 1)];
 }
 
+/* true when the token names the role tokens are issued for now */
+static bool
+role_claim_ok(const JwtClaims *claims)
+{
+	return audiotricks_jwt_role != NULL &&
+		strcmp(claims->role, audiotricks_jwt_role) == 0;
+}
+
 /*
  * TokenVerify
  *		True when token is a valid, unexpired token of this extension whose
@@ -913,7 +921,7 @@ TokenVerify(const char *token, size_t len, pg_uuid_t *user_id,
 		return session_is_live(e->hex, session_id, user_id, now_ts);
 	}
 
-	if (!JwtVerifyKey(key, token, len, now, &claims))
+	if (!JwtVerifyKey(key, token, len, now, &claims) || !role_claim_ok(&claims))
 		return false;
 	if (!JwtParseUuid(claims.sub, strlen(claims.sub), user_id->data) ||
 		!JwtParseUuid(claims.sid, strlen(claims.sid), session_id->data))
@@ -999,6 +1007,23 @@ at_register(PG_FUNCTION_ARGS)
 }
 
 /*
+ * family_deadline
+ *		When a session family must end whatever its refreshes (unix seconds):
+ *		audiotricks.session_max_lifetime after its login.  The family id is
+ *		the login session's UUIDv7, whose first 48 bits are its creation time
+ *		in Unix milliseconds.
+ */
+static int64
+family_deadline(const pg_uuid_t *family)
+{
+	uint64		ms = 0;
+
+	for (int i = 0; i < 6; i++)
+		ms = (ms << 8) | family->data[i];
+	return (int64) (ms / 1000) + audiotricks_session_max_lifetime;
+}
+
+/*
  * issue_session
  *		Creates a session for user_id (in family, or a new family when NULL)
  *		and signs its token.  Fills the output row of at_login/at_refresh:
@@ -1013,6 +1038,7 @@ issue_session(const pg_uuid_t *user_id, const pg_uuid_t *family,
 	char		token[JWT_MAX_LEN];
 	size_t		token_len;
 	char		hex[SHA256_HEX_LEN + 1];
+	uint8		jti[16];
 	int64		iat;
 	TimestampTz expires_at;
 	Datum		values[5];
@@ -1023,8 +1049,12 @@ issue_session(const pg_uuid_t *user_id, const pg_uuid_t *family,
 	JwtFormatUuid(user_id->data, claims.sub);
 	JwtFormatUuid(session_id->data, claims.sid);
 	strlcpy(claims.role, audiotricks_jwt_role ? audiotricks_jwt_role : "", sizeof(claims.role));
+	randombytes_buf(jti, sizeof(jti));
+	JwtB64Encode(jti, sizeof(jti), claims.jti);
+	sodium_memzero(jti, sizeof(jti));
 	claims.iat = iat;
-	claims.exp = iat + audiotricks_session_ttl;
+	claims.exp = Min(iat + audiotricks_session_ttl,
+					 family ? family_deadline(family) : iat + audiotricks_session_max_lifetime);
 	expires_at = unix_to_timestamptz(claims.exp);
 
 	token_len = JwtSignKey(AtJwtKey(), &claims, token, sizeof(token));
@@ -1347,6 +1377,7 @@ at_refresh(PG_FUNCTION_ARGS)
 	len = VARSIZE_ANY_EXHDR(token);
 	if (len == 0 || len > AT_TOKEN_MAX_LEN ||
 		!JwtVerifyKey(AtJwtKey(), VARDATA_ANY(token), len, unix_now(), &claims) ||
+		!role_claim_ok(&claims) ||
 		!JwtParseUuid(claims.sub, strlen(claims.sub), claim_user.data) ||
 		!JwtParseUuid(claims.sid, strlen(claims.sid), claim_session.data))
 		raise_bad_token();
@@ -1380,8 +1411,8 @@ at_refresh(PG_FUNCTION_ARGS)
 		reuse_detected(&row);
 		raise_bad_token();
 	}
-	if (!row.live)
-		raise_bad_token();
+	if (!row.live || family_deadline(&row.family_id) <= unix_now())
+		raise_bad_token();		/* or the family reached its lifetime cap */
 
 	values[0] = UUIDPGetDatum(&row.id);
 	AtRunPlan(&plan_mark_refreshed, values, NULL, false, 0);

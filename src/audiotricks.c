@@ -20,6 +20,7 @@ PG_MODULE_MAGIC;
 char	   *audiotricks_jwt_secret = NULL;
 char	   *audiotricks_jwt_role = NULL;
 int			audiotricks_session_ttl = 7 * 24 * 60 * 60;
+int			audiotricks_session_max_lifetime = 30 * 24 * 60 * 60;
 int			audiotricks_bcrypt_cost = 12;
 
 bool		audiotricks_preloaded = false;
@@ -88,11 +89,34 @@ at_shmem_startup(void)
 	LWLockRelease(AddinShmemInitLock);
 }
 
-/* every change of the secret invalidates keys and caches derived from it */
+/*
+ * Every change of the secret invalidates keys and caches derived from it; so
+ * does a change of jwt_role, because tokens are valid only for the role they
+ * name (the token cache skips that check).
+ */
 static void
 assign_jwt_secret(const char *newval, void *extra)
 {
 	audiotricks_jwt_secret_generation++;
+}
+
+static void
+assign_jwt_role(const char *newval, void *extra)
+{
+	audiotricks_jwt_secret_generation++;
+}
+
+/*
+ * SHOW and current_setting() give the secret to superusers only: members of
+ * pg_read_all_settings (pg_monitor) pass GUC_SUPERUSER_ONLY's check but get
+ * this instead.  (pg_settings never lists it: GUC_NO_SHOW_ALL.)
+ */
+static const char *
+show_jwt_secret(void)
+{
+	if (superuser())
+		return audiotricks_jwt_secret ? audiotricks_jwt_secret : "";
+	return "(hidden)";
 }
 
 void
@@ -115,7 +139,7 @@ _PG_init(void)
 							   NULL,
 							   PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
-							   NULL, assign_jwt_secret, NULL);
+							   NULL, assign_jwt_secret, show_jwt_secret);
 
 	DefineCustomStringVariable("audiotricks.jwt_role",
 							   "Value of the \"role\" claim of issued tokens (the role PostgREST switches to).",
@@ -124,7 +148,7 @@ _PG_init(void)
 							   "authenticated",
 							   PGC_SUSET,
 							   0,
-							   check_jwt_role, NULL, NULL);
+							   check_jwt_role, assign_jwt_role, NULL);
 
 	DefineCustomIntVariable("audiotricks.session_ttl",
 							"Lifetime of a session and its token.",
@@ -133,6 +157,17 @@ _PG_init(void)
 							7 * 24 * 60 * 60,
 							1,
 							366 * 24 * 60 * 60,
+							PGC_SUSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("audiotricks.session_max_lifetime",
+							"Longest a session family may live, refreshes included.",
+							"at_refresh never extends a family past this long after its login; then the user logs in again.",
+							&audiotricks_session_max_lifetime,
+							30 * 24 * 60 * 60,
+							1,
+							10 * 366 * 24 * 60 * 60,
 							PGC_SUSET,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);

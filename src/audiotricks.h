@@ -20,9 +20,10 @@
 extern char *audiotricks_jwt_secret;
 extern char *audiotricks_jwt_role;
 extern int	audiotricks_session_ttl;	/* seconds */
+extern int	audiotricks_session_max_lifetime;	/* seconds */
 extern int	audiotricks_bcrypt_cost;
 
-/* bumped whenever audiotricks.jwt_secret changes */
+/* bumped whenever audiotricks.jwt_secret or audiotricks.jwt_role changes */
 extern uint64 audiotricks_jwt_secret_generation;
 
 /* true when the library was loaded by shared_preload_libraries */

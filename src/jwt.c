@@ -455,6 +455,7 @@ key_is(const char *key, size_t keylen, bool escaped, const char *name)
 #define CLAIM_IAT	0x08
 #define CLAIM_EXP	0x10
 #define CLAIM_ISS	0x20
+#define CLAIM_JTI	0x40
 #define CLAIMS_REQUIRED (CLAIM_SUB | CLAIM_SID | CLAIM_IAT | CLAIM_EXP | CLAIM_ISS)
 
 typedef struct ClaimsState
@@ -511,6 +512,8 @@ claims_member(void *arg, const char *key, size_t keylen, bool key_esc,
 		bit = CLAIM_EXP;
 	else if (key_is(key, keylen, key_esc, "iss"))
 		bit = CLAIM_ISS;
+	else if (key_is(key, keylen, key_esc, "jti"))
+		bit = CLAIM_JTI;
 	else
 		return true;			/* other claims are allowed and ignored */
 
@@ -537,6 +540,10 @@ claims_member(void *arg, const char *key, size_t keylen, bool key_esc,
 			break;
 		case CLAIM_EXP:
 			ok = kind == JV_NUMBER && claim_int(val, vallen, &st->claims->exp);
+			break;
+		case CLAIM_JTI:
+			ok = kind == JV_STRING &&
+				claim_str(val, vallen, val_esc, st->claims->jti, sizeof(st->claims->jti));
 			break;
 		case CLAIM_ISS:
 			ok = kind == JV_STRING && !val_esc &&
@@ -628,8 +635,9 @@ hs256(const JwtKey *key, const char *msg, size_t len,
 /*
  * JwtSignKey
  *		Writes header.payload.signature into out (NUL-terminated).  Returns
- *		its length, or 0 if outcap is too small.  claims->role must be plain
- *		(no characters that need JSON escaping); it is omitted when empty.
+ *		its length, or 0 if outcap is too small.  claims->role and jti must
+ *		be plain (no characters that need JSON escaping); each is omitted
+ *		when empty.
  */
 size_t
 JwtSignKey(const JwtKey *key, const JwtClaims *claims, char *out, size_t outcap)
@@ -639,16 +647,17 @@ JwtSignKey(const JwtKey *key, const JwtClaims *claims, char *out, size_t outcap)
 	size_t		n;
 	uint8_t		mac[JWT_SHA256_BYTES];
 
-	if (claims->role[0] != '\0')
-		plen = snprintf(payload, sizeof(payload),
-						"{\"sub\":\"%s\",\"sid\":\"%s\",\"role\":\"%s\",\"iat\":%lld,\"exp\":%lld,\"iss\":\"%s\"}",
-						claims->sub, claims->sid, claims->role,
-						(long long) claims->iat, (long long) claims->exp, JWT_ISSUER);
-	else
-		plen = snprintf(payload, sizeof(payload),
-						"{\"sub\":\"%s\",\"sid\":\"%s\",\"iat\":%lld,\"exp\":%lld,\"iss\":\"%s\"}",
-						claims->sub, claims->sid,
-						(long long) claims->iat, (long long) claims->exp, JWT_ISSUER);
+	/*
+	 * sub, sid, then role and jti when set, iat, exp, iss.  jti makes the
+	 * token (and so its SHA-256 in sessions) unpredictable from the
+	 * session's columns: with the secret alone nobody rebuilds a live token.
+	 */
+	plen = snprintf(payload, sizeof(payload),
+					"{\"sub\":\"%s\",\"sid\":\"%s\"%s%s%s%s%s%s,\"iat\":%lld,\"exp\":%lld,\"iss\":\"%s\"}",
+					claims->sub, claims->sid,
+					claims->role[0] ? ",\"role\":\"" : "", claims->role, claims->role[0] ? "\"" : "",
+					claims->jti[0] ? ",\"jti\":\"" : "", claims->jti, claims->jti[0] ? "\"" : "",
+					(long long) claims->iat, (long long) claims->exp, JWT_ISSUER);
 	if (plen < 0 || (size_t) plen >= sizeof(payload))
 		return 0;
 

@@ -31,6 +31,7 @@
 #define JWT_MAX_LEN			4096
 #define JWT_UUID_STRLEN		36
 #define JWT_ROLE_MAX		63
+#define JWT_JTI_MAX			43		/* base64url of up to 32 bytes */
 #define JWT_ISSUER			"audiotricks"
 /* base64url of {"alg":"HS256","typ":"JWT"}: the only header accepted */
 #define JWT_HEADER_B64		"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"
@@ -40,6 +41,7 @@ typedef struct JwtClaims
 	char		sub[JWT_UUID_STRLEN + 1];	/* user id */
 	char		sid[JWT_UUID_STRLEN + 1];	/* session id */
 	char		role[JWT_ROLE_MAX + 1];
+	char		jti[JWT_JTI_MAX + 1];	/* random, stored nowhere; '' = none */
 	int64_t		iat;
 	int64_t		exp;
 } JwtClaims;

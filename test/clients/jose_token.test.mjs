@@ -41,6 +41,8 @@ test('at_login token verifies with jose.jwtVerify (HS256, issuer audiotricks)', 
   assert.equal(payload.sub, userId);
   assert.equal(payload.sid, session_id);
   assert.equal(payload.role, 'authenticated');
+  // a random id stored nowhere: the token cannot be rebuilt from the session's columns
+  assert.match(payload.jti, /^[A-Za-z0-9_-]{22}$/);
   assert.equal(payload.iss, 'audiotricks');
   assert.ok(Number.isInteger(payload.iat) && Number.isInteger(payload.exp));
   assert.ok(Math.abs(payload.iat - now) < 120, `iat ${payload.iat} is now (${now})`);

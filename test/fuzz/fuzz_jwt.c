@@ -64,6 +64,7 @@ check_claims_shape(const JwtClaims *c)
 	CHECK(memchr(c->sub, '\0', sizeof(c->sub)) != NULL);
 	CHECK(memchr(c->sid, '\0', sizeof(c->sid)) != NULL);
 	CHECK(memchr(c->role, '\0', sizeof(c->role)) != NULL);
+	CHECK(memchr(c->jti, '\0', sizeof(c->jti)) != NULL);
 	CHECK(c->iat >= 0 && c->exp >= 0);
 }
 
@@ -71,7 +72,7 @@ static bool
 claims_equal(const JwtClaims *a, const JwtClaims *b)
 {
 	return strcmp(a->sub, b->sub) == 0 && strcmp(a->sid, b->sid) == 0 &&
-		strcmp(a->role, b->role) == 0 && a->iat == b->iat && a->exp == b->exp;
+		strcmp(a->role, b->role) == 0 && strcmp(a->jti, b->jti) == 0 && a->iat == b->iat && a->exp == b->exp;
 }
 
 /* a string JwtSign can embed without escaping */
@@ -167,7 +168,8 @@ target_parse_claims(const uint8_t *d, size_t n)
 	if (!JwtParseClaims((const char *) d, n, &c))
 		return;
 	check_claims_shape(&c);
-	if (!plain_string(c.sub) || !plain_string(c.sid) || !plain_string(c.role))
+	if (!plain_string(c.sub) || !plain_string(c.sid) || !plain_string(c.role) ||
+		!plain_string(c.jti))
 		return;
 	len = JwtSign(secret, SECRET_LEN, &c, tok, sizeof(tok));
 	CHECK(len > 0);
@@ -267,6 +269,14 @@ target_roundtrip(const uint8_t *d, size_t n)
 	for (size_t i = 0; i < rl; i++)
 		c.role[i] = role_chars[(49 + i < n ? d[49 + i] : i) % (sizeof(role_chars) - 1)];
 	c.role[rl] = '\0';
+	/* a jti of 0 to JWT_JTI_MAX characters from the bytes after the role */
+	{
+		size_t		jl = (49 + rl < n ? d[49 + rl] : 0) % (JWT_JTI_MAX + 1);
+
+		for (size_t i = 0; i < jl; i++)
+			c.jti[i] = role_chars[(50 + rl + i < n ? d[50 + rl + i] : i) % (sizeof(role_chars) - 1)];
+		c.jti[jl] = '\0';
+	}
 
 	len = JwtSign(secret, SECRET_LEN, &c, tok, sizeof(tok));
 	CHECK(len > 0);
