@@ -313,7 +313,9 @@ reserve_exit_callback(int code, Datum arg)
  *		Promises this backend n queue slots until its transaction ends, so
  *		that the detached events and revocations it may queue are never lost
  *		to a full queue.  Called before a login, password check or refresh
- *		does any work.  When the queue stays full for AUDIT_RESERVE_WAIT_MS
+ *		does any work.  Slots still held from an earlier call count: a
+ *		backend never holds more than the largest n (calls repeated in one
+ *		transaction cannot hoard the queue).  When the queue stays full for AUDIT_RESERVE_WAIT_MS
  *		(its writer cannot keep up or cannot start), raises 53400 and says so
  *		in the log: the call is refused rather than run unrecorded.
  */
@@ -322,8 +324,9 @@ AuditReserve(int n)
 {
 	TimestampTz deadline;
 
-	if (audit == NULL)
+	if (audit == NULL || my_reserved >= (uint32) n)
 		return;
+	n -= my_reserved;
 	if (!reserve_callback_registered)
 	{
 		RegisterXactCallback(reserve_xact_callback, NULL);

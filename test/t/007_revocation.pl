@@ -141,6 +141,19 @@ sub wait_for_lock_wait
 	is(events('refresh_reuse', 'fred'), '1', "flood: fred's first reuse was recorded (his family is gone after it)");
 }
 
+# ------------------------------------------------------------ hoarding the queue
+# Every call that may queue an item reserves its slots first.  Calls
+# repeated in one open transaction must not pile up reservations until the
+# queue (8,192 slots) is full for everybody else.
+{
+	my $hoarder = $node->background_psql('postgres');
+	$hoarder->query_safe(q{BEGIN; SELECT count(audiotricks.at_logout('junk-' || g)) FROM generate_series(1, 4100) g});
+	is(sqlstate(q{SELECT * FROM audiotricks.at_login('lou', 'wrong-Pass-1')}), '28P01',
+		'hoarding: a failed login elsewhere is answered as usual (not 53400)');
+	$hoarder->query_safe('ROLLBACK');
+	$hoarder->quit;
+}
+
 # ------------------------------------------------------------ seen at once, mid-transaction
 # The token check keeps a per-backend copy of revoked_families: a backend
 # that already checked the thief's token in its open transaction must see a
