@@ -32,6 +32,7 @@ REGRESS = \
 	account_security \
 	history \
 	settings \
+	limits \
 	keys \
 	identity \
 	parallel

@@ -133,6 +133,18 @@ extern void AtPutRow(struct RelationData *rel, struct TupleTableSlot *slot,
 					 struct Tuplestorestate *store);
 #define AT_AUDIO_URL_MAX		2048	/* characters */
 #define AT_SEARCH_QUERY_MAX		1000	/* characters */
+/*
+ * Size limits of the user-supplied history and settings values, in bytes of
+ * the value without its varlena header (octet_length for text; for jsonb,
+ * its binary form), enforced by the tables' CHECK constraints (validate.c).
+ */
+#define AT_TRANSCRIPT_MAX		(4 * 1024 * 1024)
+#define AT_SUMMARY_MAX			(64 * 1024)
+#define AT_KEY_MOMENTS_MAX		(256 * 1024)
+#define AT_PROCESSING_OPTIONS_MAX (64 * 1024)
+#define AT_SETTINGS_JSON_MAX	(16 * 1024)
+/* bytes of each text that at_history_tsv parses (history.c) */
+#define AT_SEARCH_TEXT_MAX		(1024 * 1024)
 
 /* --- Encrypted API keys (src/keys.c) --- */
 extern char *audiotricks_key_file;

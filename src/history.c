@@ -33,6 +33,7 @@
  */
 #include "postgres.h"
 
+#include "access/detoast.h"
 #include "access/genam.h"
 #include "access/itup.h"
 #include "access/relscan.h"
@@ -52,6 +53,7 @@
 #include "miscadmin.h"
 #include "nodes/tidbitmap.h"
 #include "nodes/value.h"
+#include "parser/scansup.h"
 #include "tsearch/ts_type.h"
 #include "tsearch/ts_utils.h"
 #include "utils/acl.h"
@@ -248,17 +250,106 @@ at_search_config(PG_FUNCTION_ARGS)
 	PG_RETURN_OID(cfg);
 }
 
-/* weighted tsvector of one text, or NULL */
-static Datum
-weighted_part(Oid cfg, FunctionCallInfo fcinfo, int argno, char weight)
-{
-	Datum		tsv;
+/*
+ * The search document's bounds.  A tsvector's lexemes and positions must fit
+ * in MAXSTRPOS (1 MB - 1) bytes, else to_tsvector and tsvector_concat raise
+ * 54000, and parsing costs memory in proportion to the text parsed (an 86 MB
+ * transcript took a backend to 1.5 GB).  So each part reads at most the
+ * first AT_SEARCH_TEXT_MAX bytes of its text, cut back to the last ASCII
+ * whitespace (else to a character boundary), and the document keeps words,
+ * in text order (title, summary, transcript), while their bound fits:
+ * WORD_BOUND(len) is the most one parsed word can add to the tsvector's
+ * lexemes and positions (make_tsvector: the lexeme, one alignment byte, the
+ * position count and one position; a repeated word adds one position), and
+ * after tsvector_setweight and tsvector_concat a lexeme still takes at most
+ * the sum of its words' bounds.  Words past the budget are not searchable.
+ */
+#define WORD_BOUND(len)		((len) + 1 + (int32) sizeof(uint16) + (int32) sizeof(WordEntryPos))
 
-	if (PG_ARGISNULL(argno))
+/*
+ * text_head
+ *		The first bytes of a text datum to parse: at most AT_SEARCH_TEXT_MAX,
+ *		cut back to a word boundary when the text is longer.  Only that head
+ *		is detoasted (a slice); an in-memory value is read in place.
+ */
+static char *
+text_head(Datum d, int32 *len)
+{
+	struct varlena *raw = (struct varlena *) DatumGetPointer(d);
+	Size		full = toast_raw_datum_size(d) - VARHDRSZ;
+	text	   *t;
+	char	   *buf;
+	int32		n;
+
+	if (VARATT_IS_EXTERNAL(raw) || VARATT_IS_COMPRESSED(raw))
+		t = DatumGetTextPSlice(d, 0, AT_SEARCH_TEXT_MAX);
+	else
+		t = (text *) raw;
+	buf = VARDATA_ANY(t);
+	n = Min(VARSIZE_ANY_EXHDR(t), AT_SEARCH_TEXT_MAX);
+	if (full > (Size) n)
+	{
+		/* cut at the last ASCII whitespace: never inside a character */
+		int32		cut = n;
+
+		while (cut > 0 && !scanner_isspace(buf[cut - 1]))
+			cut--;
+		n = cut > 0 ? cut : pg_mbcliplen(buf, n, n);
+	}
+	*len = n;
+	return buf;
+}
+
+/*
+ * weighted_part
+ *		The weighted tsvector of the head of one text (text_head), keeping
+ *		the words whose WORD_BOUND fits in *budget, which it lowers (to 0 when
+ *		a word did not fit); (Datum) 0 for NULL, an exhausted budget or no
+ *		words.  Memory: the head (if detoasted) and the parsed words, in the
+ *		current context.
+ */
+static Datum
+weighted_part(Oid cfg, FunctionCallInfo fcinfo, int argno, char weight,
+			  int32 *budget)
+{
+	ParsedText	prs;
+	char	   *buf;
+	int32		len;
+	int32		keep;
+
+	if (PG_ARGISNULL(argno) || *budget <= 0)
 		return (Datum) 0;
-	tsv = DirectFunctionCall2(to_tsvector_byid, ObjectIdGetDatum(cfg),
-							  PG_GETARG_DATUM(argno));
-	return DirectFunctionCall2(tsvector_setweight, tsv, CharGetDatum(weight));
+	buf = text_head(PG_GETARG_DATUM(argno), &len);
+
+	/* as to_tsvector_byid does */
+	prs.lenwords = Max(len / 6, 2);
+	prs.curwords = 0;
+	prs.pos = 0;
+	prs.words = (ParsedWord *) palloc(sizeof(ParsedWord) * prs.lenwords);
+	parsetext(cfg, &prs, buf, len);
+
+	for (keep = 0; keep < prs.curwords; keep++)
+	{
+		int32		bound = WORD_BOUND(prs.words[keep].len);
+
+		if (bound > *budget)
+		{
+			*budget = 0;
+			break;
+		}
+		*budget -= bound;
+	}
+	for (int i = keep; i < prs.curwords; i++)
+		pfree(prs.words[i].word);
+	prs.curwords = keep;
+	if (keep == 0)
+	{
+		pfree(prs.words);
+		return (Datum) 0;
+	}
+	return DirectFunctionCall2(tsvector_setweight,
+							   PointerGetDatum(make_tsvector(&prs)),
+							   CharGetDatum(weight));
 }
 
 /*
@@ -332,9 +423,13 @@ at_history_tsv_config(PG_FUNCTION_ARGS)
  *		The search document of an entry: title weighted A, summary B,
  *		transcript C, in the configuration of processing_options.language
  *		when that is a string ('simple' if the language is unknown), else in
- *		search_config (else 'simple').  IMMUTABLE: used by the stored
- *		generated column search_tsv.  Never returns NULL.  Raises 42704 when
- *		search_config is an OID that names no configuration.
+ *		search_config (else 'simple').  Bounded (see WORD_BOUND): each text
+ *		is read up to AT_SEARCH_TEXT_MAX bytes, and words are kept while the
+ *		document's lexemes and positions stay within MAXSTRPOS, so it never
+ *		raises the tsvector size error, whatever the input.  IMMUTABLE: used
+ *		by the stored generated column search_tsv.  Never returns NULL.
+ *		Raises 42704 when search_config is an OID that names no
+ *		configuration.
  */
 Datum
 at_history_tsv(PG_FUNCTION_ARGS)
@@ -342,10 +437,11 @@ at_history_tsv(PG_FUNCTION_ARGS)
 	Oid			cfg = entry_config(fcinfo);
 	Datum		parts[3];
 	Datum		result = (Datum) 0;
+	int32		budget = MAXSTRPOS;
 
-	parts[0] = weighted_part(cfg, fcinfo, 2, 'A');
-	parts[1] = weighted_part(cfg, fcinfo, 3, 'B');
-	parts[2] = weighted_part(cfg, fcinfo, 4, 'C');
+	parts[0] = weighted_part(cfg, fcinfo, 2, 'A', &budget);
+	parts[1] = weighted_part(cfg, fcinfo, 3, 'B', &budget);
+	parts[2] = weighted_part(cfg, fcinfo, 4, 'C', &budget);
 	for (int i = 0; i < 3; i++)
 	{
 		if (parts[i] == (Datum) 0)

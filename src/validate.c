@@ -3,6 +3,12 @@
  *		Shape checks for the JSONB columns and the audio URL, used by the
  *		tables' CHECK constraints so that every write path is covered.
  *
+ * Sizes.  Every user-supplied text and JSON column has a limit in bytes
+ * (audiotricks.h, AT_*_MAX): the value's size without its varlena header,
+ * which for text is octet_length and for jsonb the size of its binary form.
+ * It is read from the datum's header (toast_raw_datum_size) before anything
+ * detoasts or walks the value, so refusing an oversized value costs nothing.
+ *
  * Each check returns true for an acceptable value and otherwise raises 23514
  * (check_violation) with a message that names the offending field by its
  * JSON path, e.g. "key_moments[2].confidence must be a number between 0 and
@@ -17,6 +23,7 @@
  */
 #include "postgres.h"
 
+#include "access/detoast.h"
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
@@ -30,6 +37,9 @@ PG_FUNCTION_INFO_V1(at_check_key_moments);
 PG_FUNCTION_INFO_V1(at_check_processing_options);
 PG_FUNCTION_INFO_V1(at_check_settings_json);
 PG_FUNCTION_INFO_V1(at_check_audio_url);
+PG_FUNCTION_INFO_V1(at_check_transcript);
+PG_FUNCTION_INFO_V1(at_check_summary);
+PG_FUNCTION_INFO_V1(at_check_history_sizes);
 
 typedef enum FieldType
 {
@@ -84,6 +94,25 @@ raise_field(const char *column, const char *path, const char *rule)
 			(errcode(ERRCODE_CHECK_VIOLATION),
 			 errmsg("%s %s", path, rule),
 			 err_generic_string(PG_DIAG_COLUMN_NAME, column)));
+}
+
+/*
+ * check_size
+ *		Raises 23514 "<column> must be at most <max> bytes" when the text or
+ *		jsonb datum is larger than max bytes (without its header).  Reads only
+ *		the datum's header: nothing is detoasted.
+ */
+static void
+check_size(Datum value, const char *column, int max)
+{
+	Size		size = toast_raw_datum_size(value) - VARHDRSZ;
+
+	if (size > (Size) max)
+		ereport(ERROR,
+				(errcode(ERRCODE_CHECK_VIOLATION),
+				 errmsg("%s must be at most %d bytes", column, max),
+				 errdetail("The value is %zu bytes.", size),
+				 err_generic_string(PG_DIAG_COLUMN_NAME, column)));
 }
 
 static const char *
@@ -160,11 +189,14 @@ check_object(JsonbContainer *object, const FieldRule *rules,
 	}
 }
 
-/* a jsonb datum that must be a JSON object; raises otherwise */
+/* a jsonb datum of at most max bytes that must be a JSON object; raises otherwise */
 static Jsonb *
-object_arg(FunctionCallInfo fcinfo, const char *column)
+object_arg(FunctionCallInfo fcinfo, const char *column, int max)
 {
-	Jsonb	   *jb = PG_GETARG_JSONB_P(0);
+	Jsonb	   *jb;
+
+	check_size(PG_GETARG_DATUM(0), column, max);
+	jb = PG_GETARG_JSONB_P(0);
 
 	if (!JB_ROOT_IS_OBJECT(jb))
 		raise_field(column, column, "must be an object");
@@ -175,13 +207,15 @@ object_arg(FunctionCallInfo fcinfo, const char *column)
  * at_check_processing_options(jsonb) RETURNS boolean
  *		True when the value is an object whose listed keys (language, model,
  *		summaryStyle: strings; includeTimestamps, speakerDiarization:
- *		booleans) have their types.  STRICT: NULL gives NULL, which a CHECK
- *		accepts.  Raises 23514 naming the key otherwise.
+ *		booleans) have their types, of at most AT_PROCESSING_OPTIONS_MAX
+ *		bytes.  STRICT: NULL gives NULL, which a CHECK accepts.  Raises 23514
+ *		naming the key (or the size limit) otherwise.
  */
 Datum
 at_check_processing_options(PG_FUNCTION_ARGS)
 {
-	Jsonb	   *jb = object_arg(fcinfo, "processing_options");
+	Jsonb	   *jb = object_arg(fcinfo, "processing_options",
+								AT_PROCESSING_OPTIONS_MAX);
 
 	check_object(&jb->root, processing_rules, "processing_options",
 				 "processing_options");
@@ -192,13 +226,15 @@ at_check_processing_options(PG_FUNCTION_ARGS)
  * at_check_settings_json(jsonb) RETURNS boolean
  *		True when the value is an object whose listed keys (theme: string;
  *		autoSave: boolean; notifications: object of booleans email, browser;
- *		audioDefaults: object of strings format, quality) have their types.
- *		Raises 23514 naming the key otherwise.
+ *		audioDefaults: object of strings format, quality) have their types,
+ *		of at most AT_SETTINGS_JSON_MAX bytes.  Raises 23514 naming the key
+ *		(or the size limit) otherwise.
  */
 Datum
 at_check_settings_json(PG_FUNCTION_ARGS)
 {
-	Jsonb	   *jb = object_arg(fcinfo, "settings_json");
+	Jsonb	   *jb = object_arg(fcinfo, "settings_json",
+								AT_SETTINGS_JSON_MAX);
 
 	check_object(&jb->root, settings_rules, "settings_json", "settings_json");
 	PG_RETURN_BOOL(true);
@@ -233,17 +269,21 @@ numeric_in_unit_interval(Numeric n)
  * at_check_key_moments(jsonb) RETURNS boolean
  *		True when the value is an array of objects, each with "timestamp" (a
  *		string "HH:MM:SS", minutes and seconds below 60) and "description" (a
- *		string), and optionally "confidence" (a number from 0 to 1).  Other
- *		keys are allowed.  Raises 23514 naming the element and key otherwise.
+ *		string), and optionally "confidence" (a number from 0 to 1), of at
+ *		most AT_KEY_MOMENTS_MAX bytes.  Other keys are allowed.  Raises 23514
+ *		naming the element and key (or the size limit) otherwise.
  */
 Datum
 at_check_key_moments(PG_FUNCTION_ARGS)
 {
-	Jsonb	   *jb = PG_GETARG_JSONB_P(0);
+	Jsonb	   *jb;
 	JsonbIterator *it;
 	JsonbValue	v;
 	JsonbIteratorToken tok;
 	int			index = 0;
+
+	check_size(PG_GETARG_DATUM(0), "key_moments", AT_KEY_MOMENTS_MAX);
+	jb = PG_GETARG_JSONB_P(0);
 
 	if (!JB_ROOT_IS_ARRAY(jb) || JB_ROOT_IS_SCALAR(jb))
 		raise_field("key_moments", "key_moments", "must be an array");
@@ -327,5 +367,50 @@ at_check_audio_url(PG_FUNCTION_ARGS)
 	}
 	if (!host)
 		raise_field("audio_url", "audio_url", "must name a host");
+	PG_RETURN_BOOL(true);
+}
+
+/*
+ * at_check_transcript(text) RETURNS boolean
+ * at_check_summary(text) RETURNS boolean
+ *		True when the text is at most AT_TRANSCRIPT_MAX (AT_SUMMARY_MAX)
+ *		bytes; raises 23514 naming the column and the limit otherwise.
+ *		STRICT; nothing is detoasted.
+ */
+Datum
+at_check_transcript(PG_FUNCTION_ARGS)
+{
+	check_size(PG_GETARG_DATUM(0), "transcript", AT_TRANSCRIPT_MAX);
+	PG_RETURN_BOOL(true);
+}
+
+Datum
+at_check_summary(PG_FUNCTION_ARGS)
+{
+	check_size(PG_GETARG_DATUM(0), "summary", AT_SUMMARY_MAX);
+	PG_RETURN_BOOL(true);
+}
+
+/*
+ * at_check_history_sizes(transcript text, summary text, key_moments jsonb,
+ *						  processing_options jsonb) RETURNS boolean
+ *		True when each non-NULL argument is within its column's size limit;
+ *		raises 23514 as the column's CHECK constraint would otherwise.
+ *		at_history_add calls it before its INSERT, so that an oversized
+ *		entry is refused before the search document is made.  Reads only
+ *		the datums' headers.
+ */
+Datum
+at_check_history_sizes(PG_FUNCTION_ARGS)
+{
+	if (!PG_ARGISNULL(0))
+		check_size(PG_GETARG_DATUM(0), "transcript", AT_TRANSCRIPT_MAX);
+	if (!PG_ARGISNULL(1))
+		check_size(PG_GETARG_DATUM(1), "summary", AT_SUMMARY_MAX);
+	if (!PG_ARGISNULL(2))
+		check_size(PG_GETARG_DATUM(2), "key_moments", AT_KEY_MOMENTS_MAX);
+	if (!PG_ARGISNULL(3))
+		check_size(PG_GETARG_DATUM(3), "processing_options",
+				   AT_PROCESSING_OPTIONS_MAX);
 	PG_RETURN_BOOL(true);
 }

@@ -517,25 +517,48 @@ CREATE FUNCTION audiotricks.at_check_key_moments(key_moments jsonb) RETURNS bool
     LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
     AS 'MODULE_PATHNAME', 'at_check_key_moments';
 COMMENT ON FUNCTION audiotricks.at_check_key_moments(jsonb) IS
-    'True for an array of {timestamp "HH:MM:SS", description string, confidence number 0..1 (optional)}; raises 23514 naming the element and key otherwise. Used by a CHECK constraint.';
+    'True for an array of {timestamp "HH:MM:SS", description string, confidence number 0..1 (optional)}, at most 256 kB (262144 bytes); raises 23514 naming the element and key otherwise. Used by a CHECK constraint.';
 
 CREATE FUNCTION audiotricks.at_check_processing_options(processing_options jsonb) RETURNS boolean
     LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
     AS 'MODULE_PATHNAME', 'at_check_processing_options';
 COMMENT ON FUNCTION audiotricks.at_check_processing_options(jsonb) IS
-    'True for an object whose listed keys have their types (language, model, summaryStyle: string; includeTimestamps, speakerDiarization: boolean); raises 23514 naming the key otherwise. Used by a CHECK constraint.';
+    'True for an object whose listed keys have their types (language, model, summaryStyle: string; includeTimestamps, speakerDiarization: boolean), at most 64 kB (65536 bytes); raises 23514 naming the key otherwise. Used by a CHECK constraint.';
 
 CREATE FUNCTION audiotricks.at_check_settings_json(settings_json jsonb) RETURNS boolean
     LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
     AS 'MODULE_PATHNAME', 'at_check_settings_json';
 COMMENT ON FUNCTION audiotricks.at_check_settings_json(jsonb) IS
-    'True for an object whose listed keys have their types (theme: string; autoSave: boolean; notifications: {email, browser: boolean}; audioDefaults: {format, quality: string}); raises 23514 naming the key otherwise. Used by a CHECK constraint.';
+    'True for an object whose listed keys have their types (theme: string; autoSave: boolean; notifications: {email, browser: boolean}; audioDefaults: {format, quality: string}), at most 16 kB (16384 bytes); raises 23514 naming the key otherwise. Used by a CHECK constraint.';
 
 CREATE FUNCTION audiotricks.at_check_audio_url(audio_url text) RETURNS boolean
     LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
     AS 'MODULE_PATHNAME', 'at_check_audio_url';
 COMMENT ON FUNCTION audiotricks.at_check_audio_url(text) IS
     'True for an http or https URL with a host, without whitespace, at most 2048 characters; raises 23514 otherwise. Used by a CHECK constraint.';
+
+-- Size limits in bytes (octet_length for text, the binary form for jsonb;
+-- README, "Validation"): checked from the value's header, before anything
+-- is detoasted or parsed.
+CREATE FUNCTION audiotricks.at_check_transcript(transcript text) RETURNS boolean
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'at_check_transcript';
+COMMENT ON FUNCTION audiotricks.at_check_transcript(text) IS
+    'True for a transcript of at most 4 MB (4194304 bytes); raises 23514 naming the column and the limit otherwise. Used by a CHECK constraint.';
+
+CREATE FUNCTION audiotricks.at_check_summary(summary text) RETURNS boolean
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'at_check_summary';
+COMMENT ON FUNCTION audiotricks.at_check_summary(text) IS
+    'True for a summary of at most 64 kB (65536 bytes); raises 23514 naming the column and the limit otherwise. Used by a CHECK constraint.';
+
+CREATE FUNCTION audiotricks.at_check_history_sizes(transcript text, summary text,
+                                                   key_moments jsonb, processing_options jsonb)
+    RETURNS boolean
+    LANGUAGE c IMMUTABLE PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'at_check_history_sizes';
+COMMENT ON FUNCTION audiotricks.at_check_history_sizes(text, text, jsonb, jsonb) IS
+    'True when each non-NULL argument is within its column''s size limit; raises 23514 as that column''s CHECK constraint would otherwise. at_history_add calls it before it inserts, so an oversized entry is refused before its search document is made.';
 
 CREATE FUNCTION audiotricks.at_search_config(language text) RETURNS regconfig
     LANGUAGE c IMMUTABLE PARALLEL SAFE
@@ -549,7 +572,7 @@ CREATE FUNCTION audiotricks.at_history_tsv(search_config regconfig, processing_o
     LANGUAGE c IMMUTABLE PARALLEL SAFE
     AS 'MODULE_PATHNAME', 'at_history_tsv';
 COMMENT ON FUNCTION audiotricks.at_history_tsv(regconfig, jsonb, text, text, text) IS
-    'The search document of a history entry: title (weight A), summary (B), transcript (C) in the configuration of processing_options.language, else search_config.';
+    'The search document of a history entry: title (weight A), summary (B), transcript (C) in the configuration of processing_options.language, else search_config. Bounded: reads at most the first 1 MB of each text and keeps words while the lexemes and positions fit in a tsvector (1 MB).';
 
 CREATE FUNCTION audiotricks.at_history_tsv_config(search_config regconfig, processing_options jsonb)
     RETURNS regconfig
@@ -594,7 +617,11 @@ ALTER TABLE audiotricks.audio_history
     ADD CONSTRAINT audio_history_key_moments_check
         CHECK (audiotricks.at_check_key_moments(key_moments)),
     ADD CONSTRAINT audio_history_processing_options_check
-        CHECK (audiotricks.at_check_processing_options(processing_options));
+        CHECK (audiotricks.at_check_processing_options(processing_options)),
+    ADD CONSTRAINT audio_history_transcript_check
+        CHECK (audiotricks.at_check_transcript(transcript)),
+    ADD CONSTRAINT audio_history_summary_check
+        CHECK (audiotricks.at_check_summary(summary));
 
 -- History: search.  search_config is fixed when the entry is written (the
 -- writer's preferred_language; processing_options.language wins when given);
@@ -631,11 +658,12 @@ CREATE FUNCTION audiotricks.at_history_add(
 INSERT INTO audiotricks.audio_history
     (user_id, title, audio_url, file_size_bytes, duration_seconds,
      transcript, summary, key_moments, processing_options)
-VALUES ((SELECT audiotricks.at_require_user_id()), $1, $2, $3, $4, $5, $6, $7, $8)
+SELECT (SELECT audiotricks.at_require_user_id()), $1, $2, $3, $4, $5, $6, $7, $8
+ WHERE audiotricks.at_check_history_sizes($5, $6, $7, $8)
 RETURNING id
 $$;
 COMMENT ON FUNCTION audiotricks.at_history_add(text, text, bigint, integer, text, text, jsonb, jsonb) IS
-    'Adds a history entry for the current user and returns its id; raises 42501 without identity, 23514 or 22001 for invalid values.';
+    'Adds a history entry for the current user and returns its id; raises 42501 without identity, 23514 or 22001 for invalid values (sizes are checked before the insert).';
 
 -- Keyset paging in C (src/page.c): the call descends the (user_id,
 -- created_at DESC, id DESC) index once and stops after page_size rows, with
@@ -714,6 +742,7 @@ UPDATE audiotricks.user_settings s
        summary_quality = COALESCE($2, s.summary_quality),
        settings_json = COALESCE($3, s.settings_json)
  WHERE s.user_id OPERATOR(pg_catalog.=) (SELECT audiotricks.at_require_user_id())
+   AND audiotricks.at_check_settings_json($3) IS NOT FALSE
 RETURNING s.preferred_language::pg_catalog.text, s.summary_quality::pg_catalog.text,
           s.settings_json, s.updated_at
 $$;
@@ -727,6 +756,9 @@ REVOKE ALL ON FUNCTION
     audiotricks.at_check_processing_options(jsonb),
     audiotricks.at_check_settings_json(jsonb),
     audiotricks.at_check_audio_url(text),
+    audiotricks.at_check_transcript(text),
+    audiotricks.at_check_summary(text),
+    audiotricks.at_check_history_sizes(text, text, jsonb, jsonb),
     audiotricks.at_search_config(text),
     audiotricks.at_history_tsv(regconfig, jsonb, text, text, text),
     audiotricks.at_history_tsv_config(regconfig, jsonb),
@@ -748,6 +780,9 @@ GRANT EXECUTE ON FUNCTION
     audiotricks.at_check_processing_options(jsonb),
     audiotricks.at_check_settings_json(jsonb),
     audiotricks.at_check_audio_url(text),
+    audiotricks.at_check_transcript(text),
+    audiotricks.at_check_summary(text),
+    audiotricks.at_check_history_sizes(text, text, jsonb, jsonb),
     audiotricks.at_search_config(text),
     audiotricks.at_history_tsv(regconfig, jsonb, text, text, text),
     audiotricks.at_history_tsv_config(regconfig, jsonb),
