@@ -31,6 +31,7 @@ REGRESS = \
 	search_path \
 	account_security \
 	history \
+	history_policy \
 	settings \
 	limits \
 	keys \

@@ -893,7 +893,8 @@ role_claim_ok(const JwtClaims *claims)
  *		True when token is a valid, unexpired token of this extension whose
  *		session row (matched by SHA-256, id and user) is live and whose user is
  *		active; fills the ids.  Never raises for a bad token; raises 55000 if
- *		the secret is unset.  read_only is accepted for callers' clarity; the
+ *		the secret is unset or the schema was renamed or replaced
+ *		(AtCheckSchema).  read_only is accepted for callers' clarity; the
  *		lookup never writes.
  */
 bool
@@ -910,6 +911,8 @@ TokenVerify(const char *token, size_t len, pg_uuid_t *user_id,
 
 	if (token == NULL || len == 0 || len > AT_TOKEN_MAX_LEN)
 		return false;
+	/* fail closed on a squatted schema, also with the token cached */
+	(void) AtCheckSchema();
 
 	e = token_cache_slot(token, len, mac);
 	if (e->generation == generation && crypto_verify_16(e->mac, mac) == 0)

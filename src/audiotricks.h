@@ -58,6 +58,7 @@ extern void AtRequirePreload(void);
 extern const char *AtJwtSecret(size_t *len);
 struct JwtKey;
 extern const struct JwtKey *AtJwtKey(void);
+extern Oid	AtCheckSchema(void);
 extern Oid	AtSchemaOid(void);
 extern Oid	AtOwnerOid(void);
 extern char *AtPgcryptoSchema(void);

@@ -22,6 +22,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -41,6 +42,7 @@
 #include "utils/guc.h"
 #include "utils/inet.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 #include "utils/uuid.h"
@@ -225,14 +227,38 @@ AuditEvent(const char *event, const pg_uuid_t *user_id,
 }
 
 /*
- * Starts the writer of dboid if none is registered; caller holds audit->lock
- * exclusively.  With a writer registered, wakes it.  A writer clears its
+ * The role the writer of this database connects as: the extension's owner
+ * (who owns the tables it writes), so that nothing it runs has more rights
+ * than the extension's own functions.  When that role cannot log in
+ * (rolcanlogin, which background workers of PostgreSQL 15 cannot bypass),
+ * InvalidOid: the bootstrap superuser.  Either way the writer checks the
+ * schema (AtCheckSchema) before each batch.  Raises 55000 as AtCheckSchema
+ * does; call it before taking audit->lock.
+ */
+static Oid
+writer_role(void)
+{
+	Oid			owner = AtOwnerOid();
+	HeapTuple	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(owner));
+	bool		can_login = false;
+
+	if (HeapTupleIsValid(tup))
+	{
+		can_login = ((Form_pg_authid) GETSTRUCT(tup))->rolcanlogin;
+		ReleaseSysCache(tup);
+	}
+	return can_login ? owner : InvalidOid;
+}
+
+/*
+ * Starts the writer of dboid, connecting as role (writer_role), if none is
+ * registered; caller holds audit->lock exclusively.  With a writer registered, wakes it.  A writer clears its
  * registration only under the same lock and only when the queue holds
  * nothing of its database, so an item queued under the lock is always
  * either seen by the running writer or followed by a new one.
  */
 static void
-wake_or_launch_writer(Oid dboid)
+wake_or_launch_writer(Oid dboid, Oid role)
 {
 	int			free_slot = -1;
 	BackgroundWorker worker;
@@ -267,6 +293,7 @@ wake_or_launch_writer(Oid dboid)
 	snprintf(worker.bgw_name, BGW_MAXLEN, "audiotricks audit writer");
 	strlcpy(worker.bgw_type, "audiotricks audit writer", BGW_MAXLEN);
 	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
+	memcpy(worker.bgw_extra, &role, sizeof(role));
 	worker.bgw_notify_pid = 0;
 	if (RegisterDynamicBackgroundWorker(&worker, &handle))
 	{
@@ -315,17 +342,20 @@ reserve_exit_callback(int code, Datum arg)
  *		to a full queue.  Called before a login, password check or refresh
  *		does any work.  Slots still held from an earlier call count: a
  *		backend never holds more than the largest n (calls repeated in one
- *		transaction cannot hoard the queue).  When the queue stays full for AUDIT_RESERVE_WAIT_MS
- *		(its writer cannot keep up or cannot start), raises 53400 and says so
- *		in the log: the call is refused rather than run unrecorded.
+ *		transaction cannot hoard the queue).  When the queue stays full for
+ *		AUDIT_RESERVE_WAIT_MS (its writer cannot keep up or cannot start),
+ *		raises 53400 and says so in the log: the call is refused rather than
+ *		run unrecorded.
  */
 void
 AuditReserve(int n)
 {
 	TimestampTz deadline;
+	Oid			role;
 
 	if (audit == NULL || my_reserved >= (uint32) n)
 		return;
+	role = writer_role();		/* checks the schema first */
 	n -= my_reserved;
 	if (!reserve_callback_registered)
 	{
@@ -347,7 +377,7 @@ AuditReserve(int n)
 			my_reserved += n;
 		}
 		else
-			wake_or_launch_writer(MyDatabaseId);
+			wake_or_launch_writer(MyDatabaseId, role);
 		pending = audit->count;
 		LWLockRelease(audit->lock);
 		if (ok)
@@ -378,6 +408,7 @@ enqueue(char kind, const char *event, const pg_uuid_t *user_id, bool with_addr)
 	AuditQueued *q;
 	uint64		seq;
 	char		addr[AUDIT_ADDR_LEN];
+	Oid			role = writer_role();
 
 	addr[0] = '\0';
 	if (with_addr)
@@ -400,7 +431,7 @@ enqueue(char kind, const char *event, const pg_uuid_t *user_id, bool with_addr)
 	if (event)
 		strlcpy(q->event, event, sizeof(q->event));
 	strlcpy(q->addr, addr, sizeof(q->addr));
-	wake_or_launch_writer(MyDatabaseId);
+	wake_or_launch_writer(MyDatabaseId, role);
 	LWLockRelease(audit->lock);
 	return seq;
 }
@@ -683,6 +714,8 @@ write_batch(AuditQueued *batch, bool *written, int n)
 		elog(ERROR, "SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "writing audit events");
+	/* its queries name audiotricks.<table>: never write into another schema */
+	(void) AtCheckSchema();
 	for (int i = 0; i < n; i++)
 	{
 		AuditQueued *q = &batch[i];
@@ -720,12 +753,16 @@ write_batch(AuditQueued *batch, bool *written, int n)
  *		of its database has been queued for AUDIT_IDLE_EXIT_MS.  It never
  *		waits on a lock an application transaction can hold (events of a
  *		user whose row is locked are retried; lock_timeout guards the rest);
- *		an error is logged, the batch stays queued and is retried.
+ *		an error is logged, the batch stays queued and is retried.  It
+ *		connects as the role its starter passed in bgw_extra (writer_role:
+ *		the extension's owner), keeps search_path pinned, and checks the
+ *		schema before each batch (AtCheckSchema).
  */
 void
 at_audit_worker_main(Datum arg)
 {
 	Oid			dboid = DatumGetObjectId(arg);
+	Oid			role;
 	AuditQueued batch[64];
 	bool		written[64];
 	volatile int idle_ms = 0;
@@ -734,7 +771,8 @@ at_audit_worker_main(Datum arg)
 	before_shmem_exit(worker_exit, arg);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	memcpy(&role, MyBgworkerEntry->bgw_extra, sizeof(role));
+	BackgroundWorkerInitializeConnectionByOid(dboid, role, 0);
 	if (!claim_writer_slot(dboid))
 		proc_exit(0);
 
@@ -836,6 +874,7 @@ at_purge_audit_log(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+	(void) AtCheckSchema();
 	plan = SPI_prepare("DELETE FROM audiotricks.audit_log WHERE id OPERATOR(pg_catalog.=) ANY ("
 					   " SELECT id FROM audiotricks.audit_log"
 					   "  WHERE created_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $1)"

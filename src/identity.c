@@ -422,11 +422,13 @@ IdentityGet(pg_uuid_t *user_id, pg_uuid_t *session_id)
 /*
  * IdentityRequire
  *		Like IdentityGet, but raises 42501 "not authenticated" when there is
- *		no identity.
+ *		no identity, and first 55000 when the schema was renamed or replaced
+ *		(AtCheckSchema): the callers go on to use the extension's objects.
  */
 void
 IdentityRequire(pg_uuid_t *user_id, pg_uuid_t *session_id)
 {
+	(void) AtCheckSchema();
 	if (!IdentityGet(user_id, session_id))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -437,6 +439,7 @@ IdentityRequire(pg_uuid_t *user_id, pg_uuid_t *session_id)
 /*
  * at_current_user_id() RETURNS uuid
  *		The identity's user id (palloc'd in the caller's context), or NULL.
+ *		Raises 55000 when the schema was renamed or replaced (AtCheckSchema).
  */
 Datum
 at_current_user_id(PG_FUNCTION_ARGS)
@@ -445,6 +448,7 @@ at_current_user_id(PG_FUNCTION_ARGS)
 	pg_uuid_t	session_id;
 	pg_uuid_t  *result;
 
+	(void) AtCheckSchema();
 	if (!IdentityGet(&user_id, &session_id))
 		PG_RETURN_NULL();
 	result = palloc(sizeof(pg_uuid_t));

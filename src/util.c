@@ -14,6 +14,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_extension.h"
+#include "catalog/pg_namespace.h"
 #include "commands/extension.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -22,6 +23,7 @@
 #include "miscadmin.h"
 #include "utils/fmgroids.h"
 #include "utils/fmgrprotos.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -111,38 +113,155 @@ AtJwtKey(void)
 }
 
 /*
+ * The extension's schema and owner, read from pg_extension once per backend.
+ * pg_extension has no syscache, so nothing announces its changes; but the
+ * schema is not relocatable, and whatever changes the schema's name or owner
+ * (ALTER SCHEMA, REASSIGN OWNED, DROP SCHEMA) updates pg_namespace, whose
+ * syscache invalidation drops the copy.  A fill keeps it only when no such
+ * invalidation arrived meanwhile.  (DROP EXTENSION leaves the schema behind,
+ * and a new CREATE EXTENSION accepts it only from its owner: the copy stays
+ * true.)
+ */
+typedef struct ExtCache
+{
+	bool		valid;
+	Oid			nsp;			/* pg_extension.extnamespace */
+	Oid			owner;			/* pg_extension.extowner */
+	Oid			nspowner;		/* that schema's owner when the copy was made */
+} ExtCache;
+
+static ExtCache ext_cache;
+static bool ext_callback_registered = false;
+static uint64 ext_cache_inval_count = 0;
+
+static void
+ext_cache_invalidate(Datum arg, int cacheid, uint32 hashvalue)
+{
+	ext_cache_inval_count++;
+	ext_cache.valid = false;
+}
+
+static void
+ext_cache_fill(void)
+{
+	if (!ext_callback_registered)
+	{
+		CacheRegisterSyscacheCallback(NAMESPACEOID, ext_cache_invalidate, (Datum) 0);
+		ext_callback_registered = true;
+	}
+	for (;;)
+	{
+		uint64		seen = ext_cache_inval_count;
+		Relation	rel;
+		SysScanDesc scan;
+		ScanKeyData key;
+		HeapTuple	tup;
+		bool		found = false;
+
+		ext_cache.valid = false;
+		rel = table_open(ExtensionRelationId, AccessShareLock);
+		ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
+					F_NAMEEQ, CStringGetDatum("audiotricks"));
+		scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+		tup = systable_getnext(scan);
+		if (HeapTupleIsValid(tup))
+		{
+			Form_pg_extension ext = (Form_pg_extension) GETSTRUCT(tup);
+
+			ext_cache.nsp = ext->extnamespace;
+			ext_cache.owner = ext->extowner;
+			found = true;
+		}
+		systable_endscan(scan);
+		table_close(rel, AccessShareLock);
+		if (!found)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("extension audiotricks is not installed in this database")));
+
+		tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(ext_cache.nsp));
+		ext_cache.nspowner = InvalidOid;
+		if (HeapTupleIsValid(tup))
+		{
+			ext_cache.nspowner = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner;
+			ReleaseSysCache(tup);
+		}
+		if (seen == ext_cache_inval_count)
+			break;
+	}
+	ext_cache.valid = true;
+}
+
+/*
+ * AtCheckSchema
+ *		The OID of the extension's schema, after checking that it is still
+ *		the schema named audiotricks and still owned by the extension's
+ *		owner.  The C code names its tables audiotricks.<table> in SPI
+ *		queries, which are parsed again whenever a plan is invalidated: a
+ *		schema renamed by mistake and replaced by someone else's would run
+ *		that someone's objects with the owner's rights.  So every entry
+ *		point that uses objects by name calls this first (AtRunPlan does, as
+ *		do the token check, the history functions, the audit writer).  Takes
+ *		the invalidations sent since the last lock, so a rename committed
+ *		during this transaction is seen; then one syscache lookup.  Raises
+ *		55000 when the schema was renamed, replaced or handed to another
+ *		owner, and when the extension is not installed.
+ */
+Oid
+AtCheckSchema(void)
+{
+	Oid			nsp;
+
+	AcceptInvalidationMessages();
+	if (!ext_cache.valid)
+		ext_cache_fill();
+	nsp = get_namespace_oid(AT_SCHEMA, true);
+	if (nsp != ext_cache.nsp || ext_cache.nspowner != ext_cache.owner)
+	{
+		char	   *real = get_namespace_name(ext_cache.nsp);
+		char	   *nspowner = GetUserNameFromId(ext_cache.nspowner, true);
+		char	   *owner = GetUserNameFromId(ext_cache.owner, true);
+
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("schema audiotricks was renamed or replaced"),
+				 !OidIsValid(nsp) ?
+				 errdetail("The extension's schema is now named \"%s\", and no schema is named audiotricks.",
+						   real ? real : "?") :
+				 nsp != ext_cache.nsp ?
+				 errdetail("The schema named audiotricks is not the extension's own (which is now named \"%s\"), and is not used.",
+						   real ? real : "?") :
+				 errdetail("Schema audiotricks is owned by role \"%s\", not by the extension's owner \"%s\".",
+						   nspowner ? nspowner : "?", owner ? owner : "?"),
+				 errhint("Every audiotricks function refuses to run until the extension's own schema is named audiotricks and owned by the extension's owner again.")));
+	}
+	return nsp;
+}
+
+/*
  * AtSchemaOid
- *		OID of the audiotricks schema; raises if the extension is not
- *		installed in this database.
+ *		AtCheckSchema under the name its callers that resolve relations by
+ *		name use.
  */
 Oid
 AtSchemaOid(void)
 {
-	return get_namespace_oid(AT_SCHEMA, false);
+	return AtCheckSchema();
 }
 
 /*
  * AtOwnerOid
- *		The role that owns the extension's tables (the superuser who created
- *		the extension, since it is not trusted).  Code that must see every
- *		user's sessions runs its fully qualified SPI queries as this role.
- *		Syscache lookups only: cheap enough for every call.
+ *		The extension's owner (pg_extension.extowner: the superuser who
+ *		created it, since it is not trusted), who owns its tables.  Code
+ *		that must see every user's sessions runs its fully qualified SPI
+ *		queries as this role.  Checks the schema first (AtCheckSchema, and
+ *		raises as it does); cheap enough for every call.
  */
 Oid
 AtOwnerOid(void)
 {
-	Oid			relid = get_relname_relid("sessions", AtSchemaOid());
-	HeapTuple	tup;
-	Oid			owner;
-
-	if (!OidIsValid(relid))
-		elog(ERROR, "relation audiotricks.sessions does not exist");
-	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	return owner;
+	(void) AtCheckSchema();
+	return ext_cache.owner;
 }
 
 /*
@@ -246,13 +365,16 @@ AtHideStatementPop(ErrorContextCallback *cb)
 /*
  * AtRunPlan
  *		Executes p (preparing it and keeping it for the life of the backend on
- *		first use) inside an open SPI connection.  nulls as for
+ *		first use) inside an open SPI connection, after AtCheckSchema (which
+ *		raises 55000 when the schema was renamed or replaced).  nulls as for
  *		SPI_execute_plan (NULL: none).  Returns the SPI result code; raises on
  *		failure.
  */
 static SPIPlanPtr
 at_plan(AtPlan *p)
 {
+	/* the query names audiotricks.<table>: parsed again after invalidations */
+	(void) AtCheckSchema();
 	if (p->plan == NULL)
 	{
 		SPIPlanPtr	plan = SPI_prepare(p->sql, p->nargs, p->argtypes);

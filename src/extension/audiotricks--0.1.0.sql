@@ -3,6 +3,51 @@
 -- complain if script is sourced in psql, rather than via CREATE EXTENSION
 \echo Use "CREATE EXTENSION audiotricks CASCADE" to load this file. \quit
 
+-- Refuse a schema audiotricks that is not this extension's own.  CREATE
+-- EXTENSION creates the control file's schema only when none of that name
+-- exists (owned by the installing superuser, empty); otherwise it installs
+-- into whatever schema has the name.  One a database owner created
+-- beforehand, or that already holds objects, or where another role may
+-- create objects, would let that role replace what the C code finds by the
+-- name audiotricks.<table> and run it with the owner's rights.  The
+-- superuser's own empty schema (left by DROP EXTENSION, or made by pg_dump's
+-- restore) is accepted.
+DO $schema$
+DECLARE
+    s pg_catalog.pg_namespace%ROWTYPE;
+    why text;
+BEGIN
+    SELECT * INTO s FROM pg_catalog.pg_namespace
+     WHERE nspname OPERATOR(pg_catalog.=) 'audiotricks';
+    IF s.nspowner OPERATOR(pg_catalog.<>) (SELECT r.oid FROM pg_catalog.pg_roles r
+                                           WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER) THEN
+        why := pg_catalog.format('It is owned by role %I, not by %I, who is installing the extension.',
+                                 pg_catalog.pg_get_userbyid(s.nspowner), CURRENT_USER);
+    ELSIF EXISTS (SELECT FROM pg_catalog.pg_depend d
+                   WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass
+                     AND d.refobjid OPERATOR(pg_catalog.=) s.oid
+                     -- but this extension itself, recorded before the script runs
+                     AND NOT (d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass
+                              AND d.objid OPERATOR(pg_catalog.=) (SELECT e.oid FROM pg_catalog.pg_extension e
+                                                                   WHERE e.extname OPERATOR(pg_catalog.=) 'audiotricks')))
+       OR EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.relnamespace OPERATOR(pg_catalog.=) s.oid)
+       OR EXISTS (SELECT FROM pg_catalog.pg_proc p WHERE p.pronamespace OPERATOR(pg_catalog.=) s.oid)
+       OR EXISTS (SELECT FROM pg_catalog.pg_type t WHERE t.typnamespace OPERATOR(pg_catalog.=) s.oid) THEN
+        why := 'It already holds objects.';
+    ELSIF EXISTS (SELECT FROM pg_catalog.aclexplode(s.nspacl) a
+                   WHERE a.privilege_type OPERATOR(pg_catalog.=) 'CREATE'
+                     AND a.grantee OPERATOR(pg_catalog.<>) s.nspowner) THEN
+        why := 'Another role may create objects in it.';
+    END IF;
+    IF why IS NOT NULL THEN
+        RAISE EXCEPTION 'schema "audiotricks" already exists and is not the extension''s own'
+            USING ERRCODE = 'duplicate_schema', DETAIL = why,
+                  HINT = 'CREATE EXTENSION audiotricks creates its schema itself, owned by the installing superuser: '
+                         'drop or rename the existing schema first (after checking what it holds and who created it).';
+    END IF;
+END
+$schema$;
+
 -- Refuse to install unless the library is in shared_preload_libraries: its
 -- secret settings are only safe, and its shared state only exists, then.
 CREATE FUNCTION audiotricks.at_check_preload() RETURNS void
@@ -581,13 +626,17 @@ CREATE FUNCTION audiotricks.at_history_tsv_config(search_config regconfig, proce
 COMMENT ON FUNCTION audiotricks.at_history_tsv_config(regconfig, jsonb) IS
     'The configuration a history entry''s search document is made in: that of processing_options.language, else search_config.';
 
+-- The SQL functions have SQL-standard bodies (BEGIN ATOMIC): parsed once,
+-- here, and stored with the OIDs of what they use, so that a schema renamed
+-- later and replaced by someone else's audiotricks never changes what they
+-- read or write (a body in quotes is parsed by name at every first call).
 CREATE FUNCTION audiotricks.at_default_search_config() RETURNS regconfig
     LANGUAGE sql STABLE PARALLEL RESTRICTED
-    AS $$
+BEGIN ATOMIC
 SELECT audiotricks.at_search_config(
     (SELECT s.preferred_language::pg_catalog.text FROM audiotricks.user_settings s
-      WHERE s.user_id OPERATOR(pg_catalog.=) audiotricks.at_current_user_id()))
-$$;
+      WHERE s.user_id OPERATOR(pg_catalog.=) audiotricks.at_current_user_id()));
+END;
 COMMENT ON FUNCTION audiotricks.at_default_search_config() IS
     'Default of audio_history.search_config: the configuration of the current user''s preferred_language, or simple without identity.';
 
@@ -654,14 +703,14 @@ CREATE FUNCTION audiotricks.at_history_add(
         key_moments jsonb DEFAULT NULL, processing_options jsonb DEFAULT NULL)
     RETURNS uuid
     LANGUAGE sql VOLATILE PARALLEL UNSAFE
-    AS $$
+BEGIN ATOMIC
 INSERT INTO audiotricks.audio_history
     (user_id, title, audio_url, file_size_bytes, duration_seconds,
      transcript, summary, key_moments, processing_options)
 SELECT (SELECT audiotricks.at_require_user_id()), $1, $2, $3, $4, $5, $6, $7, $8
  WHERE audiotricks.at_check_history_sizes($5, $6, $7, $8)
-RETURNING id
-$$;
+RETURNING id;
+END;
 COMMENT ON FUNCTION audiotricks.at_history_add(text, text, bigint, integer, text, text, jsonb, jsonb) IS
     'Adds a history entry for the current user and returns its id; raises 42501 without identity, 23514 or 22001 for invalid values (sizes are checked before the insert).';
 
@@ -685,10 +734,10 @@ COMMENT ON FUNCTION audiotricks.at_history_page(integer, timestamptz, uuid) IS
 CREATE FUNCTION audiotricks.at_history_count()
     RETURNS bigint
     LANGUAGE sql STABLE PARALLEL RESTRICTED
-    AS $$
+BEGIN ATOMIC
 SELECT pg_catalog.count(*) FROM audiotricks.audio_history h
- WHERE h.user_id OPERATOR(pg_catalog.=) (SELECT audiotricks.at_require_user_id())
-$$;
+ WHERE h.user_id OPERATOR(pg_catalog.=) (SELECT audiotricks.at_require_user_id());
+END;
 COMMENT ON FUNCTION audiotricks.at_history_count() IS
     'How many history entries the current user has (for page numbers); 42501 without identity.';
 
@@ -704,14 +753,14 @@ COMMENT ON FUNCTION audiotricks.at_history_search(text, integer) IS
 CREATE FUNCTION audiotricks.at_history_delete(id uuid)
     RETURNS boolean
     LANGUAGE sql VOLATILE PARALLEL UNSAFE
-    AS $$
+BEGIN ATOMIC
 WITH d AS (
     DELETE FROM audiotricks.audio_history h
      WHERE h.id OPERATOR(pg_catalog.=) $1
        AND h.user_id OPERATOR(pg_catalog.=) (SELECT audiotricks.at_require_user_id())
     RETURNING 1)
-SELECT EXISTS (SELECT FROM d)
-$$;
+SELECT EXISTS (SELECT FROM d);
+END;
 COMMENT ON FUNCTION audiotricks.at_history_delete(uuid) IS
     'Deletes one of the current user''s history entries; true if it was deleted, false if there is no such entry of theirs; 42501 without identity.';
 
@@ -720,12 +769,12 @@ CREATE FUNCTION audiotricks.at_get_settings()
     RETURNS TABLE(preferred_language text, summary_quality text,
                   settings_json jsonb, updated_at timestamptz)
     LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 1
-    AS $$
+BEGIN ATOMIC
 SELECT s.preferred_language::pg_catalog.text, s.summary_quality::pg_catalog.text,
        s.settings_json, s.updated_at
   FROM audiotricks.user_settings s
- WHERE s.user_id OPERATOR(pg_catalog.=) (SELECT audiotricks.at_require_user_id())
-$$;
+ WHERE s.user_id OPERATOR(pg_catalog.=) (SELECT audiotricks.at_require_user_id());
+END;
 COMMENT ON FUNCTION audiotricks.at_get_settings() IS
     'The current user''s preferred_language, summary_quality, settings_json and updated_at; 42501 without identity.';
 
@@ -736,7 +785,7 @@ CREATE FUNCTION audiotricks.at_update_settings(
     RETURNS TABLE(preferred_language text, summary_quality text,
                   settings_json jsonb, updated_at timestamptz)
     LANGUAGE sql VOLATILE PARALLEL UNSAFE ROWS 1
-    AS $$
+BEGIN ATOMIC
 UPDATE audiotricks.user_settings s
    SET preferred_language = COALESCE($1, s.preferred_language),
        summary_quality = COALESCE($2, s.summary_quality),
@@ -744,8 +793,8 @@ UPDATE audiotricks.user_settings s
  WHERE s.user_id OPERATOR(pg_catalog.=) (SELECT audiotricks.at_require_user_id())
    AND audiotricks.at_check_settings_json($3) IS NOT FALSE
 RETURNING s.preferred_language::pg_catalog.text, s.summary_quality::pg_catalog.text,
-          s.settings_json, s.updated_at
-$$;
+          s.settings_json, s.updated_at;
+END;
 COMMENT ON FUNCTION audiotricks.at_update_settings(text, text, jsonb) IS
     'Sets the given settings of the current user (NULL leaves one unchanged; settings_json is replaced whole) and returns them; 42501 without identity, 23514 or 22001 for invalid values.';
 

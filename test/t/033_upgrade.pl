@@ -107,7 +107,8 @@ SELECT line FROM (
     || ' strict=' || p.proisstrict || ' leakproof=' || p.proleakproof || ' parallel=' || p.proparallel::text
     || ' cost=' || p.procost || ' rows=' || p.prorows || ' retset=' || p.proretset
     || ' config=' || coalesce(p.proconfig::text, '') || ' bin=' || coalesce(p.probin, '')
-    || ' src=' || md5(p.prosrc) || ' owner=' || p.proowner::regrole
+    || ' src=' || md5(p.prosrc) || ' sqlbody=' || md5(coalesce(pg_get_function_sqlbody(p.oid), ''))
+    || ' owner=' || p.proowner::regrole
     || ' acl=' || coalesce(p.proacl::text, '') || ' comment=' || coalesce(obj_description(p.oid, 'pg_proc'), '')
     FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
    WHERE p.pronamespace = (SELECT oid FROM nsp)
@@ -279,12 +280,15 @@ my @changes = (
 	[ 'function config', 'ALTER FUNCTION audiotricks.at_login(text, text) RESET search_path' ],
 	[ 'function body', q{CREATE OR REPLACE FUNCTION audiotricks.at_history_count() RETURNS bigint
 		LANGUAGE sql STABLE PARALLEL RESTRICTED AS 'SELECT 0::bigint'} ],
+	[ 'stored function body', q{CREATE OR REPLACE FUNCTION audiotricks.at_history_count() RETURNS bigint
+		LANGUAGE sql STABLE PARALLEL RESTRICTED BEGIN ATOMIC SELECT 0::bigint; END} ],
 	[ 'function strictness', 'ALTER FUNCTION audiotricks.at_page_size(integer) STRICT' ],
 	[ 'new function', q{CREATE FUNCTION audiotricks.at_extra() RETURNS int LANGUAGE sql AS 'SELECT 1'} ],
 	[ 'function grant', 'GRANT EXECUTE ON FUNCTION audiotricks.at_purge_expired_sessions() TO audiotricks_user' ],
 	[ 'function comment', q{COMMENT ON FUNCTION audiotricks.at_uuid_v7() IS 'changed'} ],
 	[ 'column default', 'ALTER TABLE audiotricks.users ALTER COLUMN is_active SET DEFAULT false' ],
-	[ 'column type', 'ALTER TABLE audiotricks.user_settings ALTER COLUMN preferred_language TYPE varchar(12)' ],
+	# (not a column the SQL functions' stored bodies use: those refuse it)
+	[ 'column type', 'ALTER TABLE audiotricks.audit_log ALTER COLUMN event TYPE varchar(40)' ],
 	[ 'column nullability', 'ALTER TABLE audiotricks.sessions ALTER COLUMN refreshed_at SET NOT NULL' ],
 	[ 'new column', 'ALTER TABLE audiotricks.audio_history ADD COLUMN extra integer' ],
 	[ 'column grant', 'GRANT SELECT (password_hash) ON audiotricks.users TO audiotricks_user' ],
