@@ -1056,10 +1056,16 @@ issue_session(const pg_uuid_t *user_id, const pg_uuid_t *family,
  * check_own_password
  *		Inside an open SPI connection: true when password is the current
  *		password of user_id and the user is active.  Always does one bcrypt.
- *		Shares at_login's throttle for the account, so that holding a token
- *		does not allow unlimited password guesses through the functions that
- *		ask for the password again; a failure is counted and audited even
- *		though the caller then raises.
+ *
+ *		Throttled like at_login but with a count of its own ('r' and the
+ *		user id, where at_login counts 'u' and the user id): a token's holder
+ *		gets max_failed_logins wrong re-checks per window, and anonymous
+ *		failures at at_login, which anyone can cause, do not lock the
+ *		session's owner out of changing their password or ending their
+ *		account.  Neither count blocks or resets the other: a success here
+ *		must not clear the login count (a stolen token would then reset it),
+ *		and a thief's wrong re-checks do not lock the owner's login.  A
+ *		failure is counted and audited even though the caller then raises.
  */
 static bool
 check_own_password(const char *schema, const pg_uuid_t *user_id, text *password)
@@ -1073,7 +1079,7 @@ check_own_password(const char *schema, const pg_uuid_t *user_id, text *password)
 	char		tkey[1 + UUID_LEN];
 
 	AuditReserve(1);			/* a failure is recorded, whatever happens */
-	tkey[0] = 'u';
+	tkey[0] = 'r';				/* the re-check count, not at_login's 'u' */
 	memcpy(tkey + 1, user_id->data, UUID_LEN);
 	blocked = !ThrottleReserve(tkey, sizeof(tkey), true);	/* counted now */
 

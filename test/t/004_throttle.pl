@@ -1,8 +1,10 @@
 # test/t/004_throttle.pl
 # Login throttling with a short window: N failures refuse even the right
 # password until the window passes; the count survives the failing calls'
-# rollbacks and lives in shared memory across connections; and a throttled,
-# an unknown and a wrong-password attempt take comparable time (medians).
+# rollbacks and lives in shared memory across connections; a token holder's
+# password re-checks have their own count (anonymous failures do not block
+# them, theirs do not block the login); and a throttled, an unknown and a
+# wrong-password attempt take comparable time (medians).
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -42,6 +44,38 @@ sleep 4;
 is(login('amy', 'Passw0rdA'), 'ok', 'after the window the right password is accepted');
 is(login('amy', 'wrong'), '28P01', 'a new failure after the success');
 is(login('amy', 'Passw0rdA'), 'ok', 'a success reset the count');
+
+# a token holder's password re-checks have their own count: anonymous
+# failures do not lock the owner out of at_change_password, and wrong
+# re-checks are limited without locking the login.  A window long enough for
+# the steps of each part (slow machines), polled until in force.
+$node->append_conf('postgresql.conf', "audiotricks.failed_login_window = '6s'\n");
+$node->reload;
+$node->poll_query_until('postgres', q{SELECT current_setting('audiotricks.failed_login_window') = '6s'})
+  or die 'the window did not change';
+$node->safe_psql('postgres', q{SET audiotricks.bcrypt_cost = 4;
+	SELECT audiotricks.at_register('bob@example.com', 'bob', 'Passw0rdB1')});
+my $tok = $node->safe_psql('postgres', q{SELECT token FROM audiotricks.at_login('bob', 'Passw0rdB1')});
+sub recheck
+{
+	my ($current, $new) = @_;
+	my ($ret, $out, $err) = $node->psql('postgres', qq{SET audiotricks.bcrypt_cost = 4; BEGIN;
+		SELECT audiotricks.at_authenticate('$tok') IS NOT NULL;
+		SELECT audiotricks.at_change_password('$current', '$new');
+		COMMIT;});
+	return $ret == 0 ? 'ok' : ($err =~ /invalid login or password/ ? '28P01' : "other: $err");
+}
+is(login('bob', "wrong$_"), '28P01', "bob: anonymous failure $_") for 1 .. 3;
+is(login('bob', 'Passw0rdB1'), '28P01', 'bob is locked out of login');
+is(recheck('Passw0rdB1', 'Passw0rdB2'), 'ok', 'but his session changes his password with the right one');
+is(login('bob', 'Passw0rdB2'), '28P01', 'and anonymous login stays refused, new password too');
+sleep 7;
+is(recheck("wrong$_", 'Passw0rdB3'), '28P01', "bob's session: wrong re-check $_") for 1 .. 3;
+is(recheck('Passw0rdB2', 'Passw0rdB3'), '28P01', 'after 3 wrong re-checks the right one is refused');
+is(login('bob', 'Passw0rdB2'), 'ok', 'wrong re-checks do not lock the login');
+is(recheck('Passw0rdB2', 'Passw0rdB3'), '28P01', 'nor does the login reset the re-check count');
+sleep 7;
+is(recheck('Passw0rdB2', 'Passw0rdB3'), 'ok', 'after the window the right re-check is accepted');
 
 # timing: the same bcrypt work in every refused case (cost 11, ~100 ms); a
 # longer window so that the throttled login stays throttled throughout
