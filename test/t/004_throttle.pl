@@ -3,8 +3,9 @@
 # password until the window passes; the count survives the failing calls'
 # rollbacks and lives in shared memory across connections; a token holder's
 # password re-checks have their own count (anonymous failures do not block
-# them, theirs do not block the login); and a throttled, an unknown and a
-# wrong-password attempt take comparable time (medians).
+# them, theirs do not block the login); counts are per database; and a
+# throttled, an unknown and a wrong-password attempt take comparable time
+# (medians).
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -76,6 +77,25 @@ is(login('bob', 'Passw0rdB2'), 'ok', 'wrong re-checks do not lock the login');
 is(recheck('Passw0rdB2', 'Passw0rdB3'), '28P01', 'nor does the login reset the re-check count');
 sleep 7;
 is(recheck('Passw0rdB2', 'Passw0rdB3'), 'ok', 'after the window the right re-check is accepted');
+
+# counts are per database: a copy of the database (same user ids) keeps its own
+$node->safe_psql('postgres', 'CREATE DATABASE one');
+$node->safe_psql('one', q{CREATE EXTENSION audiotricks CASCADE; SET audiotricks.bcrypt_cost = 4;
+	SELECT audiotricks.at_register('cy@example.com', 'cy', 'Passw0rdC1')});
+$node->safe_psql('postgres', 'CREATE DATABASE two TEMPLATE one');
+sub login_in
+{
+	my ($db, $login, $password) = @_;
+	my ($ret, $out, $err) = $node->psql($db,
+		"SET audiotricks.bcrypt_cost = 4; SELECT count(*) FROM audiotricks.at_login('$login', '$password')");
+	return $ret == 0 ? 'ok' : ($err =~ /invalid login or password/ ? '28P01' : "other: $err");
+}
+is($node->safe_psql('one', q{SELECT id FROM audiotricks.users WHERE username = 'cy'}),
+	$node->safe_psql('two', q{SELECT id FROM audiotricks.users WHERE username = 'cy'}),
+	'cy has the same id in both databases');
+is(login_in('one', 'cy', "wrong$_"), '28P01', "cy in one: failure $_") for 1 .. 3;
+is(login_in('one', 'cy', 'Passw0rdC1'), '28P01', 'cy is locked in database one');
+is(login_in('two', 'cy', 'Passw0rdC1'), 'ok', 'but not in its copy two');
 
 # timing: the same bcrypt work in every refused case (cost 11, ~100 ms); a
 # longer window so that the throttled login stays throttled throughout
