@@ -127,7 +127,7 @@ for my $i (1 .. 11)
 	push @wrong, $t;
 	BAIL_OUT("wrong attempt not refused: $r") unless $r eq '28P01';
 	# keep dee throttled and cal below the limit
-	login('cal', 'Passw0rdC', 4) if $i % 2 == 0;
+	login('cal', 'Passw0rdC', 11) if $i % 2 == 0;
 }
 my ($mt, $mu, $mw) = (median(@throttled), median(@unknown), median(@wrong));
 note(sprintf('median seconds: throttled %.4f, unknown %.4f, wrong password %.4f', $mt, $mu, $mw));
