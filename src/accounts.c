@@ -366,6 +366,25 @@ bcrypt_cost_of(const char *hash, size_t len)
 	return (hash[4] - '0') * 10 + (hash[5] - '0');
 }
 
+/*
+ * bcrypt_pad
+ *		After a failed comparison against a stored hash of stored_cost (the
+ *		work of cost c is about 2^c rounds), more bcrypt work so that the
+ *		total equals one hash at the configured cost C: dummies at costs C-1,
+ *		C-2, ..., stored_cost, which add up to 2^C - 2^stored_cost.  So a
+ *		wrong password for a user whose hash predates a raise of bcrypt_cost
+ *		(or was imported at a lower cost) takes as long as an unknown login,
+ *		which hashes once at cost C.  Nothing when the stored cost is not
+ *		lower; a hash that is not bcrypt (cost -1) is padded as from cost 4,
+ *		bcrypt's least.
+ */
+static void
+bcrypt_pad(const char *schema, text *password, int stored_cost)
+{
+	for (int c = audiotricks_bcrypt_cost - 1; c >= Max(stored_cost, 4); c--)
+		(void) bcrypt_crypt(schema, password, bcrypt_salt(schema, c));
+}
+
 static bool
 text_equal_ct(text *a, const char *b, size_t blen)
 {
@@ -1088,11 +1107,19 @@ issue_session(const pg_uuid_t *user_id, const pg_uuid_t *family,
 /*
  * check_own_password
  *		Inside an open SPI connection: true when password is the current
- *		password of user_id and the user is active.  Always does one bcrypt.
- *		Shares at_login's throttle for the account, so that holding a token
- *		does not allow unlimited password guesses through the functions that
- *		ask for the password again; a failure is counted and audited even
- *		though the caller then raises.
+ *		password of user_id and the user is active.  A failure does the
+ *		bcrypt work of one hash at the configured cost, whatever the stored
+ *		hash's cost (bcrypt_pad) and also when throttled.
+ *
+ *		Throttled like at_login but with a count of its own ('r' and the
+ *		user id, where at_login counts 'u' and the user id): a token's holder
+ *		gets max_failed_logins wrong re-checks per window, and anonymous
+ *		failures at at_login, which anyone can cause, do not lock the
+ *		session's owner out of changing their password or ending their
+ *		account.  Neither count blocks or resets the other: a success here
+ *		must not clear the login count (a stolen token would then reset it),
+ *		and a thief's wrong re-checks do not lock the owner's login.  A
+ *		failure is counted and audited even though the caller then raises.
  */
 static bool
 check_own_password(const char *schema, const pg_uuid_t *user_id, text *password)
@@ -1106,7 +1133,7 @@ check_own_password(const char *schema, const pg_uuid_t *user_id, text *password)
 	char		tkey[1 + UUID_LEN];
 
 	AuditReserve(1);			/* a failure is recorded, whatever happens */
-	tkey[0] = 'u';
+	tkey[0] = 'r';				/* the re-check count, not at_login's 'u' */
 	memcpy(tkey + 1, user_id->data, UUID_LEN);
 	blocked = !ThrottleReserve(tkey, sizeof(tkey), true);	/* counted now */
 
@@ -1129,6 +1156,9 @@ check_own_password(const char *schema, const pg_uuid_t *user_id, text *password)
 		text_equal_ct(computed, VARDATA_ANY(stored), VARSIZE_ANY_EXHDR(stored));
 	if (!ok)
 	{
+		if (stored && !blocked)
+			bcrypt_pad(schema, password,
+					   bcrypt_cost_of(VARDATA_ANY(stored), VARSIZE_ANY_EXHDR(stored)));
 		if (blocked)
 			AuditEventDetached("login_throttled", user_id);
 		else
@@ -1193,7 +1223,8 @@ refuse_if_read_only(const char *what)
  *		RETURNS TABLE(token text, user_id uuid, session_id uuid, expires_at timestamptz)
  *		login is an email or a username, either case-insensitively.  Unknown
  *		users, wrong passwords, inactive users, over-long passwords and
- *		throttled logins all do one bcrypt at the configured cost and raise
+ *		throttled logins all do the bcrypt work of one hash at the configured
+ *		cost (a stored hash of a lower cost is padded: bcrypt_pad) and raise
  *		28P01.  Failures are counted (shared memory) and audited even though
  *		the call's transaction aborts.
  */
@@ -1268,6 +1299,9 @@ at_login(PG_FUNCTION_ARGS)
 		text_equal_ct(computed, VARDATA_ANY(stored), VARSIZE_ANY_EXHDR(stored));
 	if (!ok)
 	{
+		if (found && !blocked)
+			bcrypt_pad(schema, password,
+					   bcrypt_cost_of(VARDATA_ANY(stored), VARSIZE_ANY_EXHDR(stored)));
 		if (blocked)
 			AuditEventDetached("login_throttled", found ? &user_id : NULL);
 		else
@@ -1275,8 +1309,13 @@ at_login(PG_FUNCTION_ARGS)
 		raise_bad_login();
 	}
 
-	/* raising bcrypt_cost upgrades users as they log in */
-	if (bcrypt_cost_of(VARDATA_ANY(stored), VARSIZE_ANY_EXHDR(stored)) < audiotricks_bcrypt_cost)
+	/*
+	 * a stored hash of another cost is re-hashed at the configured one:
+	 * raising bcrypt_cost upgrades users as they log in, and lowering it (or
+	 * imported costlier hashes) converges too, so that fewer accounts stay
+	 * slower to refuse than an unknown login (bcrypt_pad cannot pad those)
+	 */
+	if (bcrypt_cost_of(VARDATA_ANY(stored), VARSIZE_ANY_EXHDR(stored)) != audiotricks_bcrypt_cost)
 	{
 		values[0] = UUIDPGetDatum(&user_id);
 		values[1] = PointerGetDatum(bcrypt_crypt(schema, password,

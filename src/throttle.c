@@ -18,6 +18,12 @@
  * let every concurrent attempt through).  An attempt that errors out after
  * its reservation stays counted.
  *
+ * The caller chooses the key, prefix included: at_login counts 'u' and the
+ * user id (or 'l' and the login text of an unknown login), the password
+ * re-check behind a token (check_own_password in src/accounts.c) counts 'r'
+ * and the user id, so anonymous failures do not block a session's owner and
+ * the two limits are kept apart.  All share max_failed_logins and the window.
+ *
  * An entry is identified by SipHash, under a key drawn at server start, of
  * the database's OID and the lower-cased login key, so no login name is kept
  * in memory and one database can neither read nor clear another's counts.

@@ -1,8 +1,11 @@
 # test/t/004_throttle.pl
 # Login throttling with a short window: N failures refuse even the right
 # password until the window passes; the count survives the failing calls'
-# rollbacks and lives in shared memory across connections; and a throttled,
-# an unknown and a wrong-password attempt take comparable time (medians).
+# rollbacks and lives in shared memory across connections; a token holder's
+# password re-checks have their own count (anonymous failures do not block
+# them, theirs do not block the login); counts are per database; and a
+# throttled, an unknown and a wrong-password attempt take comparable time
+# (medians).
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -43,6 +46,57 @@ is(login('amy', 'Passw0rdA'), 'ok', 'after the window the right password is acce
 is(login('amy', 'wrong'), '28P01', 'a new failure after the success');
 is(login('amy', 'Passw0rdA'), 'ok', 'a success reset the count');
 
+# a token holder's password re-checks have their own count: anonymous
+# failures do not lock the owner out of at_change_password, and wrong
+# re-checks are limited without locking the login.  A window long enough for
+# the steps of each part (slow machines), polled until in force.
+$node->append_conf('postgresql.conf', "audiotricks.failed_login_window = '6s'\n");
+$node->reload;
+$node->poll_query_until('postgres', q{SELECT current_setting('audiotricks.failed_login_window') = '6s'})
+  or die 'the window did not change';
+$node->safe_psql('postgres', q{SET audiotricks.bcrypt_cost = 4;
+	SELECT audiotricks.at_register('bob@example.com', 'bob', 'Passw0rdB1')});
+my $tok = $node->safe_psql('postgres', q{SELECT token FROM audiotricks.at_login('bob', 'Passw0rdB1')});
+sub recheck
+{
+	my ($current, $new) = @_;
+	my ($ret, $out, $err) = $node->psql('postgres', qq{SET audiotricks.bcrypt_cost = 4; BEGIN;
+		SELECT audiotricks.at_authenticate('$tok') IS NOT NULL;
+		SELECT audiotricks.at_change_password('$current', '$new');
+		COMMIT;});
+	return $ret == 0 ? 'ok' : ($err =~ /invalid login or password/ ? '28P01' : "other: $err");
+}
+is(login('bob', "wrong$_"), '28P01', "bob: anonymous failure $_") for 1 .. 3;
+is(login('bob', 'Passw0rdB1'), '28P01', 'bob is locked out of login');
+is(recheck('Passw0rdB1', 'Passw0rdB2'), 'ok', 'but his session changes his password with the right one');
+is(login('bob', 'Passw0rdB2'), '28P01', 'and anonymous login stays refused, new password too');
+sleep 7;
+is(recheck("wrong$_", 'Passw0rdB3'), '28P01', "bob's session: wrong re-check $_") for 1 .. 3;
+is(recheck('Passw0rdB2', 'Passw0rdB3'), '28P01', 'after 3 wrong re-checks the right one is refused');
+is(login('bob', 'Passw0rdB2'), 'ok', 'wrong re-checks do not lock the login');
+is(recheck('Passw0rdB2', 'Passw0rdB3'), '28P01', 'nor does the login reset the re-check count');
+sleep 7;
+is(recheck('Passw0rdB2', 'Passw0rdB3'), 'ok', 'after the window the right re-check is accepted');
+
+# counts are per database: a copy of the database (same user ids) keeps its own
+$node->safe_psql('postgres', 'CREATE DATABASE one');
+$node->safe_psql('one', q{CREATE EXTENSION audiotricks CASCADE; SET audiotricks.bcrypt_cost = 4;
+	SELECT audiotricks.at_register('cy@example.com', 'cy', 'Passw0rdC1')});
+$node->safe_psql('postgres', 'CREATE DATABASE two TEMPLATE one');
+sub login_in
+{
+	my ($db, $login, $password) = @_;
+	my ($ret, $out, $err) = $node->psql($db,
+		"SET audiotricks.bcrypt_cost = 4; SELECT count(*) FROM audiotricks.at_login('$login', '$password')");
+	return $ret == 0 ? 'ok' : ($err =~ /invalid login or password/ ? '28P01' : "other: $err");
+}
+is($node->safe_psql('one', q{SELECT id FROM audiotricks.users WHERE username = 'cy'}),
+	$node->safe_psql('two', q{SELECT id FROM audiotricks.users WHERE username = 'cy'}),
+	'cy has the same id in both databases');
+is(login_in('one', 'cy', "wrong$_"), '28P01', "cy in one: failure $_") for 1 .. 3;
+is(login_in('one', 'cy', 'Passw0rdC1'), '28P01', 'cy is locked in database one');
+is(login_in('two', 'cy', 'Passw0rdC1'), 'ok', 'but not in its copy two');
+
 # timing: the same bcrypt work in every refused case (cost 11, ~100 ms); a
 # longer window so that the throttled login stays throttled throughout
 $node->append_conf('postgresql.conf', "audiotricks.failed_login_window = '10min'\n");
@@ -73,7 +127,7 @@ for my $i (1 .. 11)
 	push @wrong, $t;
 	BAIL_OUT("wrong attempt not refused: $r") unless $r eq '28P01';
 	# keep dee throttled and cal below the limit
-	login('cal', 'Passw0rdC', 4) if $i % 2 == 0;
+	login('cal', 'Passw0rdC', 11) if $i % 2 == 0;
 }
 my ($mt, $mu, $mw) = (median(@throttled), median(@unknown), median(@wrong));
 note(sprintf('median seconds: throttled %.4f, unknown %.4f, wrong password %.4f', $mt, $mu, $mw));
