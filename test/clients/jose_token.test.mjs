@@ -1,6 +1,6 @@
 // test/clients/jose_token.test.mjs
 // A token from at_login is a standard HS256 JWT: npm `jose` verifies it
-// under audiotricks.jwt_secret, with the header and claims of DESIGN.md.
+// under audiotricks.jwt_secret, with the header and claims README.md documents (at_login).
 // And the converse: a JWT that jose signs with the same secret but that
 // at_login did not issue (no session row) is refused by at_authenticate.
 import { test, before, after } from 'node:test';

@@ -6,7 +6,9 @@
 // transactions and identities (generic plan) stays correct.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import pg from 'pg';
 import { connect, freshDatabase, ensureRole, errorOf } from './lib.mjs';
+import { withUser } from './with_user.mjs';
 
 const DB = 'clients_pg_flow';
 let su, cleanup, app;
@@ -15,7 +17,7 @@ const ids = {};
 
 before(async () => {
   ({ su, cleanup } = await freshDatabase(DB));
-  // the documented plain application role (README.clients.md)
+  // the plain application role of README's install section
   await ensureRole(su, 'app_flow', 'LOGIN');
   await su.query('GRANT audiotricks_user TO app_flow');
   app = await connect(DB, 'app_flow');
@@ -165,6 +167,33 @@ test('a bad token is 28000 and leaves no identity', async () => {
   await app.query('ROLLBACK');
   assert.equal(e?.code, '28000');
   assert.equal(await whoami(), null);
+});
+
+test('withUser: a unit of work through a pool, then the connection carries nothing', async () => {
+  const pool = new pg.Pool({
+    host: process.env.PGHOST,
+    port: process.env.PGPORT ? Number(process.env.PGPORT) : undefined,
+    user: 'app_flow',
+    database: DB,
+    max: 1,                     // one connection: the next query reuses it
+  });
+  try {
+    const rows = await withUser(pool, tokens.erin, async (client) => {
+      await client.query('INSERT INTO audiotricks.audio_history (title) VALUES ($1)', ['via withUser']);
+      return (await client.query(
+        'SELECT user_id, title FROM audiotricks.audio_history ORDER BY created_at DESC, id DESC LIMIT 20')).rows;
+    });
+    assert.ok(rows.length >= 1 && rows.every((r) => r.user_id === ids.erin), 'only erin\'s rows');
+    assert.equal(rows[0].title, 'via withUser');
+    const { rows: [r] } = await pool.query('SELECT audiotricks.at_current_user_id() AS id');
+    assert.equal(r.id, null, 'no identity after withUser');
+    const e = await errorOf(() => withUser(pool, `${tokens.erin}x`, async () => 'never'));
+    assert.equal(e?.code, '28000', 'a bad token rejects with 28000');
+    const { rows: [after] } = await pool.query('SELECT audiotricks.at_current_user_id() AS id');
+    assert.equal(after.id, null);
+  } finally {
+    await pool.end();
+  }
 });
 
 test('logout with bind parameters ends the token', async () => {

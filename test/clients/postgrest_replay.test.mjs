@@ -122,7 +122,7 @@ const claimsOf = (token) => jose.decodeJwt(token);
 before(async () => {
   ({ su, cleanup } = await freshDatabase(DB));
   secret = Object.values((await su.query('SHOW audiotricks.jwt_secret')).rows[0])[0];
-  // the documented PostgREST setup (README.clients.md)
+  // the PostgREST setup of README.md ("PostgREST")
   await ensureRole(su, 'authenticator', 'LOGIN NOINHERIT');
   await ensureRole(su, 'anon', 'NOLOGIN');
   await ensureRole(su, 'authenticated', 'NOLOGIN');
