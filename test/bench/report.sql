@@ -96,7 +96,7 @@ SELECT format('Run %s on %s; %s; data set: %s users, %s history entries in each 
               :'date', :'machine', 'PostgreSQL settings: shared_buffers 4GB, jit off, fsync off', :'users', :'rows', :'dbsize',
               :'dur', :'rounds', :'elapsed', :'load', :'src');
 SELECT '';
-SELECT '## Targets (DESIGN.md, "Figures to reach")';
+SELECT '## Targets';
 SELECT '';
 SELECT '| target | measured as | ratio | goal | result |';
 SELECT '|---|---|---|---|---|';
