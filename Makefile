@@ -34,7 +34,9 @@ REGRESS = \
 	settings \
 	keys \
 	identity \
-	parallel
+	parallel \
+	attacks \
+	boundaries
 
 REGRESS_OPTS = --inputdir=. --dbname=contrib_regression_audiotricks
 
