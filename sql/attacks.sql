@@ -153,6 +153,33 @@ SELECT count(*) AS hits, count(*) FILTER (WHERE title NOT LIKE 'mine %') AS othe
 COMMIT;
 RESET ROLE;
 
+------------------------------------------------------------------ identity that must not carry over
+-- PostgREST's header is trusted only when set for the transaction: a
+-- session-level SET (which a pooled connection would hand to the next
+-- client) gives no identity, though its token is valid
+SELECT regress_attacks.login('header') AS session;
+SET ROLE regress_attacks_app;
+SELECT format('{"authorization": "Bearer %s"}', token) AS hdr FROM regress_attacks.tokens WHERE name = 'header' \gset
+BEGIN;
+SELECT set_config('request.headers', :'hdr', true) IS NOT NULL AS set_local;
+SELECT audiotricks.at_current_user_id() IS NOT NULL AS transaction_header_trusted;
+COMMIT;
+SET request.headers = :'hdr';
+BEGIN;
+SELECT audiotricks.at_current_user_id() IS NULL AS session_level_header_ignored;
+COMMIT;
+RESET request.headers;
+-- an application role reads its own audit events, never another user's
+BEGIN;
+SELECT audiotricks.at_authenticate(token) IS NOT NULL AS mallory FROM regress_attacks.tokens WHERE name = 'header';
+SELECT count(*) > 0 AS own_events,
+       count(*) FILTER (WHERE user_id IS DISTINCT FROM audiotricks.at_current_user_id()) AS others_events
+  FROM audiotricks.audit_log;
+COMMIT;
+RESET ROLE;
+SELECT count(*) FILTER (WHERE u.username = 'att_victor') > 0 AS victor_has_events
+  FROM audiotricks.audit_log a JOIN audiotricks.users u ON u.id = a.user_id;
+
 ------------------------------------------------------------------ clean up
 DELETE FROM audiotricks.users WHERE username IN ('att_mallory', 'att_victor');
 DROP SCHEMA regress_attacks CASCADE;
