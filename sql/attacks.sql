@@ -180,7 +180,26 @@ RESET ROLE;
 SELECT count(*) FILTER (WHERE u.username = 'att_victor') > 0 AS victor_has_events
   FROM audiotricks.audit_log a JOIN audiotricks.users u ON u.id = a.user_id;
 
+------------------------------------------------------------------ an inactive user
+-- The right password of an inactive user is refused like a wrong one, and
+-- recorded as a failed login (the audit writer is asynchronous: a bounded
+-- wait)
+SELECT audiotricks.at_register('inactive@example.com', 'att_inactive', 'Passw0rdI') IS NOT NULL AS registered;
+UPDATE audiotricks.users SET is_active = false WHERE username = 'att_inactive';
+SELECT regress_attacks.try($$SELECT * FROM audiotricks.at_login('att_inactive', 'Passw0rdI')$$) AS inactive_login;
+DO $$
+BEGIN
+  FOR i IN 1 .. 100 LOOP
+    EXIT WHEN EXISTS (SELECT FROM audiotricks.audit_log a JOIN audiotricks.users u ON u.id = a.user_id
+                       WHERE u.username = 'att_inactive' AND a.event = 'login_failed');
+    PERFORM pg_sleep(0.1);
+  END LOOP;
+END $$;
+SELECT count(*) AS failed_login_recorded
+  FROM audiotricks.audit_log a JOIN audiotricks.users u ON u.id = a.user_id
+ WHERE u.username = 'att_inactive' AND a.event = 'login_failed';
+
 ------------------------------------------------------------------ clean up
-DELETE FROM audiotricks.users WHERE username IN ('att_mallory', 'att_victor');
+DELETE FROM audiotricks.users WHERE username IN ('att_mallory', 'att_victor', 'att_inactive');
 DROP SCHEMA regress_attacks CASCADE;
 DROP ROLE regress_attacks_app;
