@@ -36,7 +36,9 @@ REGRESS = \
 	limits \
 	keys \
 	identity \
-	parallel
+	parallel \
+	attacks \
+	boundaries
 
 REGRESS_OPTS = --inputdir=. --dbname=contrib_regression_audiotricks
 

@@ -210,8 +210,13 @@ DECLARE
     r record;
     got int;
     pages int := 0;
+    -- bounded: a keyset bug that never reaches the end fails, not hangs
+    max_pages int := (SELECT count(*) FROM audiotricks.audio_history) + 2;
 BEGIN
     LOOP
+        IF pages > max_pages THEN
+            RAISE EXCEPTION 'the walk did not end after % pages', pages;
+        END IF;
         got := 0;
         FOR r IN SELECT * FROM audiotricks.at_history_page(7, cur_t, cur_id) LOOP
             INSERT INTO walk (id, created_at) VALUES (r.id, r.created_at);
