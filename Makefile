@@ -62,3 +62,8 @@ $(OBJS): $(wildcard src/*.h)
 check-meta:
 	@grep -q '"version": *"$(EXTVERSION)"' META.json || \
 		{ echo "META.json does not carry version $(EXTVERSION)"; exit 1; }
+
+# The pg_regress tests, for test/run to check that every one of them ran.
+.PHONY: print-regress
+print-regress:
+	@echo $(REGRESS)
