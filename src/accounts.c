@@ -344,15 +344,34 @@ bcrypt_salt(const char *schema, int cost)
 										   Int32GetDatum(cost)));
 }
 
-/* crypt(password, setting) */
+/*
+ * crypt(password, setting), the one place that hashes a password: first
+ * takes a place among audiotricks.max_concurrent_password_checks (see
+ * src/admission.c; 53400 when none comes in time), given back however the
+ * hash ends.  cls and key (what an anonymous caller typed, key_len bytes, or
+ * NULL) order the waiters.  Call it before taking any row lock: a waiter
+ * would hold it for as long as it waits.
+ */
 static text *
-bcrypt_crypt(const char *schema, text *password, text *setting)
+bcrypt_crypt(const char *schema, text *password, text *setting,
+			 AdmissionClass cls, const char *key, int key_len)
 {
 	Oid			argtypes[2] = {TEXTOID, TEXTOID};
 	Oid			fn = pgcrypto_func(schema, "crypt", 2, argtypes);
+	volatile Datum result = (Datum) 0;
 
-	return DatumGetTextPP(OidFunctionCall2(fn, PointerGetDatum(password),
-										   PointerGetDatum(setting)));
+	AdmissionEnter(cls, key, key_len);
+	PG_TRY();
+	{
+		result = OidFunctionCall2(fn, PointerGetDatum(password),
+								  PointerGetDatum(setting));
+	}
+	PG_FINALLY();
+	{
+		AdmissionLeave();
+	}
+	PG_END_TRY();
+	return DatumGetTextPP(result);
 }
 
 /* cost of a "$2?$NN$..." hash, or -1 if it is not bcrypt */
@@ -971,7 +990,8 @@ at_register(PG_FUNCTION_ARGS)
 	validate_password(VARDATA_ANY(password), VARSIZE_ANY_EXHDR(password));
 
 	schema = AtPgcryptoSchema();
-	hash = bcrypt_crypt(schema, password, bcrypt_salt(schema, audiotricks_bcrypt_cost));
+	hash = bcrypt_crypt(schema, password, bcrypt_salt(schema, audiotricks_bcrypt_cost),
+						ADMISSION_ANONYMOUS, VARDATA_ANY(email), VARSIZE_ANY_EXHDR(email));
 
 	values[0] = PointerGetDatum(email);
 	values[1] = PointerGetDatum(username);
@@ -1120,7 +1140,8 @@ check_own_password(const char *schema, const pg_uuid_t *user_id, text *password)
 	}
 	computed = bcrypt_crypt(schema, password,
 							(stored && !blocked) ? stored :
-							bcrypt_salt(schema, audiotricks_bcrypt_cost));
+							bcrypt_salt(schema, audiotricks_bcrypt_cost),
+							ADMISSION_AUTHENTICATED, tkey, sizeof(tkey));
 	ok = stored != NULL && active && !blocked &&
 		VARSIZE_ANY_EXHDR(password) <= BCRYPT_MAX_BYTES &&
 		text_equal_ct(computed, VARDATA_ANY(stored), VARSIZE_ANY_EXHDR(stored));
@@ -1259,7 +1280,8 @@ at_login(PG_FUNCTION_ARGS)
 	 */
 	computed = bcrypt_crypt(schema, password,
 							(found && !blocked) ? stored :
-							bcrypt_salt(schema, audiotricks_bcrypt_cost));
+							bcrypt_salt(schema, audiotricks_bcrypt_cost),
+							ADMISSION_ANONYMOUS, VARDATA_ANY(login), VARSIZE_ANY_EXHDR(login));
 	ok = found && active && !blocked &&
 		VARSIZE_ANY_EXHDR(password) <= BCRYPT_MAX_BYTES &&
 		text_equal_ct(computed, VARDATA_ANY(stored), VARSIZE_ANY_EXHDR(stored));
@@ -1277,7 +1299,8 @@ at_login(PG_FUNCTION_ARGS)
 	{
 		values[0] = UUIDPGetDatum(&user_id);
 		values[1] = PointerGetDatum(bcrypt_crypt(schema, password,
-												 bcrypt_salt(schema, audiotricks_bcrypt_cost)));
+												 bcrypt_salt(schema, audiotricks_bcrypt_cost),
+												 ADMISSION_AUTHENTICATED, NULL, 0));
 		AtRunPlan(&plan_set_password, values, NULL, false, 0);
 	}
 
@@ -1666,7 +1689,8 @@ at_change_password_as_owner(PG_FUNCTION_ARGS)
 
 	values[0] = UUIDPGetDatum(&user_id);
 	values[1] = PointerGetDatum(bcrypt_crypt(schema, newpw,
-											 bcrypt_salt(schema, audiotricks_bcrypt_cost)));
+											 bcrypt_salt(schema, audiotricks_bcrypt_cost),
+											 ADMISSION_AUTHENTICATED, NULL, 0));
 	AtRunPlan(&plan_set_password, values, NULL, false, 0);
 
 	values[0] = UUIDPGetDatum(&user_id);

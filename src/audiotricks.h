@@ -109,6 +109,21 @@ extern void ThrottleDefineGucs(void);
 extern bool ThrottleReserve(const char *key, int len, bool account);
 extern void ThrottleReset(const char *key, int len);
 
+/* src/admission.c: admission control for password hashing */
+typedef enum AdmissionClass
+{
+	ADMISSION_AUTHENTICATED = 0,	/* proved a token or the password */
+	ADMISSION_ANONYMOUS = 1,	/* at_login, at_register */
+	ADMISSION_REPEATED = 2		/* its key was hashed often recently */
+} AdmissionClass;
+extern int	audiotricks_max_concurrent_password_checks;
+extern int	audiotricks_password_check_wait;	/* ms */
+extern Size AdmissionShmemSize(void);
+extern void AdmissionShmemInit(void);
+extern void AdmissionDefineGucs(void);
+extern void AdmissionEnter(AdmissionClass cls, const char *key, int len);
+extern void AdmissionLeave(void);
+
 /* src/audit.c */
 extern Size AuditShmemSize(void);
 extern void AuditShmemInit(void);
