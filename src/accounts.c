@@ -347,20 +347,30 @@ bcrypt_salt(const char *schema, int cost)
 /*
  * crypt(password, setting), the one place that hashes a password: first
  * takes a place among audiotricks.max_concurrent_password_checks (see
- * src/admission.c; 53400 when none comes in time), given back however the
- * hash ends.  cls and key (what an anonymous caller typed, key_len bytes, or
- * NULL) order the waiters.  Call it before taking any row lock: a waiter
+ * src/admission.c), given back however the hash ends.  cls and key (what an
+ * anonymous caller typed, key_len bytes, or NULL) order the waiters.  When
+ * no place comes in time, raises 53400 after taking back the throttle
+ * failure reserved under refund (refund_len bytes; NULL when none was
+ * reserved): the password was never checked, so a client retrying on 53400
+ * does not lock its account.  Call it before taking any row lock: a waiter
  * would hold it for as long as it waits.
  */
 static text *
 bcrypt_crypt(const char *schema, text *password, text *setting,
-			 AdmissionClass cls, const char *key, int key_len)
+			 AdmissionClass cls, const char *key, int key_len,
+			 const char *refund, int refund_len)
 {
 	Oid			argtypes[2] = {TEXTOID, TEXTOID};
 	Oid			fn = pgcrypto_func(schema, "crypt", 2, argtypes);
+	TimestampTz reserved_by = GetCurrentTimestamp();
 	volatile Datum result = (Datum) 0;
 
-	AdmissionEnter(cls, key, key_len);
+	if (!AdmissionEnter(cls, key, key_len))
+	{
+		if (refund != NULL)
+			ThrottleRefund(refund, refund_len, reserved_by);
+		AdmissionRefuse();
+	}
 	PG_TRY();
 	{
 		result = OidFunctionCall2(fn, PointerGetDatum(password),
@@ -991,7 +1001,8 @@ at_register(PG_FUNCTION_ARGS)
 
 	schema = AtPgcryptoSchema();
 	hash = bcrypt_crypt(schema, password, bcrypt_salt(schema, audiotricks_bcrypt_cost),
-						ADMISSION_ANONYMOUS, VARDATA_ANY(email), VARSIZE_ANY_EXHDR(email));
+						ADMISSION_ANONYMOUS, VARDATA_ANY(email), VARSIZE_ANY_EXHDR(email),
+						NULL, 0);
 
 	values[0] = PointerGetDatum(email);
 	values[1] = PointerGetDatum(username);
@@ -1141,7 +1152,8 @@ check_own_password(const char *schema, const pg_uuid_t *user_id, text *password)
 	computed = bcrypt_crypt(schema, password,
 							(stored && !blocked) ? stored :
 							bcrypt_salt(schema, audiotricks_bcrypt_cost),
-							ADMISSION_AUTHENTICATED, tkey, sizeof(tkey));
+							ADMISSION_AUTHENTICATED, tkey, sizeof(tkey),
+							blocked ? NULL : tkey, sizeof(tkey));
 	ok = stored != NULL && active && !blocked &&
 		VARSIZE_ANY_EXHDR(password) <= BCRYPT_MAX_BYTES &&
 		text_equal_ct(computed, VARDATA_ANY(stored), VARSIZE_ANY_EXHDR(stored));
@@ -1281,7 +1293,8 @@ at_login(PG_FUNCTION_ARGS)
 	computed = bcrypt_crypt(schema, password,
 							(found && !blocked) ? stored :
 							bcrypt_salt(schema, audiotricks_bcrypt_cost),
-							ADMISSION_ANONYMOUS, VARDATA_ANY(login), VARSIZE_ANY_EXHDR(login));
+							ADMISSION_ANONYMOUS, VARDATA_ANY(login), VARSIZE_ANY_EXHDR(login),
+							blocked ? NULL : tkey, tkeylen);
 	ok = found && active && !blocked &&
 		VARSIZE_ANY_EXHDR(password) <= BCRYPT_MAX_BYTES &&
 		text_equal_ct(computed, VARDATA_ANY(stored), VARSIZE_ANY_EXHDR(stored));
@@ -1300,7 +1313,7 @@ at_login(PG_FUNCTION_ARGS)
 		values[0] = UUIDPGetDatum(&user_id);
 		values[1] = PointerGetDatum(bcrypt_crypt(schema, password,
 												 bcrypt_salt(schema, audiotricks_bcrypt_cost),
-												 ADMISSION_AUTHENTICATED, NULL, 0));
+												 ADMISSION_AUTHENTICATED, NULL, 0, NULL, 0));
 		AtRunPlan(&plan_set_password, values, NULL, false, 0);
 	}
 
@@ -1690,7 +1703,7 @@ at_change_password_as_owner(PG_FUNCTION_ARGS)
 	values[0] = UUIDPGetDatum(&user_id);
 	values[1] = PointerGetDatum(bcrypt_crypt(schema, newpw,
 											 bcrypt_salt(schema, audiotricks_bcrypt_cost),
-											 ADMISSION_AUTHENTICATED, NULL, 0));
+											 ADMISSION_AUTHENTICATED, NULL, 0, NULL, 0));
 	AtRunPlan(&plan_set_password, values, NULL, false, 0);
 
 	values[0] = UUIDPGetDatum(&user_id);

@@ -34,6 +34,14 @@
  * only be overestimated; they count hashes actually run, so a client that is
  * refused with 53400 and retries is not demoted by its retries.
  *
+ * Within a class, a key refused with 53400 keeps its ticket for its next
+ * attempt (SENIOR_SLOTS entries, for SENIOR_TTL_MS after the refusal; one
+ * attempt at a time takes it): a client that retries goes before those that
+ * came after it, instead of queueing again behind a flood of first attempts.
+ * A flood that retries its own names gets the same, so it is a fair share
+ * among retrying clients, never a way to jump the line with many
+ * connections.
+ *
  * Nothing is held while waiting: callers wait before any row lock of the
  * call (at_login and check_own_password look the user up with plain
  * SELECTs; the UPDATEs come after the hash).  A place is released by the
@@ -69,6 +77,8 @@
 #define SKETCH_WIDTH	32768	/* counters per row */
 #define SKETCH_ROWS		2
 #define REPEAT_DEFAULT	5		/* when max_failed_logins is 0 */
+#define SENIOR_SLOTS	4096	/* keys refused lately that keep their ticket */
+#define SENIOR_TTL_MS	60000	/* how long after its last refusal */
 
 typedef struct AdmissionWaiter
 {
@@ -83,6 +93,14 @@ typedef struct AdmissionSketch
 	uint16		counts[SKETCH_ROWS][SKETCH_WIDTH];
 } AdmissionSketch;
 
+/* a key refused with 53400 lately: its retry keeps its first ticket */
+typedef struct AdmissionSenior
+{
+	uint64		hash;			/* 0 = free */
+	uint64		ticket;
+	TimestampTz refused_at;		/* last refusal */
+} AdmissionSenior;
+
 typedef struct AdmissionShared
 {
 	LWLock	   *lock;
@@ -92,6 +110,7 @@ typedef struct AdmissionShared
 	uint64		next_ticket;
 	unsigned char hash_key[crypto_shorthash_KEYBYTES];
 	AdmissionSketch sketch[2];	/* by epoch % 2 */
+	AdmissionSenior senior[SENIOR_SLOTS];
 	int			nprocs;
 	AdmissionWaiter procs[FLEXIBLE_ARRAY_MEMBER];
 } AdmissionShared;
@@ -168,10 +187,15 @@ AdmissionDefineGucs(void)
 							NULL, NULL, NULL);
 }
 
-/* the two sketch positions of (class, lower-cased key) in this database */
-static void
-sketch_positions(int cls, const char *key, int len, uint32 pos[SKETCH_ROWS])
+/*
+ * SipHash of (class, lower-cased key) in this database, never 0, and its two
+ * sketch positions
+ */
+static uint64
+key_hash(int cls, const char *key, int len, uint32 pos[SKETCH_ROWS])
 {
+	uint64		hash;
+
 	char	   *buf = palloc(sizeof(Oid) + 1 + len);
 	unsigned char h[crypto_shorthash_BYTES];
 
@@ -190,6 +214,8 @@ sketch_positions(int cls, const char *key, int len, uint32 pos[SKETCH_ROWS])
 		memcpy(&v, h + 4 * r, sizeof(v));
 		pos[r] = v % SKETCH_WIDTH;
 	}
+	memcpy(&hash, h, sizeof(hash));
+	return hash ? hash : 1;
 }
 
 static int64
@@ -315,15 +341,18 @@ admission_exit(int code, Datum arg)
  *		an earlier ticket.  cls is ADMISSION_AUTHENTICATED or
  *		ADMISSION_ANONYMOUS; key (len bytes, or NULL) is what the caller
  *		typed, and demotes it to ADMISSION_REPEATED when hashed often
- *		recently.  The caller must call AdmissionLeave once the hash is done,
- *		also on error.  Raises 53400 when no place came in time, and what
- *		CHECK_FOR_INTERRUPTS raises when cancelled or terminated while
+ *		recently.  Returns true with a place taken: the caller must call
+ *		AdmissionLeave once the hash is done, also on error; false when no
+ *		place came in time (the caller then raises AdmissionRefuse).  Raises
+ *		what CHECK_FOR_INTERRUPTS raises when cancelled or terminated while
  *		waiting (the queue entry is then given back).
  */
-void
+bool
 AdmissionEnter(AdmissionClass cls, const char *key, int len)
 {
 	uint32		pos[SKETCH_ROWS];
+	volatile uint64 hash = 0;
+	AdmissionSenior *volatile senior = NULL;
 	volatile int64 epoch;
 	int			repeat;
 	AdmissionWaiter *me;
@@ -331,7 +360,7 @@ AdmissionEnter(AdmissionClass cls, const char *key, int len)
 	volatile bool got = false;
 
 	if (adm == NULL)
-		return;
+		return true;
 	if (holding)
 		elog(ERROR, "password check admitted twice");
 	if (MyProc == NULL || MyProc->pgprocno < 0 || MyProc->pgprocno >= adm->nprocs)
@@ -344,7 +373,7 @@ AdmissionEnter(AdmissionClass cls, const char *key, int len)
 	}
 
 	if (key != NULL)
-		sketch_positions((int) cls, key, len, pos);
+		hash = key_hash((int) cls, key, len, pos);
 	repeat = audiotricks_max_failed_logins > 0 ?
 		audiotricks_max_failed_logins : REPEAT_DEFAULT;
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
@@ -357,6 +386,21 @@ AdmissionEnter(AdmissionClass cls, const char *key, int len)
 		cls = ADMISSION_REPEATED;
 	me->cls = (int32) cls;
 	me->ticket = adm->next_ticket++;
+	if (key != NULL)
+	{
+		/*
+		 * A retry after 53400 keeps its place in line; one retry only: the
+		 * entry is taken, and put back if this attempt is refused too.
+		 */
+		senior = &adm->senior[hash % SENIOR_SLOTS];
+		if (senior->hash == hash &&
+			!TimestampDifferenceExceeds(senior->refused_at, GetCurrentTimestamp(),
+										SENIOR_TTL_MS))
+		{
+			me->ticket = senior->ticket;
+			senior->hash = 0;
+		}
+	}
 	me->waiting = true;
 	adm->waiting++;
 	queued = true;
@@ -386,14 +430,24 @@ AdmissionEnter(AdmissionClass cls, const char *key, int len)
 				more = adm->waiting > 0 &&
 					adm->running < audiotricks_max_concurrent_password_checks;
 			}
-			LWLockRelease(adm->lock);
-			if (got)
+			else if (GetCurrentTimestamp() >= deadline)
 			{
-				if (more)
-					ConditionVariableBroadcast(&adm->cv);
-				break;
+				/* refused: leave the line, remembering the place in it */
+				if (key != NULL)
+				{
+					senior->hash = hash;
+					senior->ticket = me->ticket;
+					senior->refused_at = GetCurrentTimestamp();
+				}
+				me->waiting = false;
+				adm->waiting--;
+				queued = false;
+				more = adm->waiting > 0;
 			}
-			if (GetCurrentTimestamp() >= deadline)
+			LWLockRelease(adm->lock);
+			if (more)
+				ConditionVariableBroadcast(&adm->cv);
+			if (got || !queued)
 				break;
 			if (!sleeping)
 			{
@@ -418,16 +472,22 @@ AdmissionEnter(AdmissionClass cls, const char *key, int len)
 	}
 	PG_END_TRY();
 
-	if (!got)
-	{
-		leave_queue();
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("too many logins in progress, retry"),
-				 errdetail("Every place for a password check stayed taken for %d ms.",
-						   audiotricks_password_check_wait),
-				 errhint("Retry after a short delay.")));
-	}
+	return got;
+}
+
+/*
+ * AdmissionRefuse
+ *		Raises 53400: no place came in time.
+ */
+void
+AdmissionRefuse(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+			 errmsg("too many logins in progress, retry"),
+			 errdetail("Every place for a password check stayed taken for %d ms.",
+					   audiotricks_password_check_wait),
+			 errhint("Retry after a short delay.")));
 }
 
 /*

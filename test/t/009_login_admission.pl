@@ -9,7 +9,10 @@
 #   history page complete: the counts read before and after them are the
 #   same (one running, 8 waiting), so no login was admitted meanwhile;
 # - with a short audiotricks.password_check_wait, known and unknown logins
-#   over the cap fail alike with 53400;
+#   over the cap fail alike with 53400, and those refusals are not counted
+#   by the login throttle (a user retrying on 53400 is not locked out);
+# - a login retried after 53400 goes before those that queued after its
+#   first attempt;
 # - a cancelled waiter and a terminated one leave the queue, a terminated
 #   holder gives its place back, and the next login proceeds;
 # - at_password_checks() is refused to roles outside pg_monitor.
@@ -40,6 +43,7 @@ is($node->safe_psql('postgres', 'SHOW audiotricks.max_concurrent_password_checks
 
 $node->safe_psql('postgres', q{
 	SELECT audiotricks.at_register('alice@example.com', 'alice', 'Passw0rd-alice');
+	SELECT audiotricks.at_register('bob@example.com', 'bob', 'Passw0rd-bob');
 	CREATE FUNCTION pg_temp.nothing() RETURNS void LANGUAGE sql AS '';
 });
 my $token = $node->safe_psql('postgres',
@@ -170,10 +174,45 @@ is(result_of($ret, $err), '53400', 'an unknown login: the same 53400');
 ($ret, $out, $err) = $node->psql('postgres', login_sql('alice', 'Passw0rd-alice'));
 like($err, qr/too many logins in progress, retry/, 'the message says to retry');
 is(checks(), '1/0', 'the refused logins left the queue');
+# a refused login never reached its check: the throttle does not count it
+$node->safe_psql('postgres', "ALTER SYSTEM SET audiotricks.max_failed_logins = 2; SELECT pg_reload_conf()");
+$node->poll_query_until('postgres', "SELECT current_setting('audiotricks.max_failed_logins') = '2'")
+  or die 'reload not seen';
+my @refused = map {
+	($ret, $out, $err) = $node->psql('postgres', login_sql('bob', 'Passw0rd-bob'),
+		extra_params => [ '-v', 'VERBOSITY=sqlstate' ]);
+	result_of($ret, $err)
+} 1 .. 4;
+is_deeply(\@refused, [ ('53400') x 4 ], 'bob, retrying, is refused 4 times (max_failed_logins is 2)');
+($ret, $out, $err) = $node->psql('postgres', login_sql('carol-nobody', 'wrong'),
+	extra_params => [ '-v', 'VERBOSITY=sqlstate' ]);
+is(result_of($ret, $err), '53400', 'carol is refused too');
 is(finish_psql($holder), '28P01', 'the holder finished');
+($ret, $out, $err) = $node->psql('postgres', login_sql('bob', 'Passw0rd-bob'),
+	extra_params => [ '-v', 'VERBOSITY=sqlstate' ]);
+is(result_of($ret, $err), 'ok', 'then bob logs in: the refusals were not counted as failures');
+$node->safe_psql('postgres', "ALTER SYSTEM RESET audiotricks.max_failed_logins; SELECT pg_reload_conf()");
+$node->poll_query_until('postgres', "SELECT current_setting('audiotricks.max_failed_logins') = '1000'")
+  or die 'reload not seen';
 $node->safe_psql('postgres', "ALTER SYSTEM RESET audiotricks.password_check_wait; SELECT pg_reload_conf()");
 $node->poll_query_until('postgres', "SELECT current_setting('audiotricks.password_check_wait') = '10min'")
   or die 'reload not seen';
+
+# --- a retry after 53400 keeps its place: carol goes before later arrivals ---
+$holder = start_holder('holder4');
+my @later = map { start_psql(login_sql("later-$_", 'wrong'), "later$_") } 1 .. 3;
+wait_for_checks('1/3', 'three logins wait behind the holder');
+my $carol = start_psql(login_sql('carol-nobody', 'wrong', $HOLD_COST), 'carol');
+wait_for_checks('1/4', 'carol, retrying, waits after them');
+is(finish_psql($holder), '28P01', 'the holder finished');
+wait_for_checks('1/3', 'the next one was admitted');
+is($node->safe_psql('postgres', q{
+	SELECT string_agg(application_name, ',' ORDER BY application_name)
+	  FROM pg_stat_activity WHERE application_name ~ '^(later|carol)' AND wait_event_type = 'Extension'}),
+	'later1,later2,later3', 'it was carol: the three who came after her first attempt still wait');
+is(finish_psql($carol), '28P01', 'carol finished');
+is_deeply([ map { finish_psql($_) } @later ], [ ('28P01') x 3 ], 'then the others');
+wait_for_checks('0/0', 'nothing left');
 
 # --- cancelled and terminated waiters, a terminated holder ---
 $holder = start_holder('holder3');
