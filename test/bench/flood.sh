@@ -194,17 +194,19 @@ pgb flood_app "$WORK/page.sql" 1 2 -D tok="$TOKEN" >/dev/null	# warm-up
 read -r IDLE_LAT IDLE_TPS < <(pgb flood_app "$WORK/page.sql" 1 "$DUR" -D tok="$TOKEN")
 say "idle: $IDLE_LAT ms, $IDLE_TPS tps"
 
-declare -A LAT TPS STATE LEGIT
+declare -A LAT TPS STATE LEGIT ILAT ITPS
 for mode in capped uncapped; do
 	if [ "$mode" = uncapped ]; then
-		sql "ALTER SYSTEM SET audiotricks.max_concurrent_password_checks = 1024; SELECT pg_reload_conf()" >/dev/null
+		sql "ALTER SYSTEM SET audiotricks.max_concurrent_password_checks = 1024" && sql "SELECT pg_reload_conf()" >/dev/null
 		sleep 1
 	fi
 	for f in 16 64; do
+		# idle again right before each flood: the machine is shared
+		read -r ILAT[$mode.$f] ITPS[$mode.$f] < <(pgb flood_app "$WORK/page.sql" 1 "$DUR" -D tok="$TOKEN")
 		flood_start "$f"
 		STATE[$mode.$f]=$(checks)
 		read -r LAT[$mode.$f] TPS[$mode.$f] < <(pgb flood_app "$WORK/page.sql" 1 "$DUR" -D tok="$TOKEN")
-		say "$mode, flood of $f (${STATE[$mode.$f]}): page ${LAT[$mode.$f]} ms, ${TPS[$mode.$f]} tps"
+		say "$mode, flood of $f (${STATE[$mode.$f]}): page ${LAT[$mode.$f]} ms, ${TPS[$mode.$f]} tps (idle just before: ${ILAT[$mode.$f]} ms, ${ITPS[$mode.$f]} tps)"
 		if [ "$mode" = capped ]; then
 			LEGIT[$f]=$(legit)
 			say "$mode, flood of $f: 20 correct logins, median / worst ${LEGIT[$f]}"
@@ -212,7 +214,7 @@ for mode in capped uncapped; do
 		flood_stop
 	done
 done
-sql "ALTER SYSTEM RESET audiotricks.max_concurrent_password_checks; SELECT pg_reload_conf()" >/dev/null
+sql "ALTER SYSTEM RESET audiotricks.max_concurrent_password_checks" && sql "SELECT pg_reload_conf()" >/dev/null
 sleep 1
 
 say "login without a flood vs crypt() alone"
@@ -227,12 +229,13 @@ mkdir -p "$RESULTS"
 	echo "Login flood ($GIT_DESC), $(nproc) cores, load at start $LOAD_START, end $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "cap $CAP, password_check_wait $WAIT, bcrypt cost $COST, ${DUR}s per cell, page = 1 pgbench client"
 	echo
-	echo "| authenticated first page | latency | × idle | tps | of idle tps |"
-	echo "|---|---|---|---|---|"
-	echo "| idle | $IDLE_LAT ms | 1.00 | $IDLE_TPS | 1.00 |"
+	echo "Each flood cell is compared with the idle cell measured just before it (first idle cell: $IDLE_LAT ms, $IDLE_TPS tps)."
+	echo
+	echo "| authenticated first page | idle latency | flood latency | × idle | idle tps | flood tps | of idle tps |"
+	echo "|---|---|---|---|---|---|---|"
 	for mode in capped uncapped; do
 		for f in 16 64; do
-			echo "| $f flooders, $mode | ${LAT[$mode.$f]} ms | $(ratio "${LAT[$mode.$f]}" "$IDLE_LAT") | ${TPS[$mode.$f]} | $(ratio "${TPS[$mode.$f]}" "$IDLE_TPS") |"
+			echo "| $f flooders, $mode | ${ILAT[$mode.$f]} ms | ${LAT[$mode.$f]} ms | $(ratio "${LAT[$mode.$f]}" "${ILAT[$mode.$f]}") | ${ITPS[$mode.$f]%.*} | ${TPS[$mode.$f]%.*} | $(ratio "${TPS[$mode.$f]}" "${ITPS[$mode.$f]}") |"
 		done
 	done
 	echo
