@@ -13,6 +13,7 @@ OBJS = \
 	src/jwt.o \
 	src/accounts.o \
 	src/throttle.o \
+	src/admission.o \
 	src/audit.o \
 	src/history.o \
 	src/page.o \

@@ -344,15 +344,44 @@ bcrypt_salt(const char *schema, int cost)
 										   Int32GetDatum(cost)));
 }
 
-/* crypt(password, setting) */
+/*
+ * crypt(password, setting), the one place that hashes a password: first
+ * takes a place among audiotricks.max_concurrent_password_checks (see
+ * src/admission.c), given back however the hash ends.  cls and key (what an
+ * anonymous caller typed, key_len bytes, or NULL) order the waiters.  When
+ * no place comes in time, raises 53400 after taking back the throttle
+ * failure reserved under refund (refund_len bytes; NULL when none was
+ * reserved): the password was never checked, so a client retrying on 53400
+ * does not lock its account.  Call it before taking any row lock: a waiter
+ * would hold it for as long as it waits.
+ */
 static text *
-bcrypt_crypt(const char *schema, text *password, text *setting)
+bcrypt_crypt(const char *schema, text *password, text *setting,
+			 AdmissionClass cls, const char *key, int key_len,
+			 const char *refund, int refund_len)
 {
 	Oid			argtypes[2] = {TEXTOID, TEXTOID};
 	Oid			fn = pgcrypto_func(schema, "crypt", 2, argtypes);
+	TimestampTz reserved_by = GetCurrentTimestamp();
+	volatile Datum result = (Datum) 0;
 
-	return DatumGetTextPP(OidFunctionCall2(fn, PointerGetDatum(password),
-										   PointerGetDatum(setting)));
+	if (!AdmissionEnter(cls, key, key_len))
+	{
+		if (refund != NULL)
+			ThrottleRefund(refund, refund_len, reserved_by);
+		AdmissionRefuse();
+	}
+	PG_TRY();
+	{
+		result = OidFunctionCall2(fn, PointerGetDatum(password),
+								  PointerGetDatum(setting));
+	}
+	PG_FINALLY();
+	{
+		AdmissionLeave();
+	}
+	PG_END_TRY();
+	return DatumGetTextPP(result);
 }
 
 /* cost of a "$2?$NN$..." hash, or -1 if it is not bcrypt */
@@ -376,13 +405,20 @@ bcrypt_cost_of(const char *hash, size_t len)
  *		(or was imported at a lower cost) takes as long as an unknown login,
  *		which hashes once at cost C.  Nothing when the stored cost is not
  *		lower; a hash that is not bcrypt (cost -1) is padded as from cost 4,
- *		bcrypt's least.
+ *		bcrypt's least.  The padding takes no admission place (see
+ *		bcrypt_crypt): a second wait could end in 53400, which an unknown
+ *		login never gets after its one hash, and so tell the account
+ *		exists; its work is bounded by the admitted attempt it follows.
  */
 static void
 bcrypt_pad(const char *schema, text *password, int stored_cost)
 {
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	Oid			fn = pgcrypto_func(schema, "crypt", 2, argtypes);
+
 	for (int c = audiotricks_bcrypt_cost - 1; c >= Max(stored_cost, 4); c--)
-		(void) bcrypt_crypt(schema, password, bcrypt_salt(schema, c));
+		(void) OidFunctionCall2(fn, PointerGetDatum(password),
+								PointerGetDatum(bcrypt_salt(schema, c)));
 }
 
 static bool
@@ -993,7 +1029,9 @@ at_register(PG_FUNCTION_ARGS)
 	validate_password(VARDATA_ANY(password), VARSIZE_ANY_EXHDR(password));
 
 	schema = AtPgcryptoSchema();
-	hash = bcrypt_crypt(schema, password, bcrypt_salt(schema, audiotricks_bcrypt_cost));
+	hash = bcrypt_crypt(schema, password, bcrypt_salt(schema, audiotricks_bcrypt_cost),
+						ADMISSION_ANONYMOUS, VARDATA_ANY(email), VARSIZE_ANY_EXHDR(email),
+						NULL, 0);
 
 	values[0] = PointerGetDatum(email);
 	values[1] = PointerGetDatum(username);
@@ -1150,7 +1188,9 @@ check_own_password(const char *schema, const pg_uuid_t *user_id, text *password)
 	}
 	computed = bcrypt_crypt(schema, password,
 							(stored && !blocked) ? stored :
-							bcrypt_salt(schema, audiotricks_bcrypt_cost));
+							bcrypt_salt(schema, audiotricks_bcrypt_cost),
+							ADMISSION_AUTHENTICATED, tkey, sizeof(tkey),
+							blocked ? NULL : tkey, sizeof(tkey));
 	ok = stored != NULL && active && !blocked &&
 		VARSIZE_ANY_EXHDR(password) <= BCRYPT_MAX_BYTES &&
 		text_equal_ct(computed, VARDATA_ANY(stored), VARSIZE_ANY_EXHDR(stored));
@@ -1293,7 +1333,9 @@ at_login(PG_FUNCTION_ARGS)
 	 */
 	computed = bcrypt_crypt(schema, password,
 							(found && !blocked) ? stored :
-							bcrypt_salt(schema, audiotricks_bcrypt_cost));
+							bcrypt_salt(schema, audiotricks_bcrypt_cost),
+							ADMISSION_ANONYMOUS, VARDATA_ANY(login), VARSIZE_ANY_EXHDR(login),
+							blocked ? NULL : tkey, tkeylen);
 	ok = found && active && !blocked &&
 		VARSIZE_ANY_EXHDR(password) <= BCRYPT_MAX_BYTES &&
 		text_equal_ct(computed, VARDATA_ANY(stored), VARSIZE_ANY_EXHDR(stored));
@@ -1319,7 +1361,8 @@ at_login(PG_FUNCTION_ARGS)
 	{
 		values[0] = UUIDPGetDatum(&user_id);
 		values[1] = PointerGetDatum(bcrypt_crypt(schema, password,
-												 bcrypt_salt(schema, audiotricks_bcrypt_cost)));
+												 bcrypt_salt(schema, audiotricks_bcrypt_cost),
+												 ADMISSION_AUTHENTICATED, NULL, 0, NULL, 0));
 		AtRunPlan(&plan_set_password, values, NULL, false, 0);
 	}
 
@@ -1708,7 +1751,8 @@ at_change_password_as_owner(PG_FUNCTION_ARGS)
 
 	values[0] = UUIDPGetDatum(&user_id);
 	values[1] = PointerGetDatum(bcrypt_crypt(schema, newpw,
-											 bcrypt_salt(schema, audiotricks_bcrypt_cost)));
+											 bcrypt_salt(schema, audiotricks_bcrypt_cost),
+											 ADMISSION_AUTHENTICATED, NULL, 0, NULL, 0));
 	AtRunPlan(&plan_set_password, values, NULL, false, 0);
 
 	values[0] = UUIDPGetDatum(&user_id);

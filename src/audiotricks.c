@@ -64,8 +64,10 @@ static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static void
 request_shmem(void)
 {
-	RequestAddinShmemSpace(ThrottleShmemSize() + AuditShmemSize());
+	RequestAddinShmemSpace(add_size(ThrottleShmemSize() + AuditShmemSize(),
+									AdmissionShmemSize()));
 	RequestNamedLWLockTranche("audiotricks", 2);
+	RequestNamedLWLockTranche("audiotricks admission", 1);
 }
 
 #if PG_VERSION_NUM >= 150000
@@ -86,6 +88,7 @@ at_shmem_startup(void)
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	ThrottleShmemInit();
 	AuditShmemInit();
+	AdmissionShmemInit();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -184,6 +187,7 @@ _PG_init(void)
 							NULL, NULL, NULL);
 
 	ThrottleDefineGucs();
+	AdmissionDefineGucs();
 	/* Encrypted API keys (src/keys.c) define their GUCs before the prefix is reserved */
 	KeysInit();
 

@@ -7,6 +7,7 @@
 #define AUDIOTRICKS_H
 
 #include "access/tupdesc.h"
+#include "datatype/timestamp.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/memutils.h"
@@ -109,6 +110,23 @@ extern void ThrottleShmemInit(void);
 extern void ThrottleDefineGucs(void);
 extern bool ThrottleReserve(const char *key, int len, bool account);
 extern void ThrottleReset(const char *key, int len);
+extern void ThrottleRefund(const char *key, int len, TimestampTz reserved_by);
+
+/* src/admission.c: admission control for password hashing */
+typedef enum AdmissionClass
+{
+	ADMISSION_AUTHENTICATED = 0,	/* proved a token or the password */
+	ADMISSION_ANONYMOUS = 1,	/* at_login, at_register */
+	ADMISSION_REPEATED = 2		/* its key was hashed often recently */
+} AdmissionClass;
+extern int	audiotricks_max_concurrent_password_checks;
+extern int	audiotricks_password_check_wait;	/* ms */
+extern Size AdmissionShmemSize(void);
+extern void AdmissionShmemInit(void);
+extern void AdmissionDefineGucs(void);
+extern bool AdmissionEnter(AdmissionClass cls, const char *key, int len);
+extern void AdmissionRefuse(void) pg_attribute_noreturn();
+extern void AdmissionLeave(void);
 
 /* src/audit.c */
 extern Size AuditShmemSize(void);

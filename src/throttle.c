@@ -280,3 +280,27 @@ ThrottleReset(const char *login, int len)
 		e->key = 0;
 	LWLockRelease(throttle->lock);
 }
+
+/*
+ * ThrottleRefund
+ *		Takes back the failure that ThrottleReserve counted for login when
+ *		the attempt never reached its password check (no place for the hash:
+ *		src/admission.c), unless the login's window began after reserved_by
+ *		(a time at or after the reservation: the count is then another
+ *		window's).  Raises only on out-of-memory.
+ */
+void
+ThrottleRefund(const char *login, int len, TimestampTz reserved_by)
+{
+	uint64		key;
+	ThrottleEntry *e;
+
+	if (throttle == NULL || audiotricks_max_failed_logins <= 0)
+		return;
+	key = login_key(login, len);
+	LWLockAcquire(throttle->lock, LW_EXCLUSIVE);
+	e = find_entry(key);
+	if (e != NULL && e->failures > 0 && e->window_start <= reserved_by)
+		e->failures--;
+	LWLockRelease(throttle->lock);
+}

@@ -398,6 +398,15 @@ CREATE FUNCTION audiotricks.at_purge_expired_sessions()
 COMMENT ON FUNCTION audiotricks.at_purge_expired_sessions() IS
     'Deletes expired sessions and returns how many (schedule it with pg_cron). Not executable by application roles.';
 
+CREATE FUNCTION audiotricks.at_password_checks(OUT running integer, OUT waiting integer)
+    RETURNS record
+    LANGUAGE c VOLATILE PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'at_password_checks';
+COMMENT ON FUNCTION audiotricks.at_password_checks() IS
+    'Password hashes (bcrypt) running now and callers waiting for a place under audiotricks.max_concurrent_password_checks; NULLs without shared_preload_libraries. Superusers and pg_monitor only.';
+REVOKE ALL ON FUNCTION audiotricks.at_password_checks() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audiotricks.at_password_checks() TO pg_monitor;
+
 CREATE FUNCTION audiotricks.at_postgrest_pre_request()
     RETURNS void
     LANGUAGE c VOLATILE PARALLEL UNSAFE
