@@ -416,7 +416,12 @@ enqueue(char kind, const char *event, const pg_uuid_t *user_id, bool with_addr)
 	if (my_reserved == 0)
 		AuditReserve(1);
 	LWLockAcquire(audit->lock, LW_EXCLUSIVE);
-	Assert(audit->count < AUDIT_QUEUE_SIZE);
+	if (audit->count >= AUDIT_QUEUE_SIZE || audit->reserved == 0)
+	{
+		/* cannot happen: this backend holds a reserved slot */
+		LWLockRelease(audit->lock);
+		elog(ERROR, "audiotricks audit queue accounting is inconsistent");
+	}
 	my_reserved--;
 	audit->reserved--;
 	q = &audit->queue[audit->count++];
