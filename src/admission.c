@@ -196,11 +196,11 @@ key_hash(int cls, const char *key, int len, uint32 pos[SKETCH_ROWS])
 {
 	uint64		hash;
 	char	   *buf;
+	unsigned char h[crypto_shorthash_BYTES];
 
 	/* a login longer than any account's can only be junk: its start will do */
 	len = Min(len, 1024);
 	buf = palloc(sizeof(Oid) + 1 + len);
-	unsigned char h[crypto_shorthash_BYTES];
 
 	memcpy(buf, &MyDatabaseId, sizeof(Oid));
 	buf[sizeof(Oid)] = (char) cls;
