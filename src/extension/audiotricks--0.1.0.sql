@@ -561,12 +561,6 @@ CREATE FUNCTION audiotricks.at_require_user_id() RETURNS uuid
 COMMENT ON FUNCTION audiotricks.at_require_user_id() IS
     'The user id of this transaction''s verified identity; raises 42501 "not authenticated" without one.';
 
-CREATE FUNCTION audiotricks.at_page_size(page_size integer) RETURNS integer
-    LANGUAGE c IMMUTABLE PARALLEL SAFE
-    AS 'MODULE_PATHNAME', 'at_page_size';
-COMMENT ON FUNCTION audiotricks.at_page_size(integer) IS
-    'A page size for the history functions: 20 for NULL, else the value if it is 1 to 100; raises 22023 otherwise.';
-
 CREATE FUNCTION audiotricks.at_check_key_moments(key_moments jsonb) RETURNS boolean
     LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
     AS 'MODULE_PATHNAME', 'at_check_key_moments';
@@ -809,7 +803,6 @@ COMMENT ON FUNCTION audiotricks.at_update_settings(text, text, jsonb) IS
 
 REVOKE ALL ON FUNCTION
     audiotricks.at_require_user_id(),
-    audiotricks.at_page_size(integer),
     audiotricks.at_check_key_moments(jsonb),
     audiotricks.at_check_processing_options(jsonb),
     audiotricks.at_check_settings_json(jsonb),
@@ -833,7 +826,6 @@ REVOKE ALL ON FUNCTION
 -- and inlined SQL functions run them with the caller's privileges.
 GRANT EXECUTE ON FUNCTION
     audiotricks.at_require_user_id(),
-    audiotricks.at_page_size(integer),
     audiotricks.at_check_key_moments(jsonb),
     audiotricks.at_check_processing_options(jsonb),
     audiotricks.at_check_settings_json(jsonb),
