@@ -240,7 +240,7 @@ COMMENT ON FUNCTION audiotricks.at_history_tsv_config(regconfig, jsonb) IS
 -- application role.
 ------------------------------------------------------------------------------
 
--- users -----------------------------------------------------------------------
+-- users ---------------------------------------------------------------------
 CREATE TABLE audiotricks.users (
     id              uuid            NOT NULL DEFAULT audiotricks.at_uuid_v7(),
     email           varchar(255)    NOT NULL,
@@ -286,7 +286,7 @@ REVOKE ALL ON audiotricks.users FROM PUBLIC;
 GRANT SELECT (id, email, username, created_at, updated_at, last_login_at, is_active)
     ON audiotricks.users TO audiotricks_user;
 
--- sessions --------------------------------------------------------------------
+-- sessions ------------------------------------------------------------------
 CREATE TABLE audiotricks.sessions (
     id              uuid            NOT NULL DEFAULT audiotricks.at_uuid_v7(),
     user_id         uuid            NOT NULL,
@@ -323,7 +323,7 @@ REVOKE ALL ON audiotricks.sessions FROM PUBLIC;
 GRANT SELECT (id, user_id, expires_at, created_at, family_id, refreshed_at)
     ON audiotricks.sessions TO audiotricks_user;
 
--- revoked_families --------------------------------------------------------------
+-- revoked_families ----------------------------------------------------------
 -- Revoked refresh families (extra table).  Reuse of a refreshed token ends
 -- its whole family; the revocation is a row here, written only by the
 -- extension's audit writer in its own transaction (so the failing call that
@@ -352,7 +352,7 @@ ALTER TABLE audiotricks.revoked_families FORCE ROW LEVEL SECURITY;
 
 REVOKE ALL ON audiotricks.revoked_families FROM PUBLIC;
 
--- user_settings -------------------------------------------------------------------
+-- user_settings -------------------------------------------------------------
 CREATE TABLE audiotricks.user_settings (
     user_id                         uuid            NOT NULL,
     openai_api_key_encrypted        text,
@@ -399,7 +399,7 @@ GRANT SELECT (user_id, preferred_language, summary_quality, settings_json, updat
 GRANT UPDATE (preferred_language, summary_quality, settings_json)
     ON audiotricks.user_settings TO audiotricks_user;
 
--- audio_history -------------------------------------------------------------------
+-- audio_history -------------------------------------------------------------
 -- Default of search_config.  It reads user_settings, so it comes after that
 -- table.  The SQL functions have SQL-standard bodies (BEGIN ATOMIC): parsed
 -- once, here, and stored with the OIDs of what they use, so that a schema
@@ -502,7 +502,7 @@ GRANT UPDATE (title, audio_url, file_size_bytes, duration_seconds,
               transcript, summary, key_moments, processing_options)
     ON audiotricks.audio_history TO audiotricks_user;
 
--- audit_log -----------------------------------------------------------------------
+-- audit_log -----------------------------------------------------------------
 -- The audit trail of account events (src/audit.c).
 CREATE TABLE audiotricks.audit_log (
     id              uuid            NOT NULL DEFAULT audiotricks.at_uuid_v7(),
