@@ -855,7 +855,7 @@ CREATE FUNCTION audiotricks.at_purge_expired_sessions()
     SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'at_purge_expired_sessions';
 COMMENT ON FUNCTION audiotricks.at_purge_expired_sessions() IS
-    'Deletes expired sessions and returns how many (schedule it with pg_cron). Not executable by application roles.';
+    'Deletes expired sessions and returns how many (schedule it with pg_cron); also forgets revoked families that have no session left. Not executable by application roles.';
 
 CREATE FUNCTION audiotricks.at_purge_audit_log(older_than interval DEFAULT '1 year', batch_size integer DEFAULT 10000)
     RETURNS bigint
