@@ -46,7 +46,6 @@ INSERT INTO pg_temp.probe VALUES
   ('at_postgrest_pre_request', $$SELECT audiotricks.at_postgrest_pre_request(), count(*) FROM public.par$$),
   ('at_uuid_v7', $$SELECT count(DISTINCT audiotricks.at_uuid_v7()) FROM public.par$$),
   ('at_encrypt_key at_decrypt_key', $$SELECT count(*) FROM public.par WHERE i % 100 = 0 AND audiotricks.at_decrypt_key(audiotricks.at_encrypt_key(i::text, 'c'), 'c') = i::text$$),
-  ('at_page_size', $$SELECT sum(audiotricks.at_page_size(i % 100 + 1)) FROM public.par$$),
   ('at_check_audio_url', $$SELECT count(*) FROM public.par WHERE audiotricks.at_check_audio_url('https://example.com/' || i)$$),
   ('at_check_key_moments', $$SELECT count(*) FROM public.par WHERE audiotricks.at_check_key_moments(jsonb_build_array(jsonb_build_object('timestamp', '00:00:01', 'description', i::text)))$$),
   ('at_check_processing_options', $$SELECT count(*) FROM public.par WHERE audiotricks.at_check_processing_options(jsonb_build_object('language', 'de', 'model', i::text))$$),
