@@ -105,6 +105,17 @@ $roles$;
 
 GRANT USAGE ON SCHEMA audiotricks TO audiotricks_anon, audiotricks_user;
 
+-- The helpers that column defaults, CHECK constraints, generated columns,
+-- index expressions and triggers call live in a schema of their own, so
+-- that the schema of the API (and PostgREST, which exposes it) lists only
+-- the API.  The application roles need USAGE to write rows; nothing here is
+-- an API.  CREATE SCHEMA fails if a schema of this name exists already.
+CREATE SCHEMA audiotricks_internal;
+REVOKE ALL ON SCHEMA audiotricks_internal FROM PUBLIC;
+GRANT USAGE ON SCHEMA audiotricks_internal TO audiotricks_anon, audiotricks_user;
+COMMENT ON SCHEMA audiotricks_internal IS
+    'audiotricks: helpers that constraints, defaults, generated columns and triggers call; not an API.';
+
 ------------------------------------------------------------------------------
 -- 3. Functions the tables use
 --
