@@ -42,9 +42,13 @@
 #include "utils/uuid.h"
 
 #include "audiotricks.h"
+#include "identity.h"
 #include "jwt.h"
+#include "schema.h"
+#include "token.h"
 
 PG_FUNCTION_INFO_V1(at_current_user_id);
+PG_FUNCTION_INFO_V1(at_require_user_id);
 
 typedef struct IdentityFrame
 {
@@ -377,7 +381,7 @@ identity_from_headers(pg_uuid_t *user_id, pg_uuid_t *session_id)
 	ok = false;
 	if (headers_are_transaction_local() &&
 		BearerFromHeaders(headers, strlen(headers), &token, &token_len) == JWT_BEARER_FOUND)
-		ok = TokenVerify(token, token_len, user_id, session_id, true);
+		ok = TokenVerify(token, token_len, user_id, session_id);
 
 	header_cache_value = MemoryContextStrdup(TopTransactionContext, headers);
 	header_cache_ok = ok;
@@ -451,6 +455,24 @@ at_current_user_id(PG_FUNCTION_ARGS)
 	(void) AtCheckSchema();
 	if (!IdentityGet(&user_id, &session_id))
 		PG_RETURN_NULL();
+	result = palloc(sizeof(pg_uuid_t));
+	*result = user_id;
+	PG_RETURN_UUID_P(result);
+}
+
+/*
+ * at_require_user_id() RETURNS uuid
+ *		The identity's user id (palloc'd in the caller's context).  Raises
+ *		42501 "not authenticated" when this transaction has none.
+ */
+Datum
+at_require_user_id(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t	user_id;
+	pg_uuid_t	session_id;
+	pg_uuid_t  *result;
+
+	IdentityRequire(&user_id, &session_id);
 	result = palloc(sizeof(pg_uuid_t));
 	*result = user_id;
 	PG_RETURN_UUID_P(result);
