@@ -11,7 +11,6 @@
 #include "catalog/pg_type.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
-#include "nodes/makefuncs.h"
 #include "nodes/primnodes.h"
 #include "nodes/value.h"
 #include "parser/parse_func.h"

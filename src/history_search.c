@@ -32,7 +32,6 @@
  */
 #include "postgres.h"
 
-#include "access/detoast.h"
 #include "access/genam.h"
 #include "access/itup.h"
 #include "access/relscan.h"
@@ -52,7 +51,6 @@
 #include "miscadmin.h"
 #include "nodes/tidbitmap.h"
 #include "nodes/value.h"
-#include "parser/scansup.h"
 #include "tsearch/ts_type.h"
 #include "tsearch/ts_utils.h"
 #include "utils/acl.h"
@@ -60,7 +58,6 @@
 #include "utils/fmgroids.h"
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
-#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
