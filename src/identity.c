@@ -3,14 +3,16 @@
  *		The per-transaction identity: who the caller is, as proven by a
  *		verified token.
  *
- * at_authenticate() pushes an identity; at_current_user_id() reads it, or
- * else verifies PostgREST's bearer token from request.headers (cached for the
- * transaction).  Nothing survives the transaction: commit, abort and prepare
- * clear it, so a pooled connection never carries one client's identity to the
- * next; for the same reason a request.headers value that would outlive the
- * transaction (a session-level SET) is ignored.  An identity set inside a
- * savepoint that is rolled back is undone with it (the previous one, if any,
- * comes back); one set inside a released savepoint stays.
+ * at_authenticate() (session.c) pushes an identity; at_current_user_id()
+ * reads it, or else verifies PostgREST's bearer token from request.headers
+ * (cached for the transaction), through TokenVerify (token.c);
+ * at_require_user_id() does the same but raises 42501 without one.  Nothing
+ * survives the transaction: commit, abort and prepare clear it, so a pooled
+ * connection never carries one client's identity to the next; for the same
+ * reason a request.headers value that would outlive the transaction (a
+ * session-level SET) is ignored.  An identity set inside a savepoint that is
+ * rolled back is undone with it (the previous one, if any, comes back); one
+ * set inside a released savepoint stays.
  *
  * An identity is bound to the role that established it: at_authenticate()'s
  * caller (GetUserId() then), or for request.headers the session's current
