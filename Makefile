@@ -7,18 +7,28 @@ MODULE_big  = audiotricks
 OBJS = \
 	src/audiotricks.o \
 	src/logscrub.o \
+	src/schema.o \
+	src/spi.o \
+	src/srf.o \
+	src/secret.o \
 	src/uuid.o \
-	src/util.o \
-	src/identity.o \
 	src/jwt.o \
-	src/accounts.o \
+	src/token.o \
+	src/identity.o \
 	src/throttle.o \
 	src/admission.o \
 	src/audit.o \
-	src/history.o \
-	src/page.o \
+	src/audit_writer.o \
+	src/password.o \
+	src/session.o \
+	src/accounts.o \
+	src/history_rows.o \
+	src/history_index.o \
+	src/history_page.o \
+	src/history_search.o \
 	src/validate.o \
 	src/ciphertext.o \
+	src/keyring.o \
 	src/keys.o
 
 DATA = \

@@ -8,7 +8,7 @@
  * a second, and anonymous clients can ask for as many as they like (at_login
  * with any name).  Without a bound, a flood of logins takes every core and
  * everything else the database serves slows down with it.  So every hash
- * (src/accounts.c, bcrypt_crypt) first takes a place here; a caller over the
+ * (src/password.c, BcryptCrypt) first takes a place here; a caller over the
  * cap waits, at most audiotricks.password_check_wait, and then fails with
  * 53400 ("too many logins in progress, retry").  Token checks, pages, keys
  * and search never come here.
@@ -45,7 +45,7 @@
  * Nothing is held while waiting: callers wait before any row lock of the
  * call (at_login and check_own_password look the user up with plain
  * SELECTs; the UPDATEs come after the hash).  A place is released by the
- * caller (PG_FINALLY in bcrypt_crypt), and, should that be skipped, at
+ * caller (PG_FINALLY in BcryptCrypt), and, should that be skipped, at
  * transaction abort and at backend exit; a waiter that is cancelled or
  * terminated leaves the queue the same ways.  A backend killed outright
  * makes the postmaster reinitialise shared memory, counts included.
@@ -73,6 +73,7 @@
 #include "utils/wait_event.h"
 
 #include "audiotricks.h"
+#include "admission.h"
 
 #define SKETCH_WIDTH	32768	/* counters per row */
 #define SKETCH_ROWS		2

@@ -13,7 +13,13 @@
 #include "storage/shmem.h"
 #include "utils/guc.h"
 
+#include "admission.h"
 #include "audiotricks.h"
+#include "audit.h"
+#include "identity.h"
+#include "keyring.h"
+#include "logscrub.h"
+#include "throttle.h"
 
 PG_MODULE_MAGIC;
 
@@ -127,6 +133,7 @@ _PG_init(void)
 {
 	audiotricks_preloaded = process_shared_preload_libraries_in_progress;
 
+	/* the one initialisation of libsodium, before anything uses it */
 	if (sodium_init() < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
@@ -189,7 +196,7 @@ _PG_init(void)
 	ThrottleDefineGucs();
 	AdmissionDefineGucs();
 	/* Encrypted API keys (src/keys.c) define their GUCs before the prefix is reserved */
-	KeysInit();
+	KeyringInit();
 
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("audiotricks");

@@ -28,16 +28,6 @@
 static const char fp_label[] = "audiotricks master key fingerprint v1";
 
 /*
- * CtInit
- *		Initialises libsodium; false if it cannot be.  Safe to call again.
- */
-bool
-CtInit(void)
-{
-	return sodium_init() >= 0;
-}
-
-/*
  * CtLibsodiumAvailable
  *		True when libsodium's AES-256-GCM can run on this CPU.
  */

@@ -92,7 +92,6 @@ typedef struct CtParsed
 	size_t		sealed_len;		/* decoded length of body */
 } CtParsed;
 
-extern bool CtInit(void);
 extern bool CtLibsodiumAvailable(void);
 extern CtBackend CtResolveBackend(CtBackend requested);
 

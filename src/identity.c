@@ -3,14 +3,16 @@
  *		The per-transaction identity: who the caller is, as proven by a
  *		verified token.
  *
- * at_authenticate() pushes an identity; at_current_user_id() reads it, or
- * else verifies PostgREST's bearer token from request.headers (cached for the
- * transaction).  Nothing survives the transaction: commit, abort and prepare
- * clear it, so a pooled connection never carries one client's identity to the
- * next; for the same reason a request.headers value that would outlive the
- * transaction (a session-level SET) is ignored.  An identity set inside a
- * savepoint that is rolled back is undone with it (the previous one, if any,
- * comes back); one set inside a released savepoint stays.
+ * at_authenticate() (session.c) pushes an identity; at_current_user_id()
+ * reads it, or else verifies PostgREST's bearer token from request.headers
+ * (cached for the transaction), through TokenVerify (token.c);
+ * at_require_user_id() does the same but raises 42501 without one.  Nothing
+ * survives the transaction: commit, abort and prepare clear it, so a pooled
+ * connection never carries one client's identity to the next; for the same
+ * reason a request.headers value that would outlive the transaction (a
+ * session-level SET) is ignored.  An identity set inside a savepoint that is
+ * rolled back is undone with it (the previous one, if any, comes back); one
+ * set inside a released savepoint stays.
  *
  * An identity is bound to the role that established it: at_authenticate()'s
  * caller (GetUserId() then), or for request.headers the session's current
@@ -42,9 +44,13 @@
 #include "utils/uuid.h"
 
 #include "audiotricks.h"
+#include "identity.h"
 #include "jwt.h"
+#include "schema.h"
+#include "token.h"
 
 PG_FUNCTION_INFO_V1(at_current_user_id);
+PG_FUNCTION_INFO_V1(at_require_user_id);
 
 typedef struct IdentityFrame
 {
@@ -377,7 +383,7 @@ identity_from_headers(pg_uuid_t *user_id, pg_uuid_t *session_id)
 	ok = false;
 	if (headers_are_transaction_local() &&
 		BearerFromHeaders(headers, strlen(headers), &token, &token_len) == JWT_BEARER_FOUND)
-		ok = TokenVerify(token, token_len, user_id, session_id, true);
+		ok = TokenVerify(token, token_len, user_id, session_id);
 
 	header_cache_value = MemoryContextStrdup(TopTransactionContext, headers);
 	header_cache_ok = ok;
@@ -451,6 +457,24 @@ at_current_user_id(PG_FUNCTION_ARGS)
 	(void) AtCheckSchema();
 	if (!IdentityGet(&user_id, &session_id))
 		PG_RETURN_NULL();
+	result = palloc(sizeof(pg_uuid_t));
+	*result = user_id;
+	PG_RETURN_UUID_P(result);
+}
+
+/*
+ * at_require_user_id() RETURNS uuid
+ *		The identity's user id (palloc'd in the caller's context).  Raises
+ *		42501 "not authenticated" when this transaction has none.
+ */
+Datum
+at_require_user_id(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t	user_id;
+	pg_uuid_t	session_id;
+	pg_uuid_t  *result;
+
+	IdentityRequire(&user_id, &session_id);
 	result = palloc(sizeof(pg_uuid_t));
 	*result = user_id;
 	PG_RETURN_UUID_P(result);

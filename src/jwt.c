@@ -675,23 +675,6 @@ JwtSignKey(const JwtKey *key, const JwtClaims *claims, char *out, size_t outcap)
 }
 
 /*
- * JwtSign
- *		JwtSignKey with a raw secret.
- */
-size_t
-JwtSign(const uint8_t *secret, size_t secret_len, const JwtClaims *claims,
-		char *out, size_t outcap)
-{
-	JwtKey		key;
-	size_t		n;
-
-	JwtKeyInit(&key, secret, secret_len);
-	n = JwtSignKey(&key, claims, out, outcap);
-	sodium_memzero(&key, sizeof(key));
-	return n;
-}
-
-/*
  * JwtVerifyKey
  *		True when token is exactly header.payload.signature with this
  *		extension's header, a valid HS256 signature under key (compared in
@@ -744,23 +727,6 @@ JwtVerifyKey(const JwtKey *key, const char *token, size_t len, int64_t now,
 	if (!JwtParseClaims((const char *) json, json_len, claims))
 		return false;
 	return claims->exp > now && claims->iat <= claims->exp;
-}
-
-/*
- * JwtVerify
- *		JwtVerifyKey with a raw secret.
- */
-bool
-JwtVerify(const uint8_t *secret, size_t secret_len, const char *token,
-		  size_t len, int64_t now, JwtClaims *claims)
-{
-	JwtKey		key;
-	bool		ok;
-
-	JwtKeyInit(&key, secret, secret_len);
-	ok = JwtVerifyKey(&key, token, len, now, claims);
-	sodium_memzero(&key, sizeof(key));
-	return ok;
 }
 
 /* value of each byte as a hex digit, or -1 */

@@ -65,11 +65,6 @@ extern size_t JwtB64Encode(const uint8_t *in, size_t len, char *out);
 extern bool JwtB64Decode(const char *in, size_t len, uint8_t *out,
 						 size_t outcap, size_t *outlen);
 extern bool JwtParseClaims(const char *json, size_t len, JwtClaims *claims);
-extern size_t JwtSign(const uint8_t *secret, size_t secret_len,
-					  const JwtClaims *claims, char *out, size_t outcap);
-extern bool JwtVerify(const uint8_t *secret, size_t secret_len,
-					  const char *token, size_t len, int64_t now,
-					  JwtClaims *claims);
 extern void JwtSha256(const void *in, size_t len, uint8_t out[JWT_SHA256_BYTES]);
 extern bool JwtParseUuid(const char *s, size_t len, uint8_t out[16]);
 extern void JwtFormatUuid(const uint8_t in[16], char out[JWT_UUID_STRLEN + 1]);

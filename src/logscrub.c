@@ -42,6 +42,7 @@
 #include "utils/guc.h"
 
 #include "audiotricks.h"
+#include "logscrub.h"
 
 #define SECRET_NEEDLE	"jwt_secret"
 

@@ -52,6 +52,7 @@
 #include "utils/timestamp.h"
 
 #include "audiotricks.h"
+#include "throttle.h"
 
 #define THROTTLE_PROBE	32
 

@@ -13,6 +13,7 @@
 #include "utils/uuid.h"
 
 #include "audiotricks.h"
+#include "uuid.h"
 #include "uuidv7.h"
 
 PG_FUNCTION_INFO_V1(at_uuid_v7);

@@ -1,7 +1,9 @@
 /*
  * src/validate.c
- *		Shape checks for the JSONB columns and the audio URL, used by the
- *		tables' CHECK constraints so that every write path is covered.
+ *		What the tables run on every write: shape checks for the JSONB
+ *		columns and the audio URL, used by the tables' CHECK constraints so
+ *		that every write path is covered, and the trigger that keeps
+ *		updated_at.
  *
  * Sizes.  Every user-supplied text and JSON column has a limit in bytes
  * (audiotricks.h, AT_*_MAX): the value's size without its varlena header,
@@ -24,12 +26,18 @@
 #include "postgres.h"
 
 #include "access/detoast.h"
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
 
 #include "audiotricks.h"
 
@@ -40,6 +48,7 @@ PG_FUNCTION_INFO_V1(at_check_audio_url);
 PG_FUNCTION_INFO_V1(at_check_transcript);
 PG_FUNCTION_INFO_V1(at_check_summary);
 PG_FUNCTION_INFO_V1(at_check_history_sizes);
+PG_FUNCTION_INFO_V1(at_touch_updated_at);
 
 typedef enum FieldType
 {
@@ -413,4 +422,38 @@ at_check_history_sizes(PG_FUNCTION_ARGS)
 		check_size(PG_GETARG_DATUM(3), "processing_options",
 				   AT_PROCESSING_OPTIONS_MAX);
 	PG_RETURN_BOOL(true);
+}
+
+/*
+ * at_touch_updated_at() RETURNS trigger
+ *		BEFORE UPDATE row trigger: sets updated_at to the transaction's
+ *		timestamp.  Returns the modified tuple.
+ */
+Datum
+at_touch_updated_at(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TupleDesc	tupdesc;
+	int			attnum;
+	Datum		value;
+	bool		isnull = false;
+	HeapTuple	newtup;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "at_touch_updated_at: not called by trigger manager");
+	if (!TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		elog(ERROR, "at_touch_updated_at: must be fired before update for each row");
+
+	tupdesc = RelationGetDescr(trigdata->tg_relation);
+	attnum = SPI_fnumber(tupdesc, "updated_at");
+	if (attnum <= 0)
+		elog(ERROR, "at_touch_updated_at: relation \"%s\" has no column updated_at",
+			 RelationGetRelationName(trigdata->tg_relation));
+
+	value = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	newtup = heap_modify_tuple_by_cols(trigdata->tg_newtuple, tupdesc,
+									   1, &attnum, &value, &isnull);
+	return PointerGetDatum(newtup);
 }

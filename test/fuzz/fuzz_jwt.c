@@ -10,21 +10,21 @@
  * byte).  Besides "does not crash" (ASan/UBSan watch every read), each
  * target checks properties, and abort()s when one fails:
  *
- *   0  JwtVerify(raw token): a true result has well-formed claims.
- *   1  JwtVerify(header.base64url(payload).HMAC): the payload is signed here
- *      with the right secret, so the claims parser behind the signature
+ *   0  JwtVerifyKey(raw token): a true result has well-formed claims.
+ *   1  JwtVerifyKey(header.base64url(payload).HMAC): the payload is signed
+ *      here with the right secret, so the claims parser behind the signature
  *      check is reached; the verdict must equal JwtParseClaims' on the same
  *      payload plus the time checks; a flipped signature bit must fail.
  *   2  JwtParseClaims: claims are terminated and in range; re-signing them
- *      with JwtSign verifies and gives the same claims back.
+ *      with JwtSignKey verifies and gives the same claims back.
  *   3  BearerFromHeaders: a found token points inside the input, is
  *      non-empty and carries no surrounding spaces.
  *   4  JwtB64Decode: decoding is canonical (re-encoding gives the input
  *      back) and encode/decode of arbitrary bytes round-trips.
  *   5  JwtParseUuid: accepts only 8-4-4-4-12 hex and round-trips through
  *      JwtFormatUuid.
- *   6  JwtSign then JwtVerify succeeds for claims built from the input, and
- *      fails under another secret or once expired.
+ *   6  JwtSignKey then JwtVerifyKey succeeds for claims built from the
+ *      input, and fails under another secret's key or once expired.
  *   7  BearerFromHeaders on a headers object built from the input (other
  *      headers, whitespace, scheme case, one or two authorization headers):
  *      finds exactly the token put in, or reports a duplicate.
@@ -48,6 +48,9 @@
 static const uint8_t secret[] = "fuzz-secret-0123456789abcdef0123456789";
 static const uint8_t other_secret[] = "fuzz-secret-0123456789abcdef012345678X";
 #define SECRET_LEN (sizeof(secret) - 1)
+/* the HMAC keys of secret and other_secret (LLVMFuzzerInitialize) */
+static JwtKey jwt_key;
+static JwtKey other_jwt_key;
 
 #define CHECK(cond) \
 	do { \
@@ -75,7 +78,7 @@ claims_equal(const JwtClaims *a, const JwtClaims *b)
 		strcmp(a->role, b->role) == 0 && strcmp(a->jti, b->jti) == 0 && a->iat == b->iat && a->exp == b->exp;
 }
 
-/* a string JwtSign can embed without escaping */
+/* a string JwtSignKey can embed without escaping */
 static bool
 plain_string(const char *s)
 {
@@ -115,7 +118,7 @@ target_verify_raw(const uint8_t *d, size_t n)
 {
 	JwtClaims	c;
 
-	if (JwtVerify(secret, SECRET_LEN, (const char *) d, n, NOW, &c))
+	if (JwtVerifyKey(&jwt_key, (const char *) d, n, NOW, &c))
 	{
 		check_claims_shape(&c);
 		CHECK(c.exp > NOW);
@@ -135,7 +138,7 @@ target_verify_signed(const uint8_t *d, size_t n)
 
 	if (len == 0)
 		return;
-	v = JwtVerify(secret, SECRET_LEN, tok, len, NOW, &viaverify);
+	v = JwtVerifyKey(&jwt_key, tok, len, NOW, &viaverify);
 	if (len > JWT_MAX_LEN)
 	{
 		CHECK(!v);
@@ -150,10 +153,10 @@ target_verify_signed(const uint8_t *d, size_t n)
 		CHECK(claims_equal(&viaverify, &viaparse));
 		/* one flipped bit in the signature's first character must fail */
 		tok[len - 1] = tok[len - 1] == 'A' ? 'Q' : 'A';
-		CHECK(!JwtVerify(secret, SECRET_LEN, tok, len, NOW, &viaverify));
+		CHECK(!JwtVerifyKey(&jwt_key, tok, len, NOW, &viaverify));
 		/* and the right payload under another secret must fail too */
 		len = sign_raw(other_secret, SECRET_LEN, d, n, tok, sizeof(tok));
-		CHECK(!JwtVerify(secret, SECRET_LEN, tok, len, NOW, &viaverify));
+		CHECK(!JwtVerifyKey(&jwt_key, tok, len, NOW, &viaverify));
 	}
 }
 
@@ -171,12 +174,12 @@ target_parse_claims(const uint8_t *d, size_t n)
 	if (!plain_string(c.sub) || !plain_string(c.sid) || !plain_string(c.role) ||
 		!plain_string(c.jti))
 		return;
-	len = JwtSign(secret, SECRET_LEN, &c, tok, sizeof(tok));
+	len = JwtSignKey(&jwt_key, &c, tok, sizeof(tok));
 	CHECK(len > 0);
 	CHECK(strlen(tok) == len);
 	if (c.exp > c.iat)
 	{
-		CHECK(JwtVerify(secret, SECRET_LEN, tok, len, c.iat, &back));
+		CHECK(JwtVerifyKey(&jwt_key, tok, len, c.iat, &back));
 		CHECK(claims_equal(&c, &back));
 	}
 }
@@ -278,13 +281,13 @@ target_roundtrip(const uint8_t *d, size_t n)
 		c.jti[jl] = '\0';
 	}
 
-	len = JwtSign(secret, SECRET_LEN, &c, tok, sizeof(tok));
+	len = JwtSignKey(&jwt_key, &c, tok, sizeof(tok));
 	CHECK(len > 0);
-	CHECK(JwtVerify(secret, SECRET_LEN, tok, len, c.iat, &back));
+	CHECK(JwtVerifyKey(&jwt_key, tok, len, c.iat, &back));
 	CHECK(claims_equal(&c, &back));
-	CHECK(!JwtVerify(other_secret, SECRET_LEN, tok, len, c.iat, &back));
-	CHECK(!JwtVerify(secret, SECRET_LEN, tok, len, c.exp, &back));
-	CHECK(!JwtVerify(secret, SECRET_LEN, tok, len - 1, c.iat, &back));
+	CHECK(!JwtVerifyKey(&other_jwt_key, tok, len, c.iat, &back));
+	CHECK(!JwtVerifyKey(&jwt_key, tok, len, c.exp, &back));
+	CHECK(!JwtVerifyKey(&jwt_key, tok, len - 1, c.iat, &back));
 }
 
 /* appends to a bounded buffer; returns false when it is full */
@@ -401,6 +404,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	if (sodium_init() < 0)
 		abort();
+	JwtKeyInit(&jwt_key, secret, SECRET_LEN);
+	JwtKeyInit(&other_jwt_key, other_secret, SECRET_LEN);
 	return 0;
 }
 

@@ -1,0 +1,29 @@
+/*
+ * src/spi.h
+ *		SPI connections and kept, parameterized plans (spi.c).
+ */
+#ifndef AT_SPI_H
+#define AT_SPI_H
+
+#include "executor/spi.h"
+#include "utils/tuplestore.h"
+
+/* a parameterized SPI plan, prepared on first use and kept */
+typedef struct AtPlan
+{
+	const char *sql;
+	int			nargs;
+	Oid			argtypes[6];
+	SPIPlanPtr	plan;
+} AtPlan;
+
+extern void AtSpiConnect(void);
+extern void AtSpiFinish(void);
+extern int	AtRunPlan(AtPlan *p, Datum *values, const char *nulls,
+					  bool read_only, long count);
+extern int	AtRunPlanLatest(AtPlan *p, Datum *values);
+extern void AtRunPlanInto(AtPlan *p, Datum *values, long count,
+						  Tuplestorestate *store, int natts,
+						  MemoryContext per_query);
+
+#endif							/* AT_SPI_H */
