@@ -286,7 +286,7 @@ BEGIN;
 SELECT audiotricks.at_authenticate(:'ta') IS NOT NULL AS authenticated;
 SELECT created_at AS deep_t, id AS deep_id FROM audiotricks.audio_history
  WHERE title = 'deep 5000' \gset
--- at_history_page reads the index directly (src/page.c): count the index
+-- at_history_page reads the index directly (src/history_page.c): count the index
 -- entries it read and the rows it fetched (this transaction's statistics)
 SELECT 'page 1' AS page, * FROM pg_temp.index_reads('SELECT * FROM audiotricks.at_history_page(20)');
 -- a full cursor reads the cursor's own entry too, then skips it
@@ -372,7 +372,7 @@ SET ROLE regress_hist_app;
 
 -- search reads only the caller's matching entries, through one bitmap scan
 -- of the GIN index on (user_id, search_tsv), although bob holds most rows
--- and shares the words (src/history.c, search_direct: no planner involved).
+-- and shares the words (src/history_search.c, search_direct: no planner involved).
 -- Counted from this transaction's statistics: GIN scans, and table rows
 -- the bitmap scan fetched (the page is then fetched again by TID).
 CREATE FUNCTION pg_temp.search_reads(q text)

@@ -214,7 +214,7 @@ CREATE FUNCTION audiotricks.at_check_summary(summary text) RETURNS boolean
 COMMENT ON FUNCTION audiotricks.at_check_summary(text) IS
     'True for a summary of at most 64 kB (65536 bytes); raises 23514 naming the column and the limit otherwise. Used by a CHECK constraint.';
 
--- Full-text search (src/history.c): the configuration of an entry's
+-- Full-text search (src/history_index.c): the configuration of an entry's
 -- language and its search document, for audio_history's generated column
 -- and indexes.
 CREATE FUNCTION audiotricks.at_search_config(language text) RETURNS regconfig
@@ -472,7 +472,7 @@ CREATE INDEX audio_history_user_created_idx
 CREATE INDEX audio_history_search_idx
     ON audiotricks.audio_history USING gin (user_id, search_tsv);
 -- The languages of a user's entries, so that at_history_search parses the
--- query only in those (src/history.c, user_configs).
+-- query only in those (src/history_search.c, user_configs).
 CREATE INDEX audio_history_config_idx
     ON audiotricks.audio_history
     (user_id, audiotricks.at_history_tsv_config(search_config, processing_options));
@@ -554,7 +554,7 @@ GRANT SELECT ON audiotricks.audit_log TO audiotricks_user;
 ------------------------------------------------------------------------------
 
 ------------------------------------------------------------------------------
--- 5a. Identity (src/identity.c, src/accounts.c)
+-- 5a. Identity (src/identity.c, src/token.c)
 --
 -- at_current_user_id (section 3) and the functions below take no
 -- SECURITY DEFINER and no SET clause: the token check (at_authenticate,
@@ -582,7 +582,7 @@ COMMENT ON FUNCTION audiotricks.at_require_user_id() IS
     'The user id of this transaction''s verified identity; raises 42501 "not authenticated" without one.';
 
 ------------------------------------------------------------------------------
--- 5b. Accounts and sessions (src/accounts.c)
+-- 5b. Accounts and sessions (src/accounts.c, src/session.c, src/password.c)
 --
 -- Functions that read or write other users' rows (a login must find the
 -- user before anyone is authenticated) run as the extension's owner, the
@@ -764,7 +764,7 @@ COMMENT ON FUNCTION audiotricks.at_decrypt_key(text, text) IS
     'Inverse of at_encrypt_key with the same context; fails (22P02, 55000, 22000) on a malformed value, an unknown or different key, a wrong context or tampering. Superusers only.';
 
 ------------------------------------------------------------------------------
--- 5d. Audio history (src/history.c, src/page.c, src/validate.c)
+-- 5d. Audio history (src/history_*.c, src/validate.c)
 --
 -- The history functions touch only the caller's rows and run as the caller
 -- (SECURITY INVOKER).  at_history_add, at_history_count and
@@ -776,7 +776,7 @@ COMMENT ON FUNCTION audiotricks.at_decrypt_key(text, text) IS
 -- because the tsvector match operator is not leakproof and so could not use
 -- the search index under a policy.  When the table carries any other policy
 -- they run their query through SPI under row-level security instead
--- (src/page.c and src/history.c explain).
+-- (src/history_page.c and src/history_search.c explain).
 ------------------------------------------------------------------------------
 CREATE FUNCTION audiotricks.at_check_history_sizes(transcript text, summary text,
                                                    key_moments jsonb, processing_options jsonb)
@@ -804,7 +804,7 @@ END;
 COMMENT ON FUNCTION audiotricks.at_history_add(text, text, bigint, integer, text, text, jsonb, jsonb) IS
     'Adds a history entry for the current user and returns its id; raises 42501 without identity, 23514 or 22001 for invalid values (sizes are checked before the insert).';
 
--- Keyset paging in C (src/page.c): the call descends the (user_id,
+-- Keyset paging in C (src/history_page.c): the call descends the (user_id,
 -- created_at DESC, id DESC) index once and stops after page_size rows, with
 -- nothing to parse or plan, so a page costs the same whether the caller's
 -- statement gets a generic or a custom plan.  It applies the shipped policy's

@@ -1,5 +1,5 @@
 # test/t/008_cache_ddl.pl
-# The token check (src/accounts.c) and at_history_page (src/page.c) keep the
+# The token check (src/token.c) and at_history_page (src/history_page.c) keep the
 # OIDs of their table and index per backend.  DDL that gives them new OIDs
 # (REINDEX INDEX CONCURRENTLY builds a new index and drops the old one, DROP +
 # CREATE INDEX) must not break a backend that cached the old ones:
