@@ -124,30 +124,13 @@ at_cursor_sextet(char c)
 	return -1;
 }
 
-/*
- * Writes c's text and a terminating NUL into out, which must hold
- * AT_CURSOR_MAX_CHARS + 1 bytes; returns the length.
- */
+/* writes raw's base64url text, without padding, and a NUL; returns its length */
 static inline size_t
-AtCursorEncode(const AtCursor *c, char *out)
+at_cursor_text(const unsigned char *raw, size_t nraw, char *out)
 {
-	unsigned char raw[AT_CURSOR_SEARCH_BYTES];
-	unsigned char *p = raw;
-	size_t		nraw;
 	size_t		n = 0;
 	uint32_t	acc = 0;
 	int			bits = 0;
-
-	*p++ = (unsigned char) c->kind;
-	if (c->kind == AT_CURSOR_SEARCH)
-		p = at_cursor_put(p, c->rank_bits, 4);
-	p = at_cursor_put(p, (uint64_t) c->created_at, 8);
-	memcpy(p, c->id, 16);
-	p += 16;
-	if (c->kind == AT_CURSOR_SEARCH)
-		p = at_cursor_put(p, c->query_tag, 4);
-	p = at_cursor_put(p, at_cursor_tag(raw, (size_t) (p - raw), 'c'), 4);
-	nraw = (size_t) (p - raw);
 
 	for (size_t i = 0; i < nraw; i++)
 	{
@@ -163,6 +146,35 @@ AtCursorEncode(const AtCursor *c, char *out)
 		out[n++] = at_cursor_alphabet[(acc << (6 - bits)) & 0x3F];
 	out[n] = '\0';
 	return n;
+}
+
+/* the check: the last 4 bytes of a cursor, over the bytes before them */
+static inline unsigned char *
+at_cursor_seal(unsigned char *raw, unsigned char *end)
+{
+	return at_cursor_put(end, at_cursor_tag(raw, (size_t) (end - raw), 'c'), 4);
+}
+
+/*
+ * Writes c's text and a terminating NUL into out, which must hold
+ * AT_CURSOR_MAX_CHARS + 1 bytes; returns the length.
+ */
+static inline size_t
+AtCursorEncode(const AtCursor *c, char *out)
+{
+	unsigned char raw[AT_CURSOR_SEARCH_BYTES];
+	unsigned char *p = raw;
+
+	*p++ = (unsigned char) c->kind;
+	if (c->kind == AT_CURSOR_SEARCH)
+		p = at_cursor_put(p, c->rank_bits, 4);
+	p = at_cursor_put(p, (uint64_t) c->created_at, 8);
+	memcpy(p, c->id, 16);
+	p += 16;
+	if (c->kind == AT_CURSOR_SEARCH)
+		p = at_cursor_put(p, c->query_tag, 4);
+	p = at_cursor_seal(raw, p);
+	return at_cursor_text(raw, (size_t) (p - raw), out);
 }
 
 /* Reads text of len bytes (no NUL needed) into *c; AT_CURSOR_OK or why not. */

@@ -10,19 +10,10 @@
 
 #include <sodium.h>
 
+#include "tap.h"
+
 #include "uuidv7.h"
 
-static int	failures = 0;
-static int	n = 0;
-
-static void
-ok(int cond, const char *what)
-{
-	n++;
-	printf("%sok %d - %s\n", cond ? "" : "not ", n, what);
-	if (!cond)
-		failures++;
-}
 
 static int
 bits_ok(const unsigned char u[16])
@@ -99,6 +90,5 @@ main(void)
 	UuidV7Next(&st, 0x0123456789ABULL + 5, rnd, u);
 	ok(ms_of(u) == 0x0123456789ABULL + 5, "a later millisecond is taken as is");
 
-	printf("1..%d\n", n);
-	return failures ? 1 : 0;
+	return tap_done();
 }
