@@ -82,6 +82,7 @@ PROVE_TESTS ?= $(sort $(wildcard test/t/*.pl))
 TAP_TESTDIR ?= $(CURDIR)
 .PHONY: prove_installcheck
 prove_installcheck:
+	@if [ "$$(id -u)" = 0 ]; then echo "prove_installcheck: initdb refuses root; run it as another user (runuser -u postgres -- make prove_installcheck)"; exit 1; fi
 	rm -rf '$(TAP_TESTDIR)'/tmp_check
 	$(MKDIR_P) '$(TAP_TESTDIR)'/tmp_check
 	cd $(srcdir) && TESTDIR='$(TAP_TESTDIR)' PATH="$(DESTDIR)$(bindir):$$PATH" \
