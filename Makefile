@@ -52,6 +52,14 @@ REGRESS = \
 	boundaries
 
 REGRESS_OPTS = --inputdir=. --dbname=contrib_regression_audiotricks
+# A test run on its own (make installcheck REGRESS=keys) needs the extension
+# in the fresh database: pg_regress creates it there (no CASCADE, so the
+# control file's requires first).  The first test, schema, creates it itself
+# and checks what CREATE EXTENSION ... CASCADE prints, so a list that holds
+# schema must not have it preloaded.
+ifeq ($(filter schema,$(REGRESS)),)
+REGRESS_OPTS += --load-extension=pgcrypto --load-extension=btree_gin --load-extension=audiotricks
+endif
 
 PG_CONFIG  ?= pg_config
 PG_CPPFLAGS = $(shell pkg-config --cflags libsodium)
@@ -68,13 +76,26 @@ include $(PGXS)
 # rebuild every object, or objects disagree on its size.
 $(OBJS): $(wildcard src/*.h)
 
-# The control file is the one source of the version: META.json must agree.
-.PHONY: check-meta
-check-meta:
-	@grep -q '"version": *"$(EXTVERSION)"' META.json || \
-		{ echo "META.json does not carry version $(EXTVERSION)"; exit 1; }
-
 # The pg_regress tests, for test/run to check that every one of them ran.
 .PHONY: print-regress
 print-regress:
 	@echo $(REGRESS)
+
+# The TAP tests of test/t (PostgreSQL::Test::Cluster), like PGXS's
+# prove_installcheck (which only looks in t/): each test starts its own
+# nodes with the PostgreSQL found first in PATH, so the extension must be
+# installed there (make install; or DESTDIR=... for an install into a copy
+# of the tree, as test/run does).  Run as a user who may run initdb (not
+# root).  PROVE_TESTS picks files, PROVE_FLAGS adds flags (-v), TAP_TESTDIR
+# is where tmp_check (data directories, logs) goes.
+PROVE_TESTS ?= $(sort $(wildcard test/t/*.pl))
+TAP_TESTDIR ?= $(CURDIR)
+.PHONY: prove_installcheck
+prove_installcheck:
+	@if [ "$$(id -u)" = 0 ]; then echo "prove_installcheck: initdb refuses root; run it as another user (runuser -u postgres -- make prove_installcheck)"; exit 1; fi
+	rm -rf '$(TAP_TESTDIR)'/tmp_check
+	$(MKDIR_P) '$(TAP_TESTDIR)'/tmp_check
+	cd $(srcdir) && TESTDIR='$(TAP_TESTDIR)' PATH="$(DESTDIR)$(bindir):$$PATH" \
+		PGPORT='6$(DEF_PGPORT)' AT_ROOT='$(abspath $(srcdir))' \
+		PG_REGRESS='$(top_builddir)/src/test/regress/pg_regress' \
+		$(PROVE) $(PG_PROVE_FLAGS) -I test/lib $(PROVE_FLAGS) $(PROVE_TESTS)

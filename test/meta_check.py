@@ -4,7 +4,8 @@
 Prints TAP.  Checks: well-formed JSON; the spec's required keys; the
 control file is the one source of the version (META.json's version and each
 provided extension's version equal default_version); the name and the
-runtime prerequisites agree with the control file; versions are semantic;
+runtime prerequisites agree with the control file, and PostgreSQL is the
+major version the tests run on (15); versions are semantic;
 the license is one PGXN knows; every file META.json names exists, and the
 provided extension's file is the install script of the current version.
 
@@ -97,6 +98,9 @@ def main():
 
     requires = meta.get("prereqs", {}).get("runtime", {}).get("requires", {})
     check("PostgreSQL" in requires, "prereqs.runtime.requires names PostgreSQL")
+    # what is tested: PostgreSQL 15 (Debian 12's), and only 15
+    check(str(requires.get("PostgreSQL", "")).replace(" ", "") == ">=15.0.0,<16.0.0",
+          f"the PostgreSQL prerequisite is the tested major version, 15 ({requires.get('PostgreSQL')})")
     for dep in [d.strip() for d in ctl.get("requires", "").split(",") if d.strip()]:
         check(dep in requires, f"prereqs.runtime.requires has {dep} (the control file's requires)")
     for url in [v for r in meta.get("resources", {}).values() if isinstance(r, dict)

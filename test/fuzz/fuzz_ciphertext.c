@@ -10,6 +10,11 @@
  *		any change to the text must make it fail
  *	 3	a valid ciphertext with bytes overwritten at fuzzer-chosen places
  * Crashes, sanitizer reports and broken invariants (abort) are failures.
+ *
+ * fuzz-sources: src/ciphertext.c
+ * fuzz-libs: -lsodium -lcrypto
+ * fuzz-max-len: 4096
+ * fuzz-seconds: 20
  */
 #include <stdint.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 # test/lib/AtReliability.pm — shared by the reliability TAP tests (030-039).
 #
 # Nodes configured for audiotricks (preloaded, a fixed JWT secret, bcrypt cost
-# 4, and a master-key file when the API-key functions exist), the mixed
+# 4, and a master-key file), the mixed
 # pgbench workload and its setup, and small query helpers.
 package AtReliability;
 
@@ -13,26 +13,11 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-our @EXPORT = qw(at_node at_keys_in_source at_have_api_keys at_write_key_file
+our @EXPORT = qw(at_node at_have_api_keys at_write_key_file
   at_bench_setup at_bench_scripts at_sqlstate at_integrity_sql);
 
 our $SECRET = 'reliability-secret-' . ('0123456789' x 4);
 our $PASSWORD = 'Passw0rdA';
-
-# True when the extension script in the tree defines at_set_api_key: then the
-# master-key setting exists and the nodes need a key file.
-sub at_keys_in_source
-{
-	my $root = $ENV{AT_ROOT} or die 'AT_ROOT is not set (run through test/run)';
-	for my $f (glob("$root/src/extension/audiotricks--*.sql"))
-	{
-		open my $fh, '<', $f or die "$f: $!";
-		local $/;
-		my $text = <$fh>;
-		return 1 if $text =~ /FUNCTION\s+audiotricks\.at_set_api_key\s*\(/;
-	}
-	return 0;
-}
 
 # at_write_key_file(PATH): two master keys, the second current, mode 0600
 sub at_write_key_file
@@ -62,14 +47,11 @@ audiotricks.bcrypt_cost = 4
 max_connections = 60
 log_min_error_statement = error
 };
-	if (at_keys_in_source())
-	{
-		# absolute: the server resolves a relative path from its data directory
-		my $kf = $opt{key_file}
-		  // at_write_key_file(File::Spec->rel2abs($node->basedir . '/master.keys'));
-		$conf .= "audiotricks.key_file = '$kf'\n";
-		$node->{at_key_file} = $kf;
-	}
+	# absolute: the server resolves a relative path from its data directory
+	my $kf = $opt{key_file}
+	  // at_write_key_file(File::Spec->rel2abs($node->basedir . '/master.keys'));
+	$conf .= "audiotricks.key_file = '$kf'\n";
+	$node->{at_key_file} = $kf;
 	$conf .= $opt{extra_conf} if $opt{extra_conf};
 	$node->append_conf('postgresql.conf', $conf);
 	return $node;
@@ -110,8 +92,7 @@ sub at_integrity_sql
 # at_bench_setup(NODE, DB, USERS, HISTORY_PER_USER): an application role
 # "app", USERS registered users (bench<i>), one live token each in
 # bench.tokens, their logins (email or username, mixed case) in bench.logins,
-# and HISTORY_PER_USER history entries each.  Returns whether the API-key
-# functions are there (then every user also has an OpenAI key).
+# HISTORY_PER_USER history entries each, and an OpenAI key each.
 sub at_bench_setup
 {
 	my ($node, $db, $users, $per_user) = @_;
@@ -140,18 +121,14 @@ INSERT INTO audiotricks.audio_history (user_id, title, transcript, summary, crea
          'summary ' || g, now() - g * interval '1 minute'
   FROM bench.tokens t, generate_series(1, $per_user) g;
 });
-	my $keys = at_have_api_keys($node, $db);
-	if ($keys)
-	{
-		# each user stores a key under their own identity (one transaction each)
-		$node->safe_psql($db, join "\n", map {
-			"BEGIN; SELECT audiotricks.at_authenticate(token) FROM bench.tokens WHERE i = $_;"
-			  . " SELECT audiotricks.at_set_api_key('openai', 'sk-seed-$_'); COMMIT;" } 1 .. $users);
-	}
-	return $keys;
+	# each user stores a key under their own identity (one transaction each)
+	$node->safe_psql($db, join "\n", map {
+		"BEGIN; SELECT audiotricks.at_authenticate(token) FROM bench.tokens WHERE i = $_;"
+		  . " SELECT audiotricks.at_set_api_key('openai', 'sk-seed-$_'); COMMIT;" } 1 .. $users);
+	return;
 }
 
-# at_bench_scripts(DIR, USERS, KEYS): writes the mixed workload's pgbench
+# at_bench_scripts(DIR, USERS): writes the mixed workload's pgbench
 # scripts and returns the -f arguments (with weights).  Every script is one
 # transaction that cannot fail by design (unique names from a sequence, only
 # correct passwords, logout of the session it just created, bench tokens are
@@ -161,7 +138,7 @@ INSERT INTO audiotricks.audio_history (user_id, title, transcript, summary, crea
 # parameter.
 sub at_bench_scripts
 {
-	my ($dir, $users, $keys) = @_;
+	my ($dir, $users) = @_;
 	my %scripts = (
 		register => [ 1, qq{SELECT nextval('bench.reg_seq') AS n \\gset
 SELECT audiotricks.at_register('reg' || :n || '\@example.com', 'reg' || :n, '$PASSWORD');
@@ -190,9 +167,7 @@ SELECT audiotricks.at_history_add(title => 'bench entry ' || :r, transcript => '
 END;
 } ],
 	);
-	if ($keys)
-	{
-		$scripts{api_key} = [ 2, qq{\\set i random(1, $users)
+	$scripts{api_key} = [ 2, qq{\\set i random(1, $users)
 \\set r random(1, 1000000)
 BEGIN;
 SELECT audiotricks.at_authenticate((SELECT token FROM bench.tokens WHERE i = :i));
@@ -200,7 +175,6 @@ SELECT audiotricks.at_set_api_key('openai', 'sk-bench-' || :r);
 SELECT 1 / (audiotricks.at_get_api_key('openai') = ('sk-bench-' || :r))::int AS same_key;
 END;
 } ];
-	}
 	my @args;
 	for my $name (sort keys %scripts)
 	{

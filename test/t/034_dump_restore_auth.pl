@@ -5,7 +5,7 @@
 # old passwords log in, tokens issued before the dump authenticate as the
 # same user, a token logged out before the dump stays refused, history pages
 # and searches are identical, settings and the audit log are kept, and API
-# keys decrypt (when the API-key functions exist).  A cluster with another
+# keys decrypt.  A cluster with another
 # secret refuses the old tokens but still accepts the passwords.
 use strict;
 use warnings;
@@ -20,9 +20,7 @@ my $src = at_node('source');
 $src->start;
 $src->safe_psql('postgres', 'CREATE DATABASE app');
 $src->safe_psql('app', 'CREATE EXTENSION audiotricks CASCADE');
-my $keys = at_bench_setup($src, 'app', $USERS, 25);
-note($keys ? 'API-key functions present: keys are compared after restore'
-	: 'at_set_api_key(text,text) not installed: the API-key steps are skipped');
+at_bench_setup($src, 'app', $USERS, 25);
 
 sub token_of { $src->safe_psql('app', "SELECT token FROM bench.tokens WHERE i = $_[0]") }
 my %token = map { $_ => token_of($_) } 1 .. $USERS;
@@ -63,7 +61,7 @@ SELECT audiotricks.at_history_count();
 SELECT s::text FROM audiotricks.at_get_settings() s;
 SELECT a::text FROM audiotricks.audit_log a ORDER BY a.id;
 };
-	$sql .= "SELECT audiotricks.at_get_api_key('openai');\n" if $keys;
+	$sql .= "SELECT audiotricks.at_get_api_key('openai');\n";
 	$sql .= "COMMIT;\n";
 	my ($ret, $out, $err) = $node->psql($db, $sql, extra_params => [ '-U', 'app' ], on_error_stop => 1);
 	return $ret == 0 ? $out : "failed: $err";
@@ -89,7 +87,7 @@ sub check_restored
 	{
 		is(user_view($node, $db, $token{$i}), $view{$i},
 			"$where: user $i\'s pre-dump token authenticates; pages, search, settings, events"
-			  . ($keys ? ', API key' : '') . ' are identical');
+			  . ', API key are identical');
 	}
 	my ($r, $state) = at_sqlstate($node, $db, "SELECT audiotricks.at_authenticate('$gone')", 'app');
 	is($state, '28000', "$where: the token logged out before the dump stays refused");
@@ -102,9 +100,7 @@ sub check_restored
 		SELECT audiotricks.at_history_add(title => 'after restore') IS NOT NULL;
 		SELECT count(*) FROM audiotricks.at_history_search('restore');
 		COMMIT;}, extra_params => [ '-U', 'app' ]), "t\nt\nt\n1", "$where: register, login and history work");
-  SKIP:
 	{
-		skip 'at_set_api_key not installed (API keys not merged yet)', 1 unless $keys;
 		is($node->safe_psql($db, "BEGIN; SELECT audiotricks.at_authenticate('$token{4}') IS NOT NULL;
 			SELECT audiotricks.at_set_api_key('elevenlabs', 'el-restored');
 			SELECT audiotricks.at_get_api_key('elevenlabs') || ' ' || audiotricks.at_get_api_key('openai'); COMMIT;",

@@ -35,7 +35,6 @@ CREATE ROLE hostile_app LOGIN;
 GRANT audiotricks_user TO hostile_app;
 SET client_min_messages = warning;
 } . slurp_file("$ENV{AT_ROOT}/test/lib/hostile.sql"));
-my $keys = at_have_api_keys($node, $db);
 
 # users with history, API keys and live tokens; their values seed the pools
 my $PW = $AtReliability::PASSWORD;
@@ -59,7 +58,7 @@ SELECT count(audiotricks.at_history_add(title => 'talk ' || g, transcript => 'se
   summary => 'summary ' || g, duration_seconds => g,
   key_moments => '[{"timestamp": "00:00:01", "description": "start", "confidence": 0.5}]'))
   FROM generate_series(1, 40) g;
-} . ($keys ? "SELECT audiotricks.at_set_api_key('openai', 'sk-owner-$i');\n" : '') . q{
+} . "SELECT audiotricks.at_set_api_key('openai', 'sk-owner-$i');\n" . q{
 COMMIT;});
 }
 $node->safe_psql($db, q{
@@ -90,7 +89,7 @@ SELECT token FROM audiotricks.at_login('ident$k', '$PW');});
 	$node->safe_psql($db, qq{
 BEGIN; SELECT audiotricks.at_authenticate('$token');
 SELECT audiotricks.at_history_add(title => 'mine ' || g, transcript => 'seed words ' || g) FROM generate_series(1, 5) g;
-} . ($keys ? "SELECT audiotricks.at_set_api_key('elevenlabs', 'el-$k');\n" : '') . qq{
+} . "SELECT audiotricks.at_set_api_key('elevenlabs', 'el-$k');\n" . qq{
 COMMIT;});
 
 	for my $mode (qw(super anon ident))
