@@ -97,7 +97,7 @@ UPDATE audiotricks.users SET is_active = false WHERE username = 'bob_the-2nd';
 SELECT pg_temp.try($$SELECT * FROM audiotricks.at_login('bob_the-2nd', 'S3curePass')$$);
 UPDATE audiotricks.users SET is_active = true WHERE username = 'bob_the-2nd';
 
--- the token: HS256 JWT with the claims of DESIGN.md, its SHA-256 stored, not the token
+-- the token: HS256 JWT with the claims README.md lists, its SHA-256 stored, not the token
 CREATE TEMP TABLE t AS SELECT * FROM audiotricks.at_login('alice', 'Passw0rdA');
 SELECT length(token) BETWEEN 200 AND 400 AS plausible_length,
        array_length(string_to_array(token, '.'), 1) AS parts,

@@ -1,4 +1,4 @@
--- The schema of the seed document, with DESIGN.md's deliberate choices.
+-- The schema of the seed document, with the choices README.md's Schema section lists.
 \set VERBOSITY terse
 CREATE EXTENSION audiotricks CASCADE;
 SELECT extname, extversion, extrelocatable, n.nspname AS schema
