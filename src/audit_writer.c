@@ -9,7 +9,7 @@
  * raises 28000 and must end the token's family — goes through the queue
  * (AuditEventDetached, AuditRevokeFamilyDetached), drained by a background
  * writer per database that writes each batch in its own transaction and
- * exits after a few idle seconds.  The queue never drops an item: callers
+ * exits after a second with nothing to do.  The queue never drops an item: callers
  * that may queue one reserve a slot first (AuditReserve) and are refused
  * with 53400 when none is free.  The writer never waits on a lock an
  * application transaction can hold.  A revocation's caller waits for the
@@ -54,7 +54,7 @@ PGDLLEXPORT void at_audit_worker_main(Datum arg);
 #define AUDIT_QUEUE_SIZE	8192	/* detached items, all databases */
 #define AUDIT_EVENT_LEN		32
 #define AUDIT_MAX_WORKERS	8
-#define AUDIT_IDLE_EXIT_MS	5000
+#define AUDIT_IDLE_EXIT_MS	1000
 #define AUDIT_RESERVE_WAIT_MS	2000	/* a full queue: wait this long, then 53400 */
 #define AUDIT_REVOKE_WAIT_MS	10000	/* a revocation: wait this long for its commit */
 #define AUDIT_RETRY_MS		200		/* an event whose user row is locked */

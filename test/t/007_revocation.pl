@@ -184,9 +184,10 @@ sub wait_for_lock_wait
 }
 
 # ------------------------------------------------------------ the writer's idle exit
-# The writer exits about 5 s after its last item.  Queue one item (a failed
+# The writer exits about 1 s after its last item (so that DROP DATABASE,
+# which waits 5 s for other sessions, does not find it connected).  Queue one item (a failed
 # login), then a revocation at offsets around that exit.
-for my $offset_ms (4800, 4900, 4950, 5000, 5050, 5100, 5150, 5250, 5400)
+for my $offset_ms (800, 900, 950, 1000, 1050, 1100, 1150, 1250, 1400)
 {
 	my $t1 = login('lou');
 	my $t2 = refresh($t1);
