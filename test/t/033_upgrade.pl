@@ -282,7 +282,7 @@ my @changes = (
 		LANGUAGE sql STABLE PARALLEL RESTRICTED AS 'SELECT 0::bigint'} ],
 	[ 'stored function body', q{CREATE OR REPLACE FUNCTION audiotricks.at_history_count() RETURNS bigint
 		LANGUAGE sql STABLE PARALLEL RESTRICTED BEGIN ATOMIC SELECT 0::bigint; END} ],
-	[ 'function strictness', 'ALTER FUNCTION audiotricks.at_check_key_moments(jsonb) CALLED ON NULL INPUT' ],
+	[ 'function strictness', 'ALTER FUNCTION audiotricks_internal.at_check_key_moments(jsonb) CALLED ON NULL INPUT' ],
 	[ 'new function', q{CREATE FUNCTION audiotricks.at_extra() RETURNS int LANGUAGE sql AS 'SELECT 1'} ],
 	[ 'function grant', 'GRANT EXECUTE ON FUNCTION audiotricks.at_purge_expired_sessions() TO audiotricks_user' ],
 	[ 'function comment', q{COMMENT ON FUNCTION audiotricks.at_uuid_v7() IS 'changed'} ],
