@@ -160,8 +160,8 @@ UPDATE audiotricks.audio_history SET processing_options = '{"model": 3}' WHERE t
 UPDATE audiotricks.audio_history SET audio_url = 'file:///etc/passwd' WHERE title = 'Direct insert';
 UPDATE audiotricks.audio_history SET duration_seconds = -5 WHERE title = 'Direct insert';
 -- the checks are callable directly too (NULL passes, as in a CHECK)
-SELECT audiotricks.at_check_key_moments(NULL) IS NULL AS null_passes,
-       audiotricks.at_check_processing_options('{}') AS empty_ok;
+SELECT audiotricks_internal.at_check_key_moments(NULL) IS NULL AS null_passes,
+       audiotricks_internal.at_check_processing_options('{}') AS empty_ok;
 COMMIT;
 
 ------------------------------------------------------------------ page

@@ -48,7 +48,7 @@ SELECT audiotricks.at_authenticate(:'carol_token') = :'carol_id' AS is_carol;
 SELECT audiotricks.at_set_api_key('openai', 'sk-carol-secret');
 SELECT audiotricks.at_get_api_key('openai') = 'sk-carol-secret' AS own_key,
        audiotricks.at_current_user_id() = :'carol_id' AS own_identity,
-       audiotricks.at_require_user_id() = :'carol_id' AS own_required,
+       audiotricks_internal.at_require_user_id() = :'carol_id' AS own_required,
        (SELECT count(*) FROM audiotricks.audio_history) AS own_history,
        audiotricks.at_history_count() AS own_count,
        (SELECT count(*) FROM audiotricks.at_history_page(10)) AS own_page,

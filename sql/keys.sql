@@ -181,6 +181,66 @@ SELECT s.openai_api_key_encrypted IS NULL AS column_cleared
   FROM audiotricks.user_settings s JOIN audiotricks.users u ON u.id = s.user_id
  WHERE u.username = 'keys_bob';
 
+-- '' clears as NULL does (column and set_at)
+BEGIN;
+SELECT audiotricks.at_authenticate(:'alice_token') IS NOT NULL AS alice_signed_in;
+SELECT audiotricks.at_set_api_key('elevenlabs', 'el-temporary-key');
+SELECT audiotricks.at_set_api_key('elevenlabs', '');
+SELECT audiotricks.at_get_api_key('elevenlabs') IS NULL AS cleared_by_empty;
+SELECT audiotricks.at_set_api_key('elevenlabs', 'el-alice-ключ');
+COMMIT;
+
+------------------------------------------------------------------------------
+-- at_api_key_status: set or not, last 4 characters, when set; never the key
+------------------------------------------------------------------------------
+SELECT pg_temp.try($$SELECT * FROM audiotricks.at_api_key_status()$$) AS status_anon;
+BEGIN;
+SELECT audiotricks.at_authenticate(:'alice_token') IS NOT NULL AS alice_signed_in;
+SELECT provider, is_set, last4, set_at IS NOT NULL AS has_set_at,
+       set_at <= now() AS set_at_not_future
+  FROM audiotricks.at_api_key_status();
+COMMIT;
+BEGIN;
+SELECT audiotricks.at_authenticate(:'bob_token') IS NOT NULL AS bob_signed_in;
+SELECT provider, is_set, last4, set_at IS NULL AS no_set_at FROM audiotricks.at_api_key_status();
+-- the 4 characters shown only for keys of 8 characters or more, and they
+-- are characters, not bytes
+SELECT audiotricks.at_set_api_key('openai', '1234567');
+SELECT 7 AS chars, last4, is_set FROM audiotricks.at_api_key_status() WHERE provider = 'openai';
+SELECT audiotricks.at_set_api_key('openai', '12345678');
+SELECT 8 AS chars, last4, is_set FROM audiotricks.at_api_key_status() WHERE provider = 'openai';
+SELECT audiotricks.at_set_api_key('openai', 'sk-ключ-鍵🔑x');
+SELECT last4, octet_length(last4) AS bytes FROM audiotricks.at_api_key_status() WHERE provider = 'openai';
+SELECT audiotricks.at_set_api_key('openai', NULL);
+SELECT provider, is_set, last4, set_at IS NULL AS no_set_at
+  FROM audiotricks.at_api_key_status() WHERE provider = 'openai';
+COMMIT;
+-- set_at is the time of the last at_set_api_key, NULL once cleared
+SELECT u.username, s.openai_api_key_set_at IS NOT NULL AS openai_set_at,
+       s.elevenlabs_api_key_set_at IS NOT NULL AS elevenlabs_set_at,
+       (s.openai_api_key_encrypted IS NULL) = (s.openai_api_key_set_at IS NULL) AS openai_consistent,
+       (s.elevenlabs_api_key_encrypted IS NULL) = (s.elevenlabs_api_key_set_at IS NULL) AS elevenlabs_consistent
+  FROM audiotricks.users u JOIN audiotricks.user_settings s ON s.user_id = u.id
+ WHERE u.username LIKE 'keys\_%' ORDER BY 1;
+-- a stored value that does not decrypt fails the status as at_get_api_key does
+CREATE TEMP TABLE saved2 AS SELECT s.* FROM audiotricks.user_settings s
+  JOIN audiotricks.users u ON u.id = s.user_id WHERE u.username = 'keys_alice';
+UPDATE audiotricks.user_settings SET elevenlabs_api_key_encrypted = openai_api_key_encrypted
+ WHERE user_id = (SELECT user_id FROM saved2);
+BEGIN;
+SELECT audiotricks.at_authenticate(:'alice_token') IS NOT NULL AS alice_signed_in;
+SELECT pg_temp.try($$SELECT * FROM audiotricks.at_api_key_status()$$) AS status_of_misplaced_value;
+COMMIT;
+UPDATE audiotricks.user_settings s SET elevenlabs_api_key_encrypted = v.elevenlabs_api_key_encrypted
+  FROM saved2 v WHERE v.user_id = s.user_id;
+-- rotation leaves set_at alone (test/t/020_keys_rotation.pl rotates real
+-- values under an old key)
+UPDATE audiotricks.user_settings SET openai_api_key_set_at = '2020-01-02 03:04:05+00'
+ WHERE user_id = (SELECT user_id FROM saved2);
+SELECT rotated FROM audiotricks.at_rotate_api_keys();
+SELECT openai_api_key_set_at = '2020-01-02 03:04:05+00' AS set_at_kept_by_rotation
+  FROM audiotricks.user_settings WHERE user_id = (SELECT user_id FROM saved2);
+
 -- rotation: everything is already under the current key
 SELECT * FROM audiotricks.at_rotate_api_keys();
 SELECT * FROM audiotricks.at_rotate_api_keys(NULL);
@@ -211,7 +271,21 @@ SELECT audiotricks.at_authenticate(:'alice_token') IS NOT NULL AS alice_signed_i
 SELECT audiotricks.at_get_api_key('openai') = 'sk-alice-openai-0123456789' AS own_key,
        audiotricks.at_get_api_key('elevenlabs') = 'el-alice-ключ' AS own_elevenlabs;
 SELECT count(*) AS visible_settings_rows FROM audiotricks.user_settings;
+-- status: alice's own; the function takes no user argument, and the set_at
+-- columns of other users' rows stay invisible
+SELECT provider, is_set, last4 FROM audiotricks.at_api_key_status();
+SELECT strpos(string_agg(row_to_json(s)::text, ','), 'sk-alice-openai-0123456789') = 0
+       AND strpos(string_agg(row_to_json(s)::text, ','), 'el-alice-ключ') = 0
+       AND strpos(string_agg(row_to_json(s)::text, ','), 'sk-') = 0 AS no_key_in_status
+  FROM audiotricks.at_api_key_status() s;
+SELECT count(*) AS other_users_set_at FROM audiotricks.user_settings s
+ WHERE s.user_id <> audiotricks.at_current_user_id();
 COMMIT;
+BEGIN;
+SELECT audiotricks.at_authenticate(:'bob_token') IS NOT NULL AS bob_signed_in;
+SELECT provider, is_set, last4 FROM audiotricks.at_api_key_status();
+COMMIT;
+SELECT pg_temp.try($$SELECT * FROM audiotricks.at_api_key_status()$$) AS status_without_identity;
 RESET ROLE;
 SELECT count(*) AS superuser_sees_key_settings FROM pg_settings
  WHERE name IN ('audiotricks.key_file', 'audiotricks.aes_backend');

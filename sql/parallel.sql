@@ -22,15 +22,16 @@ ANALYZE public.par;
 GRANT SELECT ON public.par TO PUBLIC;
 
 -- the functions this file covers: a new one shows up here
-SELECT p.proname, p.proparallel
-  FROM pg_proc p WHERE p.pronamespace = 'audiotricks'::regnamespace ORDER BY 1;
+SELECT p.pronamespace::regnamespace AS schema, p.proname, p.proparallel
+  FROM pg_proc p WHERE p.pronamespace IN ('audiotricks'::regnamespace, 'audiotricks_internal'::regnamespace)
+ ORDER BY 1, 2;
 
 -- the probes: name, query (run inside SELECT string_agg(...) FROM (query) r)
 CREATE TABLE pg_temp.probe (name text PRIMARY KEY, q text NOT NULL);
 INSERT INTO pg_temp.probe VALUES
   ('at_current_user_id', $$SELECT count(*) FILTER (WHERE audiotricks.at_current_user_id() IS NOT DISTINCT FROM u) FROM public.par, (SELECT audiotricks.at_current_user_id() AS u) s$$),
   ('at_current_user_id initplan', $$SELECT count(*) FROM public.par WHERE i % 7 = 0 AND (SELECT audiotricks.at_current_user_id()) IS NOT NULL$$),
-  ('at_require_user_id', $$SELECT count(*) FROM public.par WHERE i % 7 = 0 AND (SELECT audiotricks.at_require_user_id()) IS NOT NULL$$),
+  ('at_require_user_id', $$SELECT count(*) FROM public.par WHERE i % 7 = 0 AND (SELECT audiotricks_internal.at_require_user_id()) IS NOT NULL$$),
   ('policy audio_history', $$SELECT count(*), min(title), max(title) FROM audiotricks.audio_history$$),
   ('policy users', $$SELECT username FROM audiotricks.users$$),
   ('policy sessions', $$SELECT count(*) FROM audiotricks.sessions WHERE expires_at > now()$$),
@@ -41,19 +42,21 @@ INSERT INTO pg_temp.probe VALUES
   ('at_history_search', $$SELECT (SELECT count(*) FROM audiotricks.at_history_search('word3', 100)), count(*) FROM public.par$$),
   ('at_get_settings', $$SELECT (SELECT summary_quality FROM audiotricks.at_get_settings()), count(*) FROM public.par$$),
   ('at_list_sessions', $$SELECT (SELECT count(*) FROM audiotricks.at_list_sessions() WHERE is_current), count(*) FROM public.par$$),
+  ('at_api_key_status', $$SELECT (SELECT string_agg(provider || is_set, ',') FROM audiotricks.at_api_key_status()), count(*) FROM public.par$$),
+  ('at_check_rule', $$SELECT count(*) FROM public.par WHERE audiotricks_internal.at_check_rule(i > 0, 't', 'c', 'k', 'r')$$),
   ('at_get_api_key', $$SELECT audiotricks.at_get_api_key('openai'), count(*) FROM public.par$$),
   ('at_default_search_config', $$SELECT audiotricks.at_default_search_config(), count(*) FROM public.par$$),
   ('at_postgrest_pre_request', $$SELECT audiotricks.at_postgrest_pre_request(), count(*) FROM public.par$$),
   ('at_uuid_v7', $$SELECT count(DISTINCT audiotricks.at_uuid_v7()) FROM public.par$$),
   ('at_encrypt_key at_decrypt_key', $$SELECT count(*) FROM public.par WHERE i % 100 = 0 AND audiotricks.at_decrypt_key(audiotricks.at_encrypt_key(i::text, 'c'), 'c') = i::text$$),
-  ('at_check_audio_url', $$SELECT count(*) FROM public.par WHERE audiotricks.at_check_audio_url('https://example.com/' || i)$$),
-  ('at_check_key_moments', $$SELECT count(*) FROM public.par WHERE audiotricks.at_check_key_moments(jsonb_build_array(jsonb_build_object('timestamp', '00:00:01', 'description', i::text)))$$),
-  ('at_check_processing_options', $$SELECT count(*) FROM public.par WHERE audiotricks.at_check_processing_options(jsonb_build_object('language', 'de', 'model', i::text))$$),
-  ('at_check_settings_json', $$SELECT count(*) FROM public.par WHERE audiotricks.at_check_settings_json(jsonb_build_object('theme', i::text))$$),
+  ('at_check_audio_url', $$SELECT count(*) FROM public.par WHERE audiotricks_internal.at_check_audio_url('https://example.com/' || i)$$),
+  ('at_check_key_moments', $$SELECT count(*) FROM public.par WHERE audiotricks_internal.at_check_key_moments(jsonb_build_array(jsonb_build_object('timestamp', '00:00:01', 'description', i::text)))$$),
+  ('at_check_processing_options', $$SELECT count(*) FROM public.par WHERE audiotricks_internal.at_check_processing_options(jsonb_build_object('language', 'de', 'model', i::text))$$),
+  ('at_check_settings_json', $$SELECT count(*) FROM public.par WHERE audiotricks_internal.at_check_settings_json(jsonb_build_object('theme', i::text))$$),
   ('at_search_config', $$SELECT audiotricks.at_search_config(CASE WHEN i % 2 = 0 THEN 'de' ELSE 'fr' END)::text, count(*) FROM public.par GROUP BY 1 ORDER BY 1$$),
   ('at_history_tsv', $$SELECT sum(length(audiotricks.at_history_tsv('english', NULL, 'title ' || i, 'summary', NULL))) FROM public.par$$),
   ('at_history_tsv_config', $$SELECT audiotricks.at_history_tsv_config('english', jsonb_build_object('language', 'de'))::text, count(*) FROM public.par GROUP BY 1$$),
-  ('at_check_preload', $$SELECT count(*) FROM public.par WHERE audiotricks.at_check_preload() IS NULL$$);
+  ('at_check_preload', $$SELECT count(*) FROM public.par WHERE audiotricks_internal.at_check_preload() IS NULL$$);
 GRANT SELECT ON pg_temp.probe TO PUBLIC;
 
 -- run(q): the rows of q as text, or the error's SQLSTATE and message
@@ -122,7 +125,7 @@ COMMIT;
 RESET enable_indexscan;
 RESET enable_indexonlyscan;
 RESET enable_bitmapscan;
-EXPLAIN (COSTS OFF) SELECT count(*) FROM public.par WHERE audiotricks.at_check_audio_url('https://example.com/' || i);
+EXPLAIN (COSTS OFF) SELECT count(*) FROM public.par WHERE audiotricks_internal.at_check_audio_url('https://example.com/' || i);
 EXPLAIN (COSTS OFF) SELECT audiotricks.at_history_count(), count(*) FROM public.par;
 SET force_parallel_mode = regress;
 

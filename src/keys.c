@@ -1,7 +1,8 @@
 /*
  * src/keys.c
  *		Encrypted API keys: the raw pair at_encrypt_key / at_decrypt_key, the
- *		per-user at_set_api_key / at_get_api_key, and at_rotate_api_keys.
+ *		per-user at_set_api_key / at_get_api_key / at_api_key_status, and
+ *		at_rotate_api_keys.
  *		Their master keys come from keyring.c.
  *
  * The ciphertext format and both AES-256-GCM implementations live in the
@@ -37,10 +38,14 @@ PG_FUNCTION_INFO_V1(at_encrypt_key);
 PG_FUNCTION_INFO_V1(at_decrypt_key);
 AT_AS_OWNER_FUNCTION(at_set_api_key);
 AT_AS_OWNER_FUNCTION(at_get_api_key);
+AT_AS_OWNER_FUNCTION(at_api_key_status);
 PG_FUNCTION_INFO_V1(at_rotate_api_keys);
 
 #define API_KEY_MAX_BYTES	4096
 #define ROTATE_BATCH_MAX	1000000
+/* at_api_key_status shows the last 4 characters only of keys this long */
+#define STATUS_LAST_CHARS	4
+#define STATUS_MIN_CHARS	8
 
 /* nonces come from libsodium's CSPRNG, fetched 64 at a time per process */
 #define NONCE_BATCH		64
@@ -289,19 +294,33 @@ typedef enum Provider
 
 static const char *const provider_names[PROVIDER_COUNT] = {"openai", "elevenlabs"};
 
+/* $2 NULL clears the key and its set_at; rotation leaves set_at alone */
 static AtPlan plan_set[PROVIDER_COUNT] = {
 	{
-		"INSERT INTO audiotricks.user_settings AS s (user_id, openai_api_key_encrypted)"
-		" VALUES ($1, $2) ON CONFLICT (user_id) DO UPDATE"
-		" SET openai_api_key_encrypted = EXCLUDED.openai_api_key_encrypted",
+		"INSERT INTO audiotricks.user_settings AS s"
+		" (user_id, openai_api_key_encrypted, openai_api_key_set_at)"
+		" VALUES ($1, $2, CASE WHEN $2 IS NULL THEN NULL ELSE pg_catalog.now() END)"
+		" ON CONFLICT (user_id) DO UPDATE"
+		" SET openai_api_key_encrypted = EXCLUDED.openai_api_key_encrypted,"
+		"     openai_api_key_set_at = EXCLUDED.openai_api_key_set_at",
 		2, {UUIDOID, TEXTOID}, NULL
 	},
 	{
-		"INSERT INTO audiotricks.user_settings AS s (user_id, elevenlabs_api_key_encrypted)"
-		" VALUES ($1, $2) ON CONFLICT (user_id) DO UPDATE"
-		" SET elevenlabs_api_key_encrypted = EXCLUDED.elevenlabs_api_key_encrypted",
+		"INSERT INTO audiotricks.user_settings AS s"
+		" (user_id, elevenlabs_api_key_encrypted, elevenlabs_api_key_set_at)"
+		" VALUES ($1, $2, CASE WHEN $2 IS NULL THEN NULL ELSE pg_catalog.now() END)"
+		" ON CONFLICT (user_id) DO UPDATE"
+		" SET elevenlabs_api_key_encrypted = EXCLUDED.elevenlabs_api_key_encrypted,"
+		"     elevenlabs_api_key_set_at = EXCLUDED.elevenlabs_api_key_set_at",
 		2, {UUIDOID, TEXTOID}, NULL
 	}
+};
+
+static AtPlan plan_status = {
+	"SELECT openai_api_key_encrypted, openai_api_key_set_at,"
+	"       elevenlabs_api_key_encrypted, elevenlabs_api_key_set_at"
+	" FROM audiotricks.user_settings WHERE user_id OPERATOR(pg_catalog.=) $1",
+	1, {UUIDOID}, NULL
 };
 
 static AtPlan plan_get[PROVIDER_COUNT] = {
@@ -383,8 +402,8 @@ api_key_context(const pg_uuid_t *user_id, Provider p, uint8_t *buf)
 /*
  * at_set_api_key(provider text, api_key text) RETURNS void
  *		Encrypts api_key for the current user and provider (both bound as
- *		associated data) and stores it; NULL clears it.  The plaintext never
- *		reaches a table.  Raises 42501 without an identity, 22023 for an
+ *		associated data) and stores it with the time it was set; NULL or ''
+ *		clears both.  The plaintext never reaches a table.  Raises 42501 without an identity, 22023 for an
  *		unknown provider or a key over 4096 bytes, 55000 (key file).
  */
 static Datum
@@ -405,7 +424,7 @@ at_set_api_key_as_owner(PG_FUNCTION_ARGS)
 	p = provider_arg(fcinfo, 0);
 	ctx_len = api_key_context(&user_id, p, ctx);
 
-	if (PG_ARGISNULL(1))
+	if (PG_ARGISNULL(1) || VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(1)) == 0)
 	{
 		values[1] = (Datum) 0;
 		nulls[1] = 'n';
@@ -491,6 +510,103 @@ at_get_api_key_as_owner(PG_FUNCTION_ARGS)
 	if (result == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(result);
+}
+
+/*
+ * at_api_key_status()
+ *		RETURNS TABLE(provider text, is_set boolean, last4 text, set_at timestamptz)
+ *		One row per provider (openai, elevenlabs) for the current user: whether
+ *		a key is stored, its last 4 characters (NULL when none is stored or the
+ *		key is shorter than 8 characters, where 4 would give away too much),
+ *		and when it was set.  The key is decrypted in a private memory context
+ *		that is wiped when deleted, also on error; only the 4 characters leave
+ *		it.  Raises 42501 without an identity, and what at_get_api_key raises
+ *		for a stored value that does not decrypt.
+ */
+static Datum
+at_api_key_status_as_owner(PG_FUNCTION_ARGS)
+{
+	ErrorContextCallback hide;
+	pg_uuid_t	user_id;
+	pg_uuid_t	session_id;
+	Tuplestorestate *store;
+	TupleDesc	desc;
+	Datum		values[1];
+	text	   *stored[PROVIDER_COUNT] = {NULL, NULL};
+	Datum		set_at[PROVIDER_COUNT] = {0, 0};
+	bool		set_at_null[PROVIDER_COUNT] = {true, true};
+	MemoryContext caller = CurrentMemoryContext;
+	int			p;
+
+	AtHideStatementPush(&hide);
+	IdentityRequire(&user_id, &session_id);
+	store = AtMaterialize(fcinfo, &desc);
+	values[0] = UUIDPGetDatum(&user_id);
+
+	AtSpiConnect();
+	AtRunPlan(&plan_status, values, NULL, true, 1);
+	if (SPI_processed == 1)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	tdesc = SPI_tuptable->tupdesc;
+		MemoryContext old = MemoryContextSwitchTo(caller);
+
+		for (p = 0; p < PROVIDER_COUNT; p++)
+		{
+			bool		isnull;
+			Datum		d = SPI_getbinval(tup, tdesc, 1 + 2 * p, &isnull);
+
+			if (!isnull)
+				stored[p] = DatumGetTextPP(datumCopy(d, false, -1));
+			set_at[p] = SPI_getbinval(tup, tdesc, 2 + 2 * p, &set_at_null[p]);
+		}
+		MemoryContextSwitchTo(old);
+	}
+	AtSpiFinish();
+
+	for (p = 0; p < PROVIDER_COUNT; p++)
+	{
+		Datum		out[4];
+		bool		outnull[4] = {false, false, true, false};
+
+		out[0] = CStringGetTextDatum(provider_names[p]);
+		out[1] = BoolGetDatum(stored[p] != NULL);
+		out[3] = set_at[p];
+		outnull[3] = set_at_null[p] || stored[p] == NULL;
+		if (stored[p] != NULL)
+		{
+			MemoryContext keycxt = AllocSetContextCreate(caller, "at_api_key_status key",
+														 ALLOCSET_SMALL_SIZES);
+			MemoryContext old = MemoryContextSwitchTo(keycxt);
+			uint8_t		ctx[UUID_LEN + 16];
+			size_t		ctx_len = api_key_context(&user_id, (Provider) p, ctx);
+			text	   *plain = open_text(CT_DOMAIN_API_KEY, ctx, ctx_len,
+										  VARDATA_ANY(stored[p]),
+										  VARSIZE_ANY_EXHDR(stored[p]));
+			const char *s = VARDATA(plain);
+			int			len = VARSIZE(plain) - VARHDRSZ;
+			int			nchars;
+
+			/* wiped when keycxt is deleted, also on error */
+			AtWipeOnReset(plain, VARSIZE(plain));
+			nchars = pg_mbstrlen_with_len(s, len);
+			if (nchars >= STATUS_MIN_CHARS)
+			{
+				int			skip = 0;
+
+				for (int i = 0; i < nchars - STATUS_LAST_CHARS; i++)
+					skip += pg_mblen(s + skip);
+				MemoryContextSwitchTo(caller);
+				out[2] = PointerGetDatum(cstring_to_text_with_len(s + skip, len - skip));
+				outnull[2] = false;
+			}
+			MemoryContextSwitchTo(old);
+			MemoryContextDelete(keycxt);
+		}
+		tuplestore_putvalues(store, desc, out, outnull);
+	}
+	AtHideStatementPop(&hide);
+	return (Datum) 0;
 }
 
 /*

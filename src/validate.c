@@ -49,6 +49,7 @@ PG_FUNCTION_INFO_V1(at_check_transcript);
 PG_FUNCTION_INFO_V1(at_check_summary);
 PG_FUNCTION_INFO_V1(at_check_history_sizes);
 PG_FUNCTION_INFO_V1(at_touch_updated_at);
+PG_FUNCTION_INFO_V1(at_check_rule);
 
 typedef enum FieldType
 {
@@ -377,6 +378,46 @@ at_check_audio_url(PG_FUNCTION_ARGS)
 	if (!host)
 		raise_field("audio_url", "audio_url", "must name a host");
 	PG_RETURN_BOOL(true);
+}
+
+/*
+ * at_check_rule(passes boolean, table_name text, column_name text,
+ *				 constraint_name text, rule text) RETURNS boolean
+ *		The body of the tables' simple CHECK constraints (a comparison, a
+ *		list, a pattern), so that a violation names the field and the rule.
+ *		True when passes is true or NULL (a CHECK passes on NULL); otherwise
+ *		raises 23514 "<column_name> <rule>" with the schema (audiotricks),
+ *		table, column and constraint in the error's fields, as the server's
+ *		own check violation carries them.  Raises 22004 when passes is false
+ *		and a name or the rule is NULL (a constraint written wrongly).
+ */
+Datum
+at_check_rule(PG_FUNCTION_ARGS)
+{
+	char	   *table_name;
+	char	   *column_name;
+	char	   *constraint_name;
+	char	   *rule;
+
+	if (PG_ARGISNULL(0) || PG_GETARG_BOOL(0))
+		PG_RETURN_BOOL(true);
+	for (int i = 1; i <= 4; i++)
+		if (PG_ARGISNULL(i))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("a check rule needs a table, a column, a constraint and a rule")));
+	table_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	column_name = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	constraint_name = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	rule = text_to_cstring(PG_GETARG_TEXT_PP(4));
+	ereport(ERROR,
+			(errcode(ERRCODE_CHECK_VIOLATION),
+			 errmsg("%s %s", column_name, rule),
+			 err_generic_string(PG_DIAG_SCHEMA_NAME, AT_SCHEMA),
+			 err_generic_string(PG_DIAG_TABLE_NAME, table_name),
+			 err_generic_string(PG_DIAG_COLUMN_NAME, column_name),
+			 err_generic_string(PG_DIAG_CONSTRAINT_NAME, constraint_name)));
+	PG_RETURN_BOOL(false);		/* keep the compiler quiet */
 }
 
 /*

@@ -73,14 +73,47 @@ BEGIN
 END
 $schema$;
 
+-- The two other schemas, audiotricks_internal (helpers that constraints,
+-- defaults and triggers call) and audiotricks_api (what PostgREST exposes),
+-- are created by this script and so belong to the extension: DROP EXTENSION
+-- drops them and pg_dump does not dump them.  Any schema of either name that
+-- exists already is therefore someone else's and is refused, with the same
+-- error as a squatted audiotricks (CREATE SCHEMA alone would say only
+-- "already exists").
+DO $schemas$
+DECLARE
+    n text;
+BEGIN
+    FOREACH n IN ARRAY ARRAY['audiotricks_internal', 'audiotricks_api'] LOOP
+        IF EXISTS (SELECT FROM pg_catalog.pg_namespace
+                    WHERE nspname OPERATOR(pg_catalog.=) n) THEN
+            RAISE EXCEPTION 'schema "%" already exists and is not the extension''s own', n
+                USING ERRCODE = 'duplicate_schema',
+                      DETAIL = 'CREATE EXTENSION audiotricks creates it, and DROP EXTENSION drops it, so one that exists was made by someone else.',
+                      HINT = 'Drop or rename the existing schema first (after checking what it holds and who created it).';
+        END IF;
+    END LOOP;
+END
+$schemas$;
+
+CREATE SCHEMA audiotricks_internal;
+REVOKE ALL ON SCHEMA audiotricks_internal FROM PUBLIC;
+COMMENT ON SCHEMA audiotricks_internal IS
+    'audiotricks: helpers that constraints, defaults, generated columns and triggers call; not an API.';
+
+CREATE SCHEMA audiotricks_api;
+REVOKE ALL ON SCHEMA audiotricks_api FROM PUBLIC;
+COMMENT ON SCHEMA audiotricks_api IS
+    'AudioTricks API: the views and functions a signed-in or anonymous client may use (the schema PostgREST exposes). Every row is the caller''s own.';
+
 -- Refuse to install unless the library is in shared_preload_libraries: its
 -- secret settings are only safe, and its shared state only exists, then.
-CREATE FUNCTION audiotricks.at_check_preload() RETURNS void
+CREATE FUNCTION audiotricks_internal.at_check_preload() RETURNS void
     LANGUAGE C VOLATILE PARALLEL SAFE
     AS 'MODULE_PATHNAME', 'at_check_preload';
-COMMENT ON FUNCTION audiotricks.at_check_preload() IS
+COMMENT ON FUNCTION audiotricks_internal.at_check_preload() IS
     'Raises 55000 unless audiotricks is in shared_preload_libraries; run by the install script.';
-SELECT audiotricks.at_check_preload();
+SELECT audiotricks_internal.at_check_preload();
 
 ------------------------------------------------------------------------------
 -- 2. Roles
@@ -106,15 +139,12 @@ $roles$;
 GRANT USAGE ON SCHEMA audiotricks TO audiotricks_anon, audiotricks_user;
 
 -- The helpers that column defaults, CHECK constraints, generated columns,
--- index expressions and triggers call live in a schema of their own, so
--- that the schema of the API (and PostgREST, which exposes it) lists only
--- the API.  The application roles need USAGE to write rows; nothing here is
--- an API.  CREATE SCHEMA fails if a schema of this name exists already.
-CREATE SCHEMA audiotricks_internal;
-REVOKE ALL ON SCHEMA audiotricks_internal FROM PUBLIC;
+-- index expressions and triggers call live in audiotricks_internal (created
+-- in section 1), so that the schema PostgREST exposes lists only the API.
+-- The application roles need USAGE there to write rows; nothing in it is an
+-- API.  audiotricks_api is the schema PostgREST exposes (section 7).
 GRANT USAGE ON SCHEMA audiotricks_internal TO audiotricks_anon, audiotricks_user;
-COMMENT ON SCHEMA audiotricks_internal IS
-    'audiotricks: helpers that constraints, defaults, generated columns and triggers call; not an API.';
+GRANT USAGE ON SCHEMA audiotricks_api TO audiotricks_anon, audiotricks_user;
 
 ------------------------------------------------------------------------------
 -- 3. Functions the tables use
@@ -141,33 +171,33 @@ COMMENT ON FUNCTION audiotricks.at_current_user_id() IS
     'The user id of the verified token of this transaction (at_authenticate, else PostgREST''s bearer token in request.headers), or NULL.';
 
 -- Triggers
-CREATE FUNCTION audiotricks.at_touch_updated_at() RETURNS trigger
+CREATE FUNCTION audiotricks_internal.at_touch_updated_at() RETURNS trigger
     LANGUAGE C
     AS 'MODULE_PATHNAME', 'at_touch_updated_at';
-COMMENT ON FUNCTION audiotricks.at_touch_updated_at() IS
+COMMENT ON FUNCTION audiotricks_internal.at_touch_updated_at() IS
     'BEFORE UPDATE trigger: sets updated_at to the transaction timestamp.';
 
 -- Deactivating a user ends their sessions in the same transaction, whatever
 -- the path (at_deactivate_account or an administrator's UPDATE), so that the
 -- token check reads only sessions.  Reactivation does not revive them.
-CREATE FUNCTION audiotricks.at_end_sessions_on_deactivate() RETURNS trigger
+CREATE FUNCTION audiotricks_internal.at_end_sessions_on_deactivate() RETURNS trigger
     LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'at_end_sessions_on_deactivate';
-COMMENT ON FUNCTION audiotricks.at_end_sessions_on_deactivate() IS
+COMMENT ON FUNCTION audiotricks_internal.at_end_sessions_on_deactivate() IS
     'AFTER UPDATE OF is_active row trigger on users: deletes the sessions of a user who becomes inactive.';
 
-CREATE FUNCTION audiotricks.at_revoked_families_changed() RETURNS trigger
+CREATE FUNCTION audiotricks_internal.at_revoked_families_changed() RETURNS trigger
     LANGUAGE C
     AS 'MODULE_PATHNAME', 'at_revoked_families_changed';
-COMMENT ON FUNCTION audiotricks.at_revoked_families_changed() IS
+COMMENT ON FUNCTION audiotricks_internal.at_revoked_families_changed() IS
     'Statement trigger on revoked_families: every backend re-reads the table (the token check keeps a copy) once the change commits.';
 
 -- Deleting history is audited once per statement, whatever the path
 -- (at_history_delete, PostgREST DELETE /audio_history, plain SQL).
-CREATE FUNCTION audiotricks.at_audit_history_delete() RETURNS trigger
+CREATE FUNCTION audiotricks_internal.at_audit_history_delete() RETURNS trigger
     LANGUAGE C
     AS 'MODULE_PATHNAME', 'at_audit_history_delete';
-COMMENT ON FUNCTION audiotricks.at_audit_history_delete() IS
+COMMENT ON FUNCTION audiotricks_internal.at_audit_history_delete() IS
     'AFTER DELETE statement trigger on audio_history: records a history_deleted audit event.';
 
 -- Validation (src/validate.c).  Validation lives in table constraints, so
@@ -175,43 +205,55 @@ COMMENT ON FUNCTION audiotricks.at_audit_history_delete() IS
 -- /audio_history) and at_update_settings are all covered.  The JSONB checks
 -- raise 23514 naming the offending key; keys the seed does not list are
 -- allowed.
-CREATE FUNCTION audiotricks.at_check_key_moments(key_moments jsonb) RETURNS boolean
+CREATE FUNCTION audiotricks_internal.at_check_key_moments(key_moments jsonb) RETURNS boolean
     LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
     AS 'MODULE_PATHNAME', 'at_check_key_moments';
-COMMENT ON FUNCTION audiotricks.at_check_key_moments(jsonb) IS
+COMMENT ON FUNCTION audiotricks_internal.at_check_key_moments(jsonb) IS
     'True for an array of {timestamp "HH:MM:SS", description string, confidence number 0..1 (optional)}, at most 256 kB (262144 bytes); raises 23514 naming the element and key otherwise. Used by a CHECK constraint.';
 
-CREATE FUNCTION audiotricks.at_check_processing_options(processing_options jsonb) RETURNS boolean
+CREATE FUNCTION audiotricks_internal.at_check_processing_options(processing_options jsonb) RETURNS boolean
     LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
     AS 'MODULE_PATHNAME', 'at_check_processing_options';
-COMMENT ON FUNCTION audiotricks.at_check_processing_options(jsonb) IS
+COMMENT ON FUNCTION audiotricks_internal.at_check_processing_options(jsonb) IS
     'True for an object whose listed keys have their types (language, model, summaryStyle: string; includeTimestamps, speakerDiarization: boolean), at most 64 kB (65536 bytes); raises 23514 naming the key otherwise. Used by a CHECK constraint.';
 
-CREATE FUNCTION audiotricks.at_check_settings_json(settings_json jsonb) RETURNS boolean
+CREATE FUNCTION audiotricks_internal.at_check_settings_json(settings_json jsonb) RETURNS boolean
     LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
     AS 'MODULE_PATHNAME', 'at_check_settings_json';
-COMMENT ON FUNCTION audiotricks.at_check_settings_json(jsonb) IS
+COMMENT ON FUNCTION audiotricks_internal.at_check_settings_json(jsonb) IS
     'True for an object whose listed keys have their types (theme: string; autoSave: boolean; notifications: {email, browser: boolean}; audioDefaults: {format, quality: string}), at most 16 kB (16384 bytes); raises 23514 naming the key otherwise. Used by a CHECK constraint.';
 
-CREATE FUNCTION audiotricks.at_check_audio_url(audio_url text) RETURNS boolean
+CREATE FUNCTION audiotricks_internal.at_check_audio_url(audio_url text) RETURNS boolean
     LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
     AS 'MODULE_PATHNAME', 'at_check_audio_url';
-COMMENT ON FUNCTION audiotricks.at_check_audio_url(text) IS
+COMMENT ON FUNCTION audiotricks_internal.at_check_audio_url(text) IS
     'True for an http or https URL with a host, without whitespace, at most 2048 characters; raises 23514 otherwise. Used by a CHECK constraint.';
+
+-- The simple rules (a comparison, a list, a pattern) are CHECK constraints
+-- of the form at_check_rule(<rule holds>, table, column, constraint, rule),
+-- so that a violation says which field broke which rule, with the table,
+-- column and constraint in the error's fields.
+CREATE FUNCTION audiotricks_internal.at_check_rule(passes boolean, table_name text, column_name text,
+                                                   constraint_name text, rule text)
+    RETURNS boolean
+    LANGUAGE C IMMUTABLE PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'at_check_rule';
+COMMENT ON FUNCTION audiotricks_internal.at_check_rule(boolean, text, text, text, text) IS
+    'True when passes is true or NULL; otherwise raises 23514 "<column_name> <rule>" with schema, table, column and constraint set in the error. Used by CHECK constraints.';
 
 -- Size limits in bytes (octet_length for text, the binary form for jsonb;
 -- README, "Validation"): checked from the value's header, before anything
 -- is detoasted or parsed.
-CREATE FUNCTION audiotricks.at_check_transcript(transcript text) RETURNS boolean
+CREATE FUNCTION audiotricks_internal.at_check_transcript(transcript text) RETURNS boolean
     LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
     AS 'MODULE_PATHNAME', 'at_check_transcript';
-COMMENT ON FUNCTION audiotricks.at_check_transcript(text) IS
+COMMENT ON FUNCTION audiotricks_internal.at_check_transcript(text) IS
     'True for a transcript of at most 4 MB (4194304 bytes); raises 23514 naming the column and the limit otherwise. Used by a CHECK constraint.';
 
-CREATE FUNCTION audiotricks.at_check_summary(summary text) RETURNS boolean
+CREATE FUNCTION audiotricks_internal.at_check_summary(summary text) RETURNS boolean
     LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
     AS 'MODULE_PATHNAME', 'at_check_summary';
-COMMENT ON FUNCTION audiotricks.at_check_summary(text) IS
+COMMENT ON FUNCTION audiotricks_internal.at_check_summary(text) IS
     'True for a summary of at most 64 kB (65536 bytes); raises 23514 naming the column and the limit otherwise. Used by a CHECK constraint.';
 
 -- Full-text search (src/history_index.c): the configuration of an entry's
@@ -270,11 +312,11 @@ CREATE TABLE audiotricks.users (
 CREATE UNIQUE INDEX users_email_key ON audiotricks.users (pg_catalog.lower(email));
 CREATE UNIQUE INDEX users_username_key ON audiotricks.users (pg_catalog.lower(username));
 CREATE TRIGGER users_touch_updated_at BEFORE UPDATE ON audiotricks.users
-    FOR EACH ROW EXECUTE FUNCTION audiotricks.at_touch_updated_at();
+    FOR EACH ROW EXECUTE FUNCTION audiotricks_internal.at_touch_updated_at();
 CREATE TRIGGER users_end_sessions_on_deactivate
     AFTER UPDATE OF is_active ON audiotricks.users
     FOR EACH ROW WHEN (OLD.is_active AND NOT NEW.is_active)
-    EXECUTE FUNCTION audiotricks.at_end_sessions_on_deactivate();
+    EXECUTE FUNCTION audiotricks_internal.at_end_sessions_on_deactivate();
 
 COMMENT ON TABLE audiotricks.users IS 'Stores user account information.';
 COMMENT ON COLUMN audiotricks.users.id IS 'Unique user identifier';
@@ -351,7 +393,7 @@ CREATE TABLE audiotricks.revoked_families (
 );
 CREATE TRIGGER revoked_families_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON audiotricks.revoked_families
-    FOR EACH STATEMENT EXECUTE FUNCTION audiotricks.at_revoked_families_changed();
+    FOR EACH STATEMENT EXECUTE FUNCTION audiotricks_internal.at_revoked_families_changed();
 
 COMMENT ON TABLE audiotricks.revoked_families IS 'Refresh families ended by token reuse; every session of a listed family is refused (written only by the audit writer)';
 COMMENT ON COLUMN audiotricks.revoked_families.family_id IS 'sessions.family_id of the ended family';
@@ -372,18 +414,26 @@ CREATE TABLE audiotricks.user_settings (
     summary_quality                 varchar(20)     NOT NULL DEFAULT 'balanced',
     settings_json                   jsonb           NOT NULL DEFAULT '{}',
     updated_at                      timestamptz     NOT NULL DEFAULT pg_catalog.now(),
+    openai_api_key_set_at           timestamptz,
+    elevenlabs_api_key_set_at       timestamptz,
     CONSTRAINT user_settings_pkey PRIMARY KEY (user_id),
     CONSTRAINT user_settings_user_id_fkey FOREIGN KEY (user_id)
         REFERENCES audiotricks.users (id) ON DELETE CASCADE,
     CONSTRAINT user_settings_preferred_language_check
-        CHECK (preferred_language OPERATOR(pg_catalog.~) '^[A-Za-z]{2,3}([_-][A-Za-z0-9]{1,8})*$'),
+        CHECK (audiotricks_internal.at_check_rule(
+            preferred_language OPERATOR(pg_catalog.~) '^[A-Za-z]{2,3}([_-][A-Za-z0-9]{1,8})*$',
+            'user_settings', 'preferred_language', 'user_settings_preferred_language_check',
+            'must be a language tag such as en or pt-BR')),
     CONSTRAINT user_settings_summary_quality_check
-        CHECK (summary_quality OPERATOR(pg_catalog.=) ANY (ARRAY['fast', 'balanced', 'detailed']::pg_catalog.text[])),
+        CHECK (audiotricks_internal.at_check_rule(
+            summary_quality OPERATOR(pg_catalog.=) ANY (ARRAY['fast', 'balanced', 'detailed']::pg_catalog.text[]),
+            'user_settings', 'summary_quality', 'user_settings_summary_quality_check',
+            'must be fast, balanced or detailed')),
     CONSTRAINT user_settings_settings_json_check
-        CHECK (audiotricks.at_check_settings_json(settings_json))
+        CHECK (audiotricks_internal.at_check_settings_json(settings_json))
 );
 CREATE TRIGGER user_settings_touch_updated_at BEFORE UPDATE ON audiotricks.user_settings
-    FOR EACH ROW EXECUTE FUNCTION audiotricks.at_touch_updated_at();
+    FOR EACH ROW EXECUTE FUNCTION audiotricks_internal.at_touch_updated_at();
 
 COMMENT ON TABLE audiotricks.user_settings IS 'Stores user preferences and encrypted API keys.';
 COMMENT ON COLUMN audiotricks.user_settings.user_id IS 'Reference to users.id';
@@ -396,6 +446,10 @@ COMMENT ON COLUMN audiotricks.user_settings.summary_quality IS
 COMMENT ON COLUMN audiotricks.user_settings.settings_json IS
     'Additional settings: theme string, autoSave boolean, notifications {email, browser: boolean}, audioDefaults {format, quality: string}; other keys allowed';
 COMMENT ON COLUMN audiotricks.user_settings.updated_at IS 'Last update time';
+COMMENT ON COLUMN audiotricks.user_settings.openai_api_key_set_at IS
+    'When the OpenAI API key was set, NULL when none is (extra column: at_api_key_status shows it without decrypting for the date; key rotation keeps it)';
+COMMENT ON COLUMN audiotricks.user_settings.elevenlabs_api_key_set_at IS
+    'When the ElevenLabs API key was set, NULL when none is (extra column: at_api_key_status shows it without decrypting for the date; key rotation keeps it)';
 SELECT pg_catalog.pg_extension_config_dump('audiotricks.user_settings', '');
 
 ALTER TABLE audiotricks.user_settings ENABLE ROW LEVEL SECURITY;
@@ -405,7 +459,8 @@ CREATE POLICY user_settings_own ON audiotricks.user_settings
     WITH CHECK (user_id OPERATOR(pg_catalog.=) (SELECT audiotricks.at_current_user_id()));
 
 REVOKE ALL ON audiotricks.user_settings FROM PUBLIC;
-GRANT SELECT (user_id, preferred_language, summary_quality, settings_json, updated_at)
+GRANT SELECT (user_id, preferred_language, summary_quality, settings_json, updated_at,
+              openai_api_key_set_at, elevenlabs_api_key_set_at)
     ON audiotricks.user_settings TO audiotricks_user;
 GRANT UPDATE (preferred_language, summary_quality, settings_json)
     ON audiotricks.user_settings TO audiotricks_user;
@@ -451,19 +506,21 @@ CREATE TABLE audiotricks.audio_history (
     CONSTRAINT audio_history_user_id_fkey FOREIGN KEY (user_id)
         REFERENCES audiotricks.users (id) ON DELETE CASCADE,
     CONSTRAINT audio_history_audio_url_check
-        CHECK (audiotricks.at_check_audio_url(audio_url)),
+        CHECK (audiotricks_internal.at_check_audio_url(audio_url)),
     CONSTRAINT audio_history_file_size_bytes_check
-        CHECK (file_size_bytes OPERATOR(pg_catalog.>=) 0),
+        CHECK (audiotricks_internal.at_check_rule(file_size_bytes OPERATOR(pg_catalog.>=) 0,
+            'audio_history', 'file_size_bytes', 'audio_history_file_size_bytes_check', 'must be 0 or more')),
     CONSTRAINT audio_history_duration_seconds_check
-        CHECK (duration_seconds OPERATOR(pg_catalog.>=) 0),
+        CHECK (audiotricks_internal.at_check_rule(duration_seconds OPERATOR(pg_catalog.>=) 0,
+            'audio_history', 'duration_seconds', 'audio_history_duration_seconds_check', 'must be 0 or more')),
     CONSTRAINT audio_history_key_moments_check
-        CHECK (audiotricks.at_check_key_moments(key_moments)),
+        CHECK (audiotricks_internal.at_check_key_moments(key_moments)),
     CONSTRAINT audio_history_processing_options_check
-        CHECK (audiotricks.at_check_processing_options(processing_options)),
+        CHECK (audiotricks_internal.at_check_processing_options(processing_options)),
     CONSTRAINT audio_history_transcript_check
-        CHECK (audiotricks.at_check_transcript(transcript)),
+        CHECK (audiotricks_internal.at_check_transcript(transcript)),
     CONSTRAINT audio_history_summary_check
-        CHECK (audiotricks.at_check_summary(summary))
+        CHECK (audiotricks_internal.at_check_summary(summary))
 );
 CREATE INDEX audio_history_user_created_idx
     ON audiotricks.audio_history (user_id, created_at DESC, id DESC);
@@ -478,7 +535,7 @@ CREATE INDEX audio_history_config_idx
     (user_id, audiotricks.at_history_tsv_config(search_config, processing_options));
 CREATE TRIGGER audio_history_audit_delete AFTER DELETE ON audiotricks.audio_history
     REFERENCING OLD TABLE AS deleted
-    FOR EACH STATEMENT EXECUTE FUNCTION audiotricks.at_audit_history_delete();
+    FOR EACH STATEMENT EXECUTE FUNCTION audiotricks_internal.at_audit_history_delete();
 
 COMMENT ON TABLE audiotricks.audio_history IS 'Tracks audio processing history for users.';
 COMMENT ON COLUMN audiotricks.audio_history.id IS 'History entry identifier';
@@ -575,10 +632,10 @@ CREATE FUNCTION audiotricks.at_postgrest_pre_request()
 COMMENT ON FUNCTION audiotricks.at_postgrest_pre_request() IS
     'PostgREST db-pre-request hook: raises 28000 when the request''s bearer token is bad, expired or revoked.';
 
-CREATE FUNCTION audiotricks.at_require_user_id() RETURNS uuid
+CREATE FUNCTION audiotricks_internal.at_require_user_id() RETURNS uuid
     LANGUAGE C STABLE PARALLEL RESTRICTED
     AS 'MODULE_PATHNAME', 'at_require_user_id';
-COMMENT ON FUNCTION audiotricks.at_require_user_id() IS
+COMMENT ON FUNCTION audiotricks_internal.at_require_user_id() IS
     'The user id of this transaction''s verified identity; raises 42501 "not authenticated" without one.';
 
 ------------------------------------------------------------------------------
@@ -706,7 +763,7 @@ BEGIN ATOMIC
 SELECT s.preferred_language::pg_catalog.text, s.summary_quality::pg_catalog.text,
        s.settings_json, s.updated_at
   FROM audiotricks.user_settings s
- WHERE s.user_id OPERATOR(pg_catalog.=) (SELECT audiotricks.at_require_user_id());
+ WHERE s.user_id OPERATOR(pg_catalog.=) (SELECT audiotricks_internal.at_require_user_id());
 END;
 COMMENT ON FUNCTION audiotricks.at_get_settings() IS
     'The current user''s preferred_language, summary_quality, settings_json and updated_at; 42501 without identity.';
@@ -723,8 +780,8 @@ UPDATE audiotricks.user_settings s
    SET preferred_language = COALESCE($1, s.preferred_language),
        summary_quality = COALESCE($2, s.summary_quality),
        settings_json = COALESCE($3, s.settings_json)
- WHERE s.user_id OPERATOR(pg_catalog.=) (SELECT audiotricks.at_require_user_id())
-   AND audiotricks.at_check_settings_json($3) IS NOT FALSE
+ WHERE s.user_id OPERATOR(pg_catalog.=) (SELECT audiotricks_internal.at_require_user_id())
+   AND audiotricks_internal.at_check_settings_json($3) IS NOT FALSE
 RETURNING s.preferred_language::pg_catalog.text, s.summary_quality::pg_catalog.text,
           s.settings_json, s.updated_at;
 END;
@@ -737,7 +794,15 @@ CREATE FUNCTION audiotricks.at_set_api_key(provider text, api_key text)
     SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'at_set_api_key';
 COMMENT ON FUNCTION audiotricks.at_set_api_key(text, text) IS
-    'Stores the current user''s API key for provider (openai or elevenlabs), encrypted and bound to user and provider; NULL clears it. Called by signed-in users.';
+    'Stores the current user''s API key for provider (openai or elevenlabs), encrypted and bound to user and provider, and when it was set; NULL or an empty string clears both. Called by signed-in users.';
+
+CREATE FUNCTION audiotricks.at_api_key_status()
+    RETURNS TABLE(provider text, is_set boolean, last4 text, set_at timestamptz)
+    LANGUAGE C STABLE PARALLEL UNSAFE ROWS 2
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'at_api_key_status';
+COMMENT ON FUNCTION audiotricks.at_api_key_status() IS
+    'One row per provider (openai, elevenlabs) for the current user: whether a key is set, its last 4 characters (NULL for keys under 8 characters) and when it was set; never the key. 42501 without identity. Called by signed-in users.';
 
 CREATE FUNCTION audiotricks.at_get_api_key(provider text)
     RETURNS text
@@ -778,12 +843,12 @@ COMMENT ON FUNCTION audiotricks.at_decrypt_key(text, text) IS
 -- they run their query through SPI under row-level security instead
 -- (src/history_page.c and src/history_search.c explain).
 ------------------------------------------------------------------------------
-CREATE FUNCTION audiotricks.at_check_history_sizes(transcript text, summary text,
+CREATE FUNCTION audiotricks_internal.at_check_history_sizes(transcript text, summary text,
                                                    key_moments jsonb, processing_options jsonb)
     RETURNS boolean
     LANGUAGE C IMMUTABLE PARALLEL SAFE
     AS 'MODULE_PATHNAME', 'at_check_history_sizes';
-COMMENT ON FUNCTION audiotricks.at_check_history_sizes(text, text, jsonb, jsonb) IS
+COMMENT ON FUNCTION audiotricks_internal.at_check_history_sizes(text, text, jsonb, jsonb) IS
     'True when each non-NULL argument is within its column''s size limit; raises 23514 as that column''s CHECK constraint would otherwise. at_history_add calls it before it inserts, so an oversized entry is refused before its search document is made.';
 
 CREATE FUNCTION audiotricks.at_history_add(
@@ -797,8 +862,8 @@ BEGIN ATOMIC
 INSERT INTO audiotricks.audio_history
     (user_id, title, audio_url, file_size_bytes, duration_seconds,
      transcript, summary, key_moments, processing_options)
-SELECT (SELECT audiotricks.at_require_user_id()), $1, $2, $3, $4, $5, $6, $7, $8
- WHERE audiotricks.at_check_history_sizes($5, $6, $7, $8)
+SELECT (SELECT audiotricks_internal.at_require_user_id()), $1, $2, $3, $4, $5, $6, $7, $8
+ WHERE audiotricks_internal.at_check_history_sizes($5, $6, $7, $8)
 RETURNING id;
 END;
 COMMENT ON FUNCTION audiotricks.at_history_add(text, text, bigint, integer, text, text, jsonb, jsonb) IS
@@ -826,7 +891,7 @@ CREATE FUNCTION audiotricks.at_history_count()
     LANGUAGE SQL STABLE PARALLEL RESTRICTED
 BEGIN ATOMIC
 SELECT pg_catalog.count(*) FROM audiotricks.audio_history h
- WHERE h.user_id OPERATOR(pg_catalog.=) (SELECT audiotricks.at_require_user_id());
+ WHERE h.user_id OPERATOR(pg_catalog.=) (SELECT audiotricks_internal.at_require_user_id());
 END;
 COMMENT ON FUNCTION audiotricks.at_history_count() IS
     'How many history entries the current user has (for page numbers); 42501 without identity.';
@@ -847,7 +912,7 @@ BEGIN ATOMIC
 WITH d AS (
     DELETE FROM audiotricks.audio_history h
      WHERE h.id OPERATOR(pg_catalog.=) $1
-       AND h.user_id OPERATOR(pg_catalog.=) (SELECT audiotricks.at_require_user_id())
+       AND h.user_id OPERATOR(pg_catalog.=) (SELECT audiotricks_internal.at_require_user_id())
     RETURNING 1)
 SELECT EXISTS (SELECT FROM d);
 END;
@@ -906,6 +971,7 @@ COMMENT ON FUNCTION audiotricks.at_password_checks() IS
 -- pg_monitor).
 ------------------------------------------------------------------------------
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA audiotricks FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA audiotricks_internal FROM PUBLIC;
 
 GRANT EXECUTE ON FUNCTION
     audiotricks.at_current_user_id(),
@@ -921,12 +987,13 @@ GRANT EXECUTE ON FUNCTION
     -- section 3
     audiotricks.at_uuid_v7(),
     audiotricks.at_current_user_id(),
-    audiotricks.at_check_key_moments(jsonb),
-    audiotricks.at_check_processing_options(jsonb),
-    audiotricks.at_check_settings_json(jsonb),
-    audiotricks.at_check_audio_url(text),
-    audiotricks.at_check_transcript(text),
-    audiotricks.at_check_summary(text),
+    audiotricks_internal.at_check_rule(boolean, text, text, text, text),
+    audiotricks_internal.at_check_key_moments(jsonb),
+    audiotricks_internal.at_check_processing_options(jsonb),
+    audiotricks_internal.at_check_settings_json(jsonb),
+    audiotricks_internal.at_check_audio_url(text),
+    audiotricks_internal.at_check_transcript(text),
+    audiotricks_internal.at_check_summary(text),
     audiotricks.at_search_config(text),
     audiotricks.at_history_tsv(regconfig, jsonb, text, text, text),
     audiotricks.at_history_tsv_config(regconfig, jsonb),
@@ -934,7 +1001,7 @@ GRANT EXECUTE ON FUNCTION
     -- 5a identity
     audiotricks.at_authenticate(text),
     audiotricks.at_postgrest_pre_request(),
-    audiotricks.at_require_user_id(),
+    audiotricks_internal.at_require_user_id(),
     -- 5b accounts and sessions
     audiotricks.at_register(text, text, text),
     audiotricks.at_login(text, text),
@@ -951,8 +1018,9 @@ GRANT EXECUTE ON FUNCTION
     audiotricks.at_update_settings(text, text, jsonb),
     audiotricks.at_set_api_key(text, text),
     audiotricks.at_get_api_key(text),
+    audiotricks.at_api_key_status(),
     -- 5d history
-    audiotricks.at_check_history_sizes(text, text, jsonb, jsonb),
+    audiotricks_internal.at_check_history_sizes(text, text, jsonb, jsonb),
     audiotricks.at_history_add(text, text, bigint, integer, text, text, jsonb, jsonb),
     audiotricks.at_history_page(integer, timestamptz, uuid),
     audiotricks.at_history_count(),
@@ -961,3 +1029,359 @@ GRANT EXECUTE ON FUNCTION
     TO audiotricks_user;
 
 GRANT EXECUTE ON FUNCTION audiotricks.at_password_checks() TO pg_monitor;
+
+------------------------------------------------------------------------------
+-- 7. The API schema audiotricks_api (what PostgREST exposes)
+--
+-- PostgREST turns GET /users?select=* into SELECT "schema"."users".*, which
+-- fails with 42501 on a table whose secret columns the role may not read;
+-- and the tables keep every column of the seed.  So PostgREST exposes this
+-- schema instead: one view per table with exactly the columns application
+-- roles may read, and the functions an application calls.
+--
+-- The views are security_invoker: the caller's own privileges, and so the
+-- tables' row-level security policies and column grants, apply to every
+-- read and write through them.  Each selects one table's columns and nothing
+-- else, so PostgreSQL updates the table through it (POST, PATCH and DELETE
+-- with Prefer: return=representation); the table's defaults, constraints and
+-- triggers apply.  What a view allows is what the table allows its roles:
+--   users, audit_log    read only
+--   sessions            read only (end a session with at_logout_session, which
+--                       also audits it)
+--   user_settings       read, PATCH of preferred_language, summary_quality,
+--                       settings_json (API keys only through at_set_api_key)
+--   audio_history       read, POST, PATCH, DELETE
+--
+-- The functions are the C functions of schema audiotricks declared again
+-- under the same symbols (the same code, with no wrapper to cross), and thin
+-- SQL wrappers for the functions that are SQL in audiotricks (settings and
+-- history), whose statements then live in one place.  Operations functions
+-- (purges, key rotation, raw encryption, at_password_checks) and
+-- at_postgrest_pre_request (PostgREST's hook, called by its schema-qualified
+-- name) are not here: they are no endpoint.
+------------------------------------------------------------------------------
+CREATE VIEW audiotricks_api.users WITH (security_invoker = true) AS
+SELECT id, email, username, created_at, updated_at, last_login_at, is_active
+  FROM audiotricks.users;
+COMMENT ON VIEW audiotricks_api.users IS 'The signed-in user''s account (one row; no password hash).';
+COMMENT ON COLUMN audiotricks_api.users.id IS 'Unique user identifier';
+COMMENT ON COLUMN audiotricks_api.users.email IS 'User''s email address (unique, case-insensitively)';
+COMMENT ON COLUMN audiotricks_api.users.username IS 'Display username (unique, case-insensitively; ASCII letters, digits, _ and -)';
+COMMENT ON COLUMN audiotricks_api.users.created_at IS 'Account creation time';
+COMMENT ON COLUMN audiotricks_api.users.updated_at IS 'Last modification time';
+COMMENT ON COLUMN audiotricks_api.users.last_login_at IS 'Last successful login';
+COMMENT ON COLUMN audiotricks_api.users.is_active IS 'Account active status';
+
+CREATE VIEW audiotricks_api.sessions WITH (security_invoker = true) AS
+SELECT id, user_id, expires_at, created_at, family_id, refreshed_at
+  FROM audiotricks.sessions;
+COMMENT ON VIEW audiotricks_api.sessions IS 'The signed-in user''s sessions (no token hash); read only: end one with at_logout_session.';
+COMMENT ON COLUMN audiotricks_api.sessions.id IS 'Session identifier';
+COMMENT ON COLUMN audiotricks_api.sessions.user_id IS 'Reference to users.id';
+COMMENT ON COLUMN audiotricks_api.sessions.expires_at IS 'Session expiration time';
+COMMENT ON COLUMN audiotricks_api.sessions.created_at IS 'Session creation time';
+COMMENT ON COLUMN audiotricks_api.sessions.family_id IS 'Refresh family: the id of the login session this one descends from by at_refresh';
+COMMENT ON COLUMN audiotricks_api.sessions.refreshed_at IS 'When at_refresh replaced this session (no longer live)';
+
+CREATE VIEW audiotricks_api.user_settings WITH (security_invoker = true) AS
+SELECT user_id, preferred_language, summary_quality, settings_json, updated_at,
+       openai_api_key_set_at, elevenlabs_api_key_set_at
+  FROM audiotricks.user_settings;
+COMMENT ON VIEW audiotricks_api.user_settings IS 'The signed-in user''s settings (no API keys: see at_api_key_status and at_set_api_key); PATCH preferred_language, summary_quality, settings_json.';
+COMMENT ON COLUMN audiotricks_api.user_settings.user_id IS 'Reference to users.id';
+COMMENT ON COLUMN audiotricks_api.user_settings.preferred_language IS 'Language preference: a language tag such as en or pt-BR';
+COMMENT ON COLUMN audiotricks_api.user_settings.summary_quality IS 'Summary generation quality: fast, balanced or detailed';
+COMMENT ON COLUMN audiotricks_api.user_settings.settings_json IS 'Additional settings: theme string, autoSave boolean, notifications {email, browser: boolean}, audioDefaults {format, quality: string}; other keys allowed';
+COMMENT ON COLUMN audiotricks_api.user_settings.updated_at IS 'Last update time';
+COMMENT ON COLUMN audiotricks_api.user_settings.openai_api_key_set_at IS 'When the OpenAI API key was set, NULL when none is';
+COMMENT ON COLUMN audiotricks_api.user_settings.elevenlabs_api_key_set_at IS 'When the ElevenLabs API key was set, NULL when none is';
+
+CREATE VIEW audiotricks_api.audio_history WITH (security_invoker = true) AS
+SELECT id, user_id, title, audio_url, file_size_bytes, duration_seconds,
+       transcript, summary, key_moments, processing_options, created_at
+  FROM audiotricks.audio_history;
+COMMENT ON VIEW audiotricks_api.audio_history IS 'The signed-in user''s audio processing history; POST, PATCH and DELETE work (user_id defaults to the signed-in user).';
+COMMENT ON COLUMN audiotricks_api.audio_history.id IS 'History entry identifier';
+COMMENT ON COLUMN audiotricks_api.audio_history.user_id IS 'Reference to users.id (defaults to the current user)';
+COMMENT ON COLUMN audiotricks_api.audio_history.title IS 'Audio title/filename';
+COMMENT ON COLUMN audiotricks_api.audio_history.audio_url IS 'Source audio URL';
+COMMENT ON COLUMN audiotricks_api.audio_history.file_size_bytes IS 'File size in bytes';
+COMMENT ON COLUMN audiotricks_api.audio_history.duration_seconds IS 'Audio duration';
+COMMENT ON COLUMN audiotricks_api.audio_history.transcript IS 'Full transcription';
+COMMENT ON COLUMN audiotricks_api.audio_history.summary IS 'Generated summary';
+COMMENT ON COLUMN audiotricks_api.audio_history.key_moments IS 'Key moments data';
+COMMENT ON COLUMN audiotricks_api.audio_history.processing_options IS 'Processing settings used';
+COMMENT ON COLUMN audiotricks_api.audio_history.created_at IS 'Processing time';
+
+CREATE VIEW audiotricks_api.audit_log WITH (security_invoker = true) AS
+SELECT id, user_id, session_id, event, detail, client_addr, created_at
+  FROM audiotricks.audit_log;
+COMMENT ON VIEW audiotricks_api.audit_log IS 'The signed-in user''s account events; read only.';
+COMMENT ON COLUMN audiotricks_api.audit_log.id IS 'Event identifier (time-ordered)';
+COMMENT ON COLUMN audiotricks_api.audit_log.user_id IS 'The user the event is about';
+COMMENT ON COLUMN audiotricks_api.audit_log.session_id IS 'The session involved, if any';
+COMMENT ON COLUMN audiotricks_api.audit_log.event IS 'What happened (registered, login, logout, api_key_set, history_deleted, ...)';
+COMMENT ON COLUMN audiotricks_api.audit_log.detail IS 'Small JSON detail (never secrets)';
+COMMENT ON COLUMN audiotricks_api.audit_log.client_addr IS 'Client IP address of the connection, if TCP';
+COMMENT ON COLUMN audiotricks_api.audit_log.created_at IS 'When it happened';
+
+REVOKE ALL ON audiotricks_api.users, audiotricks_api.sessions, audiotricks_api.user_settings,
+              audiotricks_api.audio_history, audiotricks_api.audit_log FROM PUBLIC;
+GRANT SELECT ON audiotricks_api.users, audiotricks_api.sessions, audiotricks_api.user_settings,
+                audiotricks_api.audio_history, audiotricks_api.audit_log TO audiotricks_user;
+GRANT UPDATE (preferred_language, summary_quality, settings_json)
+    ON audiotricks_api.user_settings TO audiotricks_user;
+GRANT INSERT (user_id, title, audio_url, file_size_bytes, duration_seconds,
+              transcript, summary, key_moments, processing_options),
+      UPDATE (title, audio_url, file_size_bytes, duration_seconds,
+              transcript, summary, key_moments, processing_options),
+      DELETE
+    ON audiotricks_api.audio_history TO audiotricks_user;
+
+-- Identity, accounts and sessions: the C functions again
+CREATE FUNCTION audiotricks_api.at_uuid_v7() RETURNS uuid
+    LANGUAGE C VOLATILE PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'at_uuid_v7';
+COMMENT ON FUNCTION audiotricks_api.at_uuid_v7() IS
+    'A new time-ordered UUID (RFC 9562 version 7).';
+
+CREATE FUNCTION audiotricks_api.at_current_user_id() RETURNS uuid
+    LANGUAGE C STABLE PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'at_current_user_id';
+COMMENT ON FUNCTION audiotricks_api.at_current_user_id() IS
+    'The user id of the request''s verified bearer token, or NULL.';
+
+CREATE FUNCTION audiotricks_api.at_authenticate(token text) RETURNS uuid
+    LANGUAGE C VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'at_authenticate';
+COMMENT ON FUNCTION audiotricks_api.at_authenticate(text) IS
+    'Verifies a session token (signature, expiry, live session, active user) and returns its user id; 28000 otherwise.';
+
+CREATE FUNCTION audiotricks_api.at_register(email text, username text, password text) RETURNS uuid
+    LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'at_register';
+COMMENT ON FUNCTION audiotricks_api.at_register(text, text, text) IS
+    'Creates an account (email, username, password) and returns its user id; 22023 for an invalid value, 23505 when taken. Called by anonymous clients.';
+
+CREATE FUNCTION audiotricks_api.at_login(login text, password text)
+    RETURNS TABLE(token text, user_id uuid, session_id uuid, expires_at timestamptz)
+    LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    ROWS 1
+    AS 'MODULE_PATHNAME', 'at_login';
+COMMENT ON FUNCTION audiotricks_api.at_login(text, text) IS
+    'Logs in with email or username and password; returns a session token (HS256 JWT) for the Authorization header. 28P01 for any failure.';
+
+CREATE FUNCTION audiotricks_api.at_refresh(token text)
+    RETURNS TABLE(token text, user_id uuid, session_id uuid, expires_at timestamptz)
+    LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    ROWS 1
+    AS 'MODULE_PATHNAME', 'at_refresh';
+COMMENT ON FUNCTION audiotricks_api.at_refresh(text) IS
+    'Exchanges a valid token for a new one and ends the old session; reuse of a refreshed token ends the whole family.';
+
+CREATE FUNCTION audiotricks_api.at_logout(token text DEFAULT NULL) RETURNS boolean
+    LANGUAGE C VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'at_logout';
+COMMENT ON FUNCTION audiotricks_api.at_logout(text) IS
+    'Ends the given token''s session, or with no argument the bearer''s; false when there was no live session.';
+
+CREATE FUNCTION audiotricks_api.at_logout_all() RETURNS integer
+    LANGUAGE C VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'at_logout_all';
+COMMENT ON FUNCTION audiotricks_api.at_logout_all() IS
+    'Ends every session of the signed-in user; returns how many.';
+
+CREATE FUNCTION audiotricks_api.at_logout_session(session_id uuid) RETURNS boolean
+    LANGUAGE C VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'at_logout_session';
+COMMENT ON FUNCTION audiotricks_api.at_logout_session(uuid) IS
+    'Ends one of the signed-in user''s sessions; false when it is not theirs or not live.';
+
+CREATE FUNCTION audiotricks_api.at_list_sessions()
+    RETURNS TABLE(id uuid, created_at timestamptz, expires_at timestamptz, is_current boolean)
+    LANGUAGE C STABLE PARALLEL RESTRICTED
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'at_list_sessions';
+COMMENT ON FUNCTION audiotricks_api.at_list_sessions() IS
+    'The signed-in user''s live sessions, newest first, and which one is the current one.';
+
+CREATE FUNCTION audiotricks_api.at_change_password(current_password text, new_password text) RETURNS void
+    LANGUAGE C VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'at_change_password';
+COMMENT ON FUNCTION audiotricks_api.at_change_password(text, text) IS
+    'Checks the current password, stores the new one, and ends the user''s other sessions.';
+
+CREATE FUNCTION audiotricks_api.at_deactivate_account(password text) RETURNS void
+    LANGUAGE C VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'at_deactivate_account';
+COMMENT ON FUNCTION audiotricks_api.at_deactivate_account(text) IS
+    'Checks the password, deactivates the signed-in user and ends all their sessions.';
+
+CREATE FUNCTION audiotricks_api.at_delete_account(password text) RETURNS void
+    LANGUAGE C VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'at_delete_account';
+COMMENT ON FUNCTION audiotricks_api.at_delete_account(text) IS
+    'Checks the password and deletes the signed-in user with everything of theirs.';
+
+-- Settings and API keys
+CREATE FUNCTION audiotricks_api.at_get_settings()
+    RETURNS TABLE(preferred_language text, summary_quality text,
+                  settings_json jsonb, updated_at timestamptz)
+    LANGUAGE SQL STABLE PARALLEL RESTRICTED ROWS 1
+BEGIN ATOMIC
+SELECT s.preferred_language, s.summary_quality, s.settings_json, s.updated_at
+  FROM audiotricks.at_get_settings() s;
+END;
+COMMENT ON FUNCTION audiotricks_api.at_get_settings() IS
+    'The signed-in user''s preferred_language, summary_quality, settings_json and updated_at.';
+
+CREATE FUNCTION audiotricks_api.at_update_settings(
+        preferred_language text DEFAULT NULL,
+        summary_quality text DEFAULT NULL,
+        settings_json jsonb DEFAULT NULL)
+    RETURNS TABLE(preferred_language text, summary_quality text,
+                  settings_json jsonb, updated_at timestamptz)
+    LANGUAGE SQL VOLATILE PARALLEL UNSAFE ROWS 1
+BEGIN ATOMIC
+SELECT s.preferred_language, s.summary_quality, s.settings_json, s.updated_at
+  FROM audiotricks.at_update_settings($1, $2, $3) s;
+END;
+COMMENT ON FUNCTION audiotricks_api.at_update_settings(text, text, jsonb) IS
+    'Sets the given settings of the signed-in user (NULL leaves one unchanged) and returns them; 23514 names the field and rule of an invalid value.';
+
+CREATE FUNCTION audiotricks_api.at_set_api_key(provider text, api_key text) RETURNS void
+    LANGUAGE C VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'at_set_api_key';
+COMMENT ON FUNCTION audiotricks_api.at_set_api_key(text, text) IS
+    'Stores the signed-in user''s API key for provider (openai or elevenlabs), encrypted; NULL or an empty string clears it.';
+
+CREATE FUNCTION audiotricks_api.at_get_api_key(provider text) RETURNS text
+    LANGUAGE C STABLE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'at_get_api_key';
+COMMENT ON FUNCTION audiotricks_api.at_get_api_key(text) IS
+    'The signed-in user''s plaintext API key for provider (openai or elevenlabs), or NULL.';
+
+CREATE FUNCTION audiotricks_api.at_api_key_status()
+    RETURNS TABLE(provider text, is_set boolean, last4 text, set_at timestamptz)
+    LANGUAGE C STABLE PARALLEL UNSAFE ROWS 2
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'at_api_key_status';
+COMMENT ON FUNCTION audiotricks_api.at_api_key_status() IS
+    'Per provider (openai, elevenlabs): whether the signed-in user''s key is set, its last 4 characters (NULL under 8 characters) and when it was set; never the key.';
+
+-- History
+CREATE FUNCTION audiotricks_api.at_history_add(
+        title text DEFAULT NULL, audio_url text DEFAULT NULL,
+        file_size_bytes bigint DEFAULT NULL, duration_seconds integer DEFAULT NULL,
+        transcript text DEFAULT NULL, summary text DEFAULT NULL,
+        key_moments jsonb DEFAULT NULL, processing_options jsonb DEFAULT NULL)
+    RETURNS uuid
+    LANGUAGE SQL VOLATILE PARALLEL UNSAFE
+BEGIN ATOMIC
+SELECT audiotricks.at_history_add($1, $2, $3, $4, $5, $6, $7, $8);
+END;
+COMMENT ON FUNCTION audiotricks_api.at_history_add(text, text, bigint, integer, text, text, jsonb, jsonb) IS
+    'Adds a history entry for the signed-in user and returns its id; 23514 names the field and rule of an invalid value.';
+
+CREATE FUNCTION audiotricks_api.at_history_count() RETURNS bigint
+    LANGUAGE SQL STABLE PARALLEL RESTRICTED
+BEGIN ATOMIC
+SELECT audiotricks.at_history_count();
+END;
+COMMENT ON FUNCTION audiotricks_api.at_history_count() IS
+    'How many history entries the signed-in user has.';
+
+CREATE FUNCTION audiotricks_api.at_history_delete(id uuid) RETURNS boolean
+    LANGUAGE SQL VOLATILE PARALLEL UNSAFE
+BEGIN ATOMIC
+SELECT audiotricks.at_history_delete($1);
+END;
+COMMENT ON FUNCTION audiotricks_api.at_history_delete(uuid) IS
+    'Deletes one of the signed-in user''s history entries; false if there is no such entry of theirs.';
+
+------------------------------------------------------------------------------
+-- MERGE (branch hist): at_history_page and at_history_search in the API.
+-- Their final declarations, once audiotricks.history_entry and the cursor
+-- signatures exist (the same C symbols, as for the functions above):
+--
+-- CREATE FUNCTION audiotricks_api.at_history_page(page_size integer DEFAULT 20, cursor text DEFAULT NULL)
+--     RETURNS SETOF audiotricks.history_entry
+--     LANGUAGE C STABLE PARALLEL RESTRICTED ROWS 20
+--     AS 'MODULE_PATHNAME', 'at_history_page';
+-- CREATE FUNCTION audiotricks_api.at_history_search(query text, page_size integer DEFAULT 20, cursor text DEFAULT NULL)
+--     RETURNS SETOF audiotricks.history_entry
+--     LANGUAGE C STABLE PARALLEL UNSAFE ROWS 20
+--     AS 'MODULE_PATHNAME', 'at_history_search';
+-- (with the COMMENTs below and, in the GRANT below, the new argument lists)
+--
+-- This branch still has the old signatures and no history_entry type, so
+-- the two live declarations below mirror audiotricks' current ones (they
+-- return the table's row type, search columns included) and are replaced
+-- at the merge.
+CREATE FUNCTION audiotricks_api.at_history_page(
+        page_size integer DEFAULT 20,
+        before_created_at timestamptz DEFAULT NULL,
+        before_id uuid DEFAULT NULL)
+    RETURNS SETOF audiotricks.audio_history
+    LANGUAGE C STABLE PARALLEL RESTRICTED ROWS 20
+    AS 'MODULE_PATHNAME', 'at_history_page';
+COMMENT ON FUNCTION audiotricks_api.at_history_page(integer, timestamptz, uuid) IS
+    'The signed-in user''s history, newest first, a page at a time; page_size 1-100 (default 20).';
+
+CREATE FUNCTION audiotricks_api.at_history_search(query text, page_size integer DEFAULT 20)
+    RETURNS SETOF audiotricks.audio_history
+    LANGUAGE C STABLE PARALLEL UNSAFE ROWS 20
+    AS 'MODULE_PATHNAME', 'at_history_search';
+COMMENT ON FUNCTION audiotricks_api.at_history_search(text, integer) IS
+    'Full-text search (web search syntax) over the signed-in user''s titles, summaries and transcripts, best match first.';
+-- end of MERGE (branch hist)
+------------------------------------------------------------------------------
+
+-- Privileges: nothing for PUBLIC; anon's list, then the signed-in user's.
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA audiotricks_api FROM PUBLIC;
+
+GRANT EXECUTE ON FUNCTION
+    audiotricks_api.at_current_user_id(),
+    audiotricks_api.at_authenticate(text),
+    audiotricks_api.at_register(text, text, text),
+    audiotricks_api.at_login(text, text),
+    audiotricks_api.at_refresh(text),
+    audiotricks_api.at_logout(text)
+    TO audiotricks_anon;
+
+GRANT EXECUTE ON FUNCTION
+    audiotricks_api.at_uuid_v7(),
+    audiotricks_api.at_current_user_id(),
+    audiotricks_api.at_authenticate(text),
+    audiotricks_api.at_register(text, text, text),
+    audiotricks_api.at_login(text, text),
+    audiotricks_api.at_refresh(text),
+    audiotricks_api.at_logout(text),
+    audiotricks_api.at_logout_all(),
+    audiotricks_api.at_logout_session(uuid),
+    audiotricks_api.at_list_sessions(),
+    audiotricks_api.at_change_password(text, text),
+    audiotricks_api.at_deactivate_account(text),
+    audiotricks_api.at_delete_account(text),
+    audiotricks_api.at_get_settings(),
+    audiotricks_api.at_update_settings(text, text, jsonb),
+    audiotricks_api.at_set_api_key(text, text),
+    audiotricks_api.at_get_api_key(text),
+    audiotricks_api.at_api_key_status(),
+    audiotricks_api.at_history_add(text, text, bigint, integer, text, text, jsonb, jsonb),
+    audiotricks_api.at_history_count(),
+    audiotricks_api.at_history_delete(uuid),
+    audiotricks_api.at_history_page(integer, timestamptz, uuid),     -- MERGE (hist): (integer, text)
+    audiotricks_api.at_history_search(text, integer)                 -- MERGE (hist): (text, integer, text)
+    TO audiotricks_user;

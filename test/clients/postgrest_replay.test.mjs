@@ -1,13 +1,14 @@
 // test/clients/postgrest_replay.test.mjs
 // Replays, over one `authenticator` connection, what PostgREST 12 sends for
-// each HTTP request (see postgrest.conf beside this file):
+// each HTTP request (see postgrest.conf beside this file; db-schemas is
+// audiotricks_api, so PostgREST's search_path is that schema, then public):
 //
 //   BEGIN ISOLATION LEVEL READ COMMITTED [READ ONLY]
 //   select set_config('search_path', $1, true), set_config('role', $2, true),
 //          set_config('request.jwt.claims', $3, true), set_config('request.method', $4, true),
 //          set_config('request.path', $5, true), set_config('request.headers', $6, true),
 //          set_config('request.cookies', $7, true)
-//   select "audiotricks"."at_postgrest_pre_request"()          -- db-pre-request
+//   select "audiotricks_api"."at_postgrest_pre_request"()          -- db-pre-request
 //   WITH pgrst_source AS (...) SELECT ... json_agg(_postgrest_t) AS body ...
 //   COMMIT                                   (ROLLBACK when anything failed)
 //
@@ -35,22 +36,22 @@ const RESPONSE = `null::bigint AS total_result_set, pg_catalog.count(_postgrest_
   + `nullif(current_setting('response.headers', true), '') AS response_headers, `
   + `nullif(current_setting('response.status', true), '') AS response_status, `
   + `'' AS response_inserted`;
-const GET_HISTORY = `WITH pgrst_source AS ( SELECT "audiotricks"."audio_history".* `
-  + `FROM "audiotricks"."audio_history"    )  SELECT ${RESPONSE} FROM ( SELECT * FROM pgrst_source ) _postgrest_t`;
-const RPC_LOGIN = `WITH pgrst_source AS (SELECT "pgrst_call".* FROM "audiotricks"."at_login"`
+const GET_HISTORY = `WITH pgrst_source AS ( SELECT "audiotricks_api"."audio_history".* `
+  + `FROM "audiotricks_api"."audio_history"    )  SELECT ${RESPONSE} FROM ( SELECT * FROM pgrst_source ) _postgrest_t`;
+const RPC_LOGIN = `WITH pgrst_source AS (SELECT "pgrst_call".* FROM "audiotricks_api"."at_login"`
   + `("login" := $1, "password" := $2) pgrst_call) SELECT ${RESPONSE} `
   + `FROM (SELECT "pgrst_call".* FROM pgrst_source AS "pgrst_call") _postgrest_t`;
 // GET /<table>?select=<columns> (select=* when columns is omitted)
 const getTableQuery = (table, columns) => {
   const cols = columns
-    ? columns.map((c) => `"audiotricks"."${table}"."${c}"`).join(', ')
-    : `"audiotricks"."${table}".*`;
-  return `WITH pgrst_source AS ( SELECT ${cols} FROM "audiotricks"."${table}"    )  `
+    ? columns.map((c) => `"audiotricks_api"."${table}"."${c}"`).join(', ')
+    : `"audiotricks_api"."${table}".*`;
+  return `WITH pgrst_source AS ( SELECT ${cols} FROM "audiotricks_api"."${table}"    )  `
     + `SELECT ${RESPONSE} FROM ( SELECT * FROM pgrst_source ) _postgrest_t`;
 };
 // DELETE /audio_history?id=eq.<id> (Prefer: return=minimal)
-const DELETE_HISTORY = `WITH pgrst_source AS (DELETE FROM "audiotricks"."audio_history" `
-  + `WHERE  "audiotricks"."audio_history"."id" = $1 RETURNING 1) `
+const DELETE_HISTORY = `WITH pgrst_source AS (DELETE FROM "audiotricks_api"."audio_history" `
+  + `WHERE  "audiotricks_api"."audio_history"."id" = $1 RETURNING 1) `
   + `SELECT '' AS total_result_set, pg_catalog.count(_postgrest_t) AS page_total, array[]::text[] AS header, `
   + `''::text AS body, nullif(current_setting('response.headers', true), '') AS response_headers, `
   + `nullif(current_setting('response.status', true), '') AS response_status, '' AS response_inserted `
@@ -58,20 +59,20 @@ const DELETE_HISTORY = `WITH pgrst_source AS (DELETE FROM "audiotricks"."audio_h
 // POST /audio_history with a JSON body whose keys are `columns` (PostgREST
 // sends the body as one parameter of type json)
 const insertHistoryQuery = (columns) => {
-  const types = { title: 'character varying(500)', user_id: 'uuid' };
-  return `WITH pgrst_source AS (INSERT INTO "audiotricks"."audio_history"(${columns.map((c) => `"${c}"`).join(', ')}) `
+  const types = { title: 'character varying(500)', user_id: 'uuid', duration_seconds: 'integer' };
+  return `WITH pgrst_source AS (INSERT INTO "audiotricks_api"."audio_history"(${columns.map((c) => `"${c}"`).join(', ')}) `
     + `SELECT ${columns.map((c) => `"pgrst_body"."${c}"`).join(', ')} FROM (SELECT $1::json AS json_data) pgrst_payload, `
     + `LATERAL (SELECT CASE WHEN json_typeof(pgrst_payload.json_data) = 'array' THEN pgrst_payload.json_data `
     + `ELSE json_build_array(pgrst_payload.json_data) END AS val) pgrst_uniform_json, `
     + `LATERAL (SELECT ${columns.map((c) => `"${c}"`).join(', ')} FROM json_to_recordset(pgrst_uniform_json.val) `
-    + `AS _(${columns.map((c) => `"${c}" ${types[c]}`).join(', ')}) ) pgrst_body  RETURNING "audiotricks"."audio_history".*) `
+    + `AS _(${columns.map((c) => `"${c}" ${types[c]}`).join(', ')}) ) pgrst_body  RETURNING "audiotricks_api"."audio_history".*) `
     + `SELECT '' AS total_result_set, pg_catalog.count(_postgrest_t) AS page_total, array[]::text[] AS header, `
     + `coalesce(json_agg(_postgrest_t), '[]')::text AS body, `
     + `nullif(current_setting('response.headers', true), '') AS response_headers, `
     + `nullif(current_setting('response.status', true), '') AS response_status, '' AS response_inserted `
     + `FROM (SELECT * FROM pgrst_source) _postgrest_t`;
 };
-const RPC_LOGOUT = `WITH pgrst_source AS (SELECT "audiotricks"."at_logout"() pgrst_scalar) `
+const RPC_LOGOUT = `WITH pgrst_source AS (SELECT "audiotricks_api"."at_logout"() pgrst_scalar) `
   + `SELECT ${RESPONSE} FROM (SELECT "pgrst_scalar" FROM pgrst_source) _postgrest_t`;
 
 // One request.  role: what PostgREST would switch to (the JWT's role claim,
@@ -88,7 +89,7 @@ async function request({
     `BEGIN ISOLATION LEVEL READ COMMITTED${readOnly ? ' READ ONLY' : ''}`);
   try {
     await authenticator.query(PREQUERY, [
-      '"audiotricks"', role, JSON.stringify(claims ?? { role }), method, path,
+      '"audiotricks_api", "public"', role, JSON.stringify(claims ?? { role }), method, path,
       JSON.stringify(headers), '{}']);
     await authenticator.query(PRE_REQUEST);
     const res = await authenticator.query(query, params);
@@ -150,7 +151,7 @@ test('postgrest.conf holds the settings this replay assumes', async () => {
     readFileSync(new URL('./postgrest.conf', import.meta.url), 'utf8').split('\n')
       .map((l) => l.match(/^([a-z-]+)\s*=\s*"?([^"]*)"?\s*$/)).filter(Boolean)
       .map((m) => [m[1], m[2]]));
-  assert.equal(conf['db-schemas'], 'audiotricks');
+  assert.equal(conf['db-schemas'], 'audiotricks_api');
   assert.equal(conf['db-anon-role'], 'anon');
   assert.equal(conf['db-pre-request'], 'audiotricks.at_postgrest_pre_request');
   assert.equal(conf['jwt-role-claim-key'], '.role');
@@ -304,28 +305,86 @@ test('nothing survives the request on the pooled authenticator connection', asyn
   assert.deepEqual(r.body, [], 'the next request without a token sees nothing');
 });
 
-test('GET the other tables: secret columns need ?select=, and only own rows come back', async () => {
+test('GET /<view>?select=* for every table: own rows only, no secret column', async () => {
   const token = await loginToken('alice');
   const claims = claimsOf(token);
   const as = { token, role: claims.role, claims, method: 'GET', readOnly: true };
-  // select=* includes columns no application role may read: refused
-  for (const table of ['users', 'sessions', 'user_settings']) {
+  const secret = /password|token_hash|api_key_encrypted|search_tsv|search_config/;
+  const expected = {
+    users: ['id', 'email', 'username', 'created_at', 'updated_at', 'last_login_at', 'is_active'],
+    sessions: ['id', 'user_id', 'expires_at', 'created_at', 'family_id', 'refreshed_at'],
+    user_settings: ['user_id', 'preferred_language', 'summary_quality', 'settings_json', 'updated_at',
+      'openai_api_key_set_at', 'elevenlabs_api_key_set_at'],
+    audio_history: ['id', 'user_id', 'title', 'audio_url', 'file_size_bytes', 'duration_seconds',
+      'transcript', 'summary', 'key_moments', 'processing_options', 'created_at'],
+    audit_log: ['id', 'user_id', 'session_id', 'event', 'detail', 'client_addr', 'created_at'],
+  };
+  for (const [table, columns] of Object.entries(expected)) {
     const r = await request({ ...as, path: `/${table}`, query: getTableQuery(table) });
-    assert.equal(r.error?.code, '42501', `GET /${table}: ${r.error ?? JSON.stringify(r.body)}`);
+    assert.equal(r.error, undefined, `GET /${table}: ${r.error}`);
+    assert.ok(r.body.length >= 1, `GET /${table} returns alice's rows`);
+    for (const row of r.body) {
+      assert.deepEqual(Object.keys(row), columns, `GET /${table}: exactly the readable columns`);
+      assert.ok(!Object.keys(row).some((k) => secret.test(k)));
+      assert.equal(table === 'users' ? row.id : row.user_id, users.alice.id, `${table}: only alice's rows`);
+    }
   }
-  let r = await request({
-    ...as, path: '/users', query: getTableQuery('users', ['id', 'email', 'username']),
-  });
-  assert.deepEqual(r.body, [{ id: users.alice.id, email: 'alice@example.com', username: 'alice' }]);
-  r = await request({
-    ...as, path: '/sessions', query: getTableQuery('sessions', ['id', 'user_id']),
-  });
-  assert.ok(r.body.length >= 1 && r.body.every((x) => x.user_id === users.alice.id), JSON.stringify(r.body));
-  assert.ok(r.body.some((x) => x.id === claims.sid), 'the current session is listed');
-  r = await request({
-    ...as, path: '/user_settings', query: getTableQuery('user_settings', ['user_id', 'preferred_language']),
-  });
-  assert.deepEqual(r.body, [{ user_id: users.alice.id, preferred_language: 'en' }]);
+  // and without a token: nothing (authenticated) or 42501 (anon)
+  for (const table of Object.keys(expected)) {
+    const r = await request({ role: 'authenticated', method: 'GET', path: `/${table}`, readOnly: true, query: getTableQuery(table) });
+    assert.deepEqual(r.body, [], `GET /${table} without a token`);
+    const a = await request({ role: 'anon', method: 'GET', path: `/${table}`, readOnly: true, query: getTableQuery(table) });
+    assert.equal(a.error?.code, '42501', `GET /${table} as anon`);
+  }
+  // the tables themselves are not reachable through PostgREST's search_path
+  const t = await request({ ...as, path: '/users', query: getTableQuery('users').replaceAll('"audiotricks_api"', '"audiotricks"') });
+  assert.equal(t.error?.code, '42501', 'select=* on the table with its secret column');
+});
+
+// PATCH /user_settings (Prefer: return=representation): supabase-js
+// .from('user_settings').update({...}).select()
+const patchSettingsQuery = (columns) => {
+  const types = { summary_quality: 'character varying(20)', preferred_language: 'character varying(10)', settings_json: 'jsonb' };
+  return `WITH pgrst_source AS (UPDATE "audiotricks_api"."user_settings" SET `
+    + `${columns.map((c) => `"${c}" = "pgrst_body"."${c}"`).join(', ')} `
+    + `FROM (SELECT $1::json AS json_data) pgrst_payload, `
+    + `LATERAL (SELECT CASE WHEN json_typeof(pgrst_payload.json_data) = 'array' THEN pgrst_payload.json_data `
+    + `ELSE json_build_array(pgrst_payload.json_data) END AS val) pgrst_uniform_json, `
+    + `LATERAL (SELECT ${columns.map((c) => `"${c}"`).join(', ')} FROM json_to_recordset(pgrst_uniform_json.val) `
+    + `AS _(${columns.map((c) => `"${c}" ${types[c]}`).join(', ')}) LIMIT 1) pgrst_body  `
+    + `RETURNING "audiotricks_api"."user_settings".*) `
+    + `SELECT '' AS total_result_set, pg_catalog.count(_postgrest_t) AS page_total, array[]::text[] AS header, `
+    + `coalesce(json_agg(_postgrest_t), '[]')::text AS body, `
+    + `nullif(current_setting('response.headers', true), '') AS response_headers, `
+    + `nullif(current_setting('response.status', true), '') AS response_status, '' AS response_inserted `
+    + `FROM (SELECT "user_settings".* FROM "pgrst_source" AS "user_settings") _postgrest_t`;
+};
+
+test('PATCH /user_settings with return=representation changes and returns only the own row', async () => {
+  const token = await loginToken('bob');
+  const claims = claimsOf(token);
+  const as = { token, role: claims.role, claims, method: 'PATCH', path: '/user_settings' };
+  let r = await request({ ...as, query: patchSettingsQuery(['summary_quality', 'settings_json']),
+    params: [JSON.stringify({ summary_quality: 'detailed', settings_json: { theme: 'dark' } })] });
+  assert.equal(r.error, undefined, String(r.error));
+  const rows = JSON.parse(r.body);
+  assert.equal(rows.length, 1);
+  assert.equal(rows[0].user_id, users.bob.id);
+  assert.equal(rows[0].summary_quality, 'detailed');
+  assert.deepEqual(rows[0].settings_json, { theme: 'dark' });
+  assert.ok(!('openai_api_key_encrypted' in rows[0]));
+  const other = (await su.query('SELECT summary_quality FROM audiotricks.user_settings WHERE user_id = $1', [users.alice.id])).rows[0];
+  assert.equal(other.summary_quality, 'balanced', "alice's row untouched");
+  // an invalid value: 23514 naming the column and the rule
+  r = await request({ ...as, query: patchSettingsQuery(['summary_quality']), params: [JSON.stringify({ summary_quality: 'slow' })] });
+  assert.equal(r.error?.code, '23514');
+  assert.equal(r.error?.message, 'summary_quality must be fast, balanced or detailed');
+  assert.equal(r.error?.column, 'summary_quality');
+  assert.equal(r.error?.table, 'user_settings');
+  assert.equal(r.error?.constraint, 'user_settings_summary_quality_check');
+  r = await request({ ...as, query: patchSettingsQuery(['settings_json']), params: [JSON.stringify({ settings_json: { autoSave: 1 } })] });
+  assert.equal(r.error?.code, '23514');
+  assert.equal(r.error?.column, 'settings_json');
 });
 
 test('POST and DELETE /audio_history stay inside the token\'s rows', async () => {
@@ -395,4 +454,141 @@ test('an expired token and an inactive user\'s token get 28000', async () => {
   const fresh = await loginToken('bob');
   r = await getHistory({ token: fresh, role: 'authenticated', claims: claimsOf(fresh) });
   assert.deepEqual(idsOf(r.body), users.bob.rows, 'reactivated: a new login works');
+});
+
+test('POST /audio_history with return=representation returns the row without search columns; CHECKs name the field', async () => {
+  const token = await loginToken('alice');
+  const claims = claimsOf(token);
+  const as = { token, role: claims.role, claims, method: 'POST', path: '/audio_history' };
+  let r = await request({ ...as, query: insertHistoryQuery(['title', 'duration_seconds']),
+    params: [JSON.stringify({ title: 'represented', duration_seconds: 0 })] });
+  assert.equal(r.error, undefined, String(r.error));
+  const [row] = JSON.parse(r.body);
+  assert.equal(row.user_id, users.alice.id);
+  assert.equal(row.duration_seconds, 0);
+  assert.ok(!('search_tsv' in row) && !('search_config' in row));
+  r = await request({ ...as, query: insertHistoryQuery(['title', 'duration_seconds']),
+    params: [JSON.stringify({ title: 'negative', duration_seconds: -1 })] });
+  assert.equal(r.error?.code, '23514');
+  assert.equal(r.error?.message, 'duration_seconds must be 0 or more');
+  assert.equal(r.error?.column, 'duration_seconds');
+  assert.equal(r.error?.schema, 'audiotricks');
+  assert.equal(r.error?.table, 'audio_history');
+  assert.equal(r.error?.constraint, 'audio_history_duration_seconds_check');
+  r = await request({ ...as, method: 'DELETE', path: `/audio_history?id=eq.${row.id}`, query: DELETE_HISTORY, params: [row.id] });
+  assert.equal(r.error, undefined, String(r.error));
+  assert.equal(r.count, 1);
+});
+
+// POST /rpc/<fn> with named arguments: a set-returning or composite
+// function is read as rows, a scalar one as pgrst_scalar
+const rpcQuery = (fn, args, scalar) => {
+  const call = `"audiotricks_api"."${fn}"(${args.map((a, i) => `"${a}" := $${i + 1}`).join(', ')})`;
+  return scalar
+    ? `WITH pgrst_source AS (SELECT ${call} pgrst_scalar) SELECT ${RESPONSE} FROM (SELECT "pgrst_scalar" FROM pgrst_source) _postgrest_t`
+    : `WITH pgrst_source AS (SELECT "pgrst_call".* FROM ${call} pgrst_call) SELECT ${RESPONSE} `
+      + `FROM (SELECT "pgrst_call".* FROM pgrst_source AS "pgrst_call") _postgrest_t`;
+};
+async function rpc(fn, argsObj, { token, role, scalar = true } = {}) {
+  const args = Object.keys(argsObj);
+  const r = await request({
+    method: 'POST', path: `/rpc/${fn}`, token, role: role ?? (token ? 'authenticated' : 'anon'),
+    claims: token ? claimsOf(token) : undefined, query: rpcQuery(fn, args, scalar), params: Object.values(argsObj),
+  });
+  return r;
+}
+const ok = (r, what) => { assert.equal(r.error, undefined, `${what}: ${r.error}`); return r.body; };
+
+test('POST /rpc/<fn>: every function of the API, as anon or authenticated', async () => {
+  const called = new Set();
+  const call = async (fn, args, opts) => { called.add(fn); return ok(await rpc(fn, args, opts), fn); };
+  // anonymous
+  const carolId = (await call('at_register', { email: 'carol@example.com', username: 'carol', password: 'Pass-carol-1' }))[0].pgrst_scalar;
+  assert.match(carolId, /^[0-9a-f-]{36}$/);
+  const login = await call('at_login', { login: 'carol', password: 'Pass-carol-1' }, { scalar: false });
+  const t1 = login[0].token;
+  assert.equal((await call('at_authenticate', { token: t1 }))[0].pgrst_scalar, carolId);
+  assert.equal((await call('at_current_user_id', {}))[0].pgrst_scalar, null, 'anon has no identity');
+  const refreshed = await call('at_refresh', { token: t1 }, { scalar: false });
+  const token = refreshed[0].token;
+  assert.notEqual(token, t1);
+  const spare = (await call('at_login', { login: 'carol', password: 'Pass-carol-1' }, { scalar: false }))[0];
+  assert.equal((await call('at_logout', { token: spare.token }))[0].pgrst_scalar, true);
+  // signed in
+  const as = { token };
+  assert.equal((await call('at_current_user_id', {}, as))[0].pgrst_scalar, carolId);
+  assert.match((await call('at_uuid_v7', {}, as))[0].pgrst_scalar, /^[0-9a-f]{8}-[0-9a-f]{4}-7/);
+  assert.equal((await call('at_get_settings', {}, { ...as, scalar: false }))[0].summary_quality, 'balanced');
+  assert.equal((await call('at_update_settings', { summary_quality: 'fast' }, { ...as, scalar: false }))[0].summary_quality, 'fast');
+  await call('at_set_api_key', { provider: 'openai', api_key: 'sk-carol-0123456789' }, as);
+  assert.equal((await call('at_get_api_key', { provider: 'openai' }, as))[0].pgrst_scalar, 'sk-carol-0123456789');
+  const status = await call('at_api_key_status', {}, { ...as, scalar: false });
+  assert.deepEqual(status.map((x) => [x.provider, x.is_set, x.last4]), [['openai', true, '6789'], ['elevenlabs', false, null]]);
+  assert.ok(!JSON.stringify(status).includes('sk-carol'), 'the status never holds the key');
+  const id = (await call('at_history_add', { title: 'carol talk', transcript: 'hello world' }, as))[0].pgrst_scalar;
+  assert.equal((await call('at_history_count', {}, as))[0].pgrst_scalar, 1);
+  assert.deepEqual((await call('at_history_page', { page_size: 5 }, { ...as, scalar: false })).map((x) => x.id), [id]);
+  assert.deepEqual((await call('at_history_search', { query: 'hello' }, { ...as, scalar: false })).map((x) => x.id), [id]);
+  assert.equal((await call('at_history_delete', { id }, as))[0].pgrst_scalar, true);
+  const sessions = await call('at_list_sessions', {}, { ...as, scalar: false });
+  assert.ok(sessions.some((x) => x.is_current));
+  const other = (await rpc('at_login', { login: 'carol', password: 'Pass-carol-1' }, { scalar: false })).body[0];
+  assert.equal((await call('at_logout_session', { session_id: other.session_id }, as))[0].pgrst_scalar, true);
+  await call('at_change_password', { current_password: 'Pass-carol-1', new_password: 'Pass-carol-2' }, as);
+  await rpc('at_login', { login: 'carol', password: 'Pass-carol-2' }, { scalar: false });
+  assert.ok((await call('at_logout_all', {}, as))[0].pgrst_scalar >= 1);
+  // a fresh token for the account calls
+  const t2 = (await rpc('at_login', { login: 'carol', password: 'Pass-carol-2' }, { scalar: false })).body[0].token;
+  await call('at_deactivate_account', { password: 'Pass-carol-2' }, { token: t2 });
+  await su.query('UPDATE audiotricks.users SET is_active = true WHERE id = $1', [carolId]);
+  const t3 = (await rpc('at_login', { login: 'carol', password: 'Pass-carol-2' }, { scalar: false })).body[0].token;
+  await call('at_delete_account', { password: 'Pass-carol-2' }, { token: t3 });
+  assert.equal((await su.query('SELECT count(*)::int AS n FROM audiotricks.users WHERE id = $1', [carolId])).rows[0].n, 0);
+  // every function the API grants was called
+  const { rows } = await su.query(`SELECT DISTINCT p.proname FROM pg_proc p
+    WHERE p.pronamespace = 'audiotricks_api'::regnamespace`);
+  assert.deepEqual([...called].sort(), rows.map((x) => x.proname).sort());
+  // and the anon role cannot call a signed-in function
+  const r = await rpc('at_history_count', {}, { role: 'anon' });
+  assert.equal(r.error?.code, '42501');
+});
+
+// what each role may execute, in each schema
+const PUBLIC_ANON = ['at_authenticate', 'at_current_user_id', 'at_login', 'at_logout', 'at_refresh', 'at_register'];
+const PUBLIC_USER = [...PUBLIC_ANON, 'at_api_key_status', 'at_change_password', 'at_deactivate_account',
+  'at_delete_account', 'at_get_api_key', 'at_get_settings', 'at_history_add', 'at_history_count',
+  'at_history_delete', 'at_history_page', 'at_history_search', 'at_list_sessions', 'at_logout_all',
+  'at_logout_session', 'at_set_api_key', 'at_update_settings', 'at_uuid_v7'].sort();
+// MERGE (hist): at_default_search_config, at_history_tsv, at_history_tsv_config
+// and at_search_config move to audiotricks_internal there; drop them here then
+const HIST_HELPERS = ['at_default_search_config', 'at_history_tsv', 'at_history_tsv_config', 'at_search_config'];
+
+test('catalog: anon and authenticated can execute exactly the public list; nothing internal is exposed', async () => {
+  const executable = async (role, schema) => (await su.query(`SELECT p.proname FROM pg_proc p
+      WHERE p.pronamespace = $2::regnamespace AND has_function_privilege($1, p.oid, 'EXECUTE')
+      ORDER BY 1`, [role, schema])).rows.map((x) => x.proname);
+  assert.deepEqual(await executable('anon', 'audiotricks_api'), PUBLIC_ANON.sort());
+  assert.deepEqual(await executable('authenticated', 'audiotricks_api'), PUBLIC_USER);
+  // in audiotricks: the same list, plus PostgREST's hook (anon too)
+  assert.deepEqual(await executable('anon', 'audiotricks'), [...PUBLIC_ANON, 'at_postgrest_pre_request'].sort());
+  assert.deepEqual(await executable('authenticated', 'audiotricks'),
+    [...PUBLIC_USER, 'at_postgrest_pre_request', ...HIST_HELPERS].sort());
+  // nothing of audiotricks_internal is an endpoint: PostgREST's schema is
+  // audiotricks_api, and a call there finds no such function
+  const internal = await executable('authenticated', 'audiotricks_internal');
+  assert.ok(internal.includes('at_require_user_id') && internal.includes('at_check_rule'));
+  const token = await loginToken('alice');
+  for (const fn of ['at_require_user_id', 'at_check_rule', 'at_touch_updated_at', 'at_check_preload',
+    'at_purge_expired_sessions', 'at_rotate_api_keys', 'at_encrypt_key', 'at_postgrest_pre_request']) {
+    const r = await rpc(fn, {}, { token });
+    assert.equal(r.error?.code, '42883', `/rpc/${fn}: ${r.error ?? JSON.stringify(r.body)}`);
+  }
+  // the views: what the roles may do
+  const { rows } = await su.query(`SELECT c.relname,
+      has_table_privilege('authenticated', c.oid, 'SELECT') AS s, has_any_column_privilege('authenticated', c.oid, 'INSERT') AS i,
+      has_any_column_privilege('authenticated', c.oid, 'UPDATE') AS u, has_table_privilege('authenticated', c.oid, 'DELETE') AS d,
+      has_table_privilege('anon', c.oid, 'SELECT') AS anon
+    FROM pg_class c WHERE c.relnamespace = 'audiotricks_api'::regnamespace ORDER BY 1`);
+  assert.deepEqual(rows.map((x) => `${x.relname}:${x.s ? 'S' : ''}${x.i ? 'I' : ''}${x.u ? 'U' : ''}${x.d ? 'D' : ''}${x.anon ? '!' : ''}`),
+    ['audio_history:SIUD', 'audit_log:S', 'sessions:S', 'user_settings:SU', 'users:S']);
 });

@@ -85,7 +85,7 @@ for my $v (@starts)
 # no OIDs.
 my $snapshot_sql = q{
 WITH ext AS (SELECT e.* FROM pg_extension e WHERE e.extname = 'audiotricks'),
-     nsp AS (SELECT n.oid FROM pg_namespace n WHERE n.nspname = 'audiotricks')
+     nsp AS (SELECT n.oid FROM pg_namespace n WHERE n.nspname IN ('audiotricks', 'audiotricks_internal', 'audiotricks_api'))
 SELECT line FROM (
   SELECT 'version ' || extversion || ' relocatable=' || extrelocatable || ' owner=' || extowner::regrole
     || ' schema=' || extnamespace::regnamespace AS line FROM ext
@@ -99,7 +99,7 @@ SELECT line FROM (
   UNION ALL
   SELECT 'schema ' || n.nspname || ' owner=' || n.nspowner::regrole || ' acl=' || coalesce(n.nspacl::text, '')
     || ' comment=' || coalesce(obj_description(n.oid, 'pg_namespace'), '')
-    FROM pg_namespace n WHERE n.oid = (SELECT oid FROM nsp)
+    FROM pg_namespace n WHERE n.oid IN (SELECT oid FROM nsp)
   UNION ALL
   SELECT 'function ' || p.oid::regprocedure::text || ' args=(' || pg_get_function_arguments(p.oid)
     || ') returns=' || coalesce(pg_get_function_result(p.oid), '') || ' kind=' || p.prokind::text
@@ -111,13 +111,13 @@ SELECT line FROM (
     || ' owner=' || p.proowner::regrole
     || ' acl=' || coalesce(p.proacl::text, '') || ' comment=' || coalesce(obj_description(p.oid, 'pg_proc'), '')
     FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
-   WHERE p.pronamespace = (SELECT oid FROM nsp)
+   WHERE p.pronamespace IN (SELECT oid FROM nsp)
   UNION ALL
   SELECT 'relation ' || c.relname || ' kind=' || c.relkind::text || ' persistence=' || c.relpersistence::text
     || ' rls=' || c.relrowsecurity || ' force_rls=' || c.relforcerowsecurity
     || ' options=' || coalesce(c.reloptions::text, '') || ' owner=' || c.relowner::regrole
     || ' acl=' || coalesce(c.relacl::text, '') || ' comment=' || coalesce(obj_description(c.oid, 'pg_class'), '')
-    FROM pg_class c WHERE c.relnamespace = (SELECT oid FROM nsp)
+    FROM pg_class c WHERE c.relnamespace IN (SELECT oid FROM nsp)
   UNION ALL
   SELECT 'column ' || c.relname || '.' || a.attname
     || ' position=' || row_number() OVER (PARTITION BY c.oid ORDER BY a.attnum)
@@ -131,25 +131,25 @@ SELECT line FROM (
     JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
     LEFT JOIN pg_attrdef ad ON ad.adrelid = c.oid AND ad.adnum = a.attnum
     LEFT JOIN pg_collation co ON co.oid = a.attcollation
-   WHERE c.relnamespace = (SELECT oid FROM nsp) AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'c')
+   WHERE c.relnamespace IN (SELECT oid FROM nsp) AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'c')
   UNION ALL
   SELECT 'constraint ' || c.relname || '.' || k.conname || ' type=' || k.contype::text
     || ' def=' || pg_get_constraintdef(k.oid) || ' deferrable=' || k.condeferrable
     || ' deferred=' || k.condeferred || ' valid=' || k.convalidated
     || ' comment=' || coalesce(obj_description(k.oid, 'pg_constraint'), '')
     FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
-   WHERE c.relnamespace = (SELECT oid FROM nsp)
+   WHERE c.relnamespace IN (SELECT oid FROM nsp)
   UNION ALL
   SELECT 'index ' || pg_get_indexdef(i.indexrelid) || ' valid=' || i.indisvalid
     || ' clustered=' || i.indisclustered
     || ' comment=' || coalesce(obj_description(i.indexrelid, 'pg_class'), '')
     FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-   WHERE c.relnamespace = (SELECT oid FROM nsp)
+   WHERE c.relnamespace IN (SELECT oid FROM nsp)
   UNION ALL
   SELECT 'trigger ' || pg_get_triggerdef(t.oid) || ' enabled=' || t.tgenabled::text
     || ' comment=' || coalesce(obj_description(t.oid, 'pg_trigger'), '')
     FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
-   WHERE c.relnamespace = (SELECT oid FROM nsp) AND NOT t.tgisinternal
+   WHERE c.relnamespace IN (SELECT oid FROM nsp) AND NOT t.tgisinternal
   UNION ALL
   SELECT 'policy ' || p.tablename || '.' || p.policyname || ' ' || p.permissive || ' roles=' || p.roles::text
     || ' cmd=' || p.cmd || ' using=' || coalesce(p.qual, '') || ' check=' || coalesce(p.with_check, '')
@@ -158,11 +158,11 @@ SELECT line FROM (
   SELECT 'sequence ' || s.seqrelid::regclass::text || ' type=' || format_type(s.seqtypid, NULL)
     || ' start=' || s.seqstart || ' increment=' || s.seqincrement || ' cycle=' || s.seqcycle
     FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid
-   WHERE c.relnamespace = (SELECT oid FROM nsp)
+   WHERE c.relnamespace IN (SELECT oid FROM nsp)
   UNION ALL
   SELECT 'type ' || format_type(t.oid, NULL) || ' type=' || t.typtype::text || ' owner=' || t.typowner::regrole
     || ' acl=' || coalesce(t.typacl::text, '') || ' comment=' || coalesce(obj_description(t.oid, 'pg_type'), '')
-    FROM pg_type t WHERE t.typnamespace = (SELECT oid FROM nsp)
+    FROM pg_type t WHERE t.typnamespace IN (SELECT oid FROM nsp)
 ) s ORDER BY line};
 
 sub snapshot { return $node->safe_psql($_[0], $snapshot_sql) }
@@ -282,13 +282,14 @@ my @changes = (
 		LANGUAGE sql STABLE PARALLEL RESTRICTED AS 'SELECT 0::bigint'} ],
 	[ 'stored function body', q{CREATE OR REPLACE FUNCTION audiotricks.at_history_count() RETURNS bigint
 		LANGUAGE sql STABLE PARALLEL RESTRICTED BEGIN ATOMIC SELECT 0::bigint; END} ],
-	[ 'function strictness', 'ALTER FUNCTION audiotricks.at_check_key_moments(jsonb) CALLED ON NULL INPUT' ],
+	[ 'function strictness', 'ALTER FUNCTION audiotricks_internal.at_check_key_moments(jsonb) CALLED ON NULL INPUT' ],
 	[ 'new function', q{CREATE FUNCTION audiotricks.at_extra() RETURNS int LANGUAGE sql AS 'SELECT 1'} ],
 	[ 'function grant', 'GRANT EXECUTE ON FUNCTION audiotricks.at_purge_expired_sessions() TO audiotricks_user' ],
 	[ 'function comment', q{COMMENT ON FUNCTION audiotricks.at_uuid_v7() IS 'changed'} ],
 	[ 'column default', 'ALTER TABLE audiotricks.users ALTER COLUMN is_active SET DEFAULT false' ],
-	# (not a column the SQL functions' stored bodies use: those refuse it)
-	[ 'column type', 'ALTER TABLE audiotricks.audit_log ALTER COLUMN event TYPE varchar(40)' ],
+	# (not a column the SQL functions' stored bodies or the audiotricks_api
+	# views use: those refuse it)
+	[ 'column type', 'ALTER TABLE audiotricks.revoked_families ALTER COLUMN revoked_at TYPE timestamp' ],
 	[ 'column nullability', 'ALTER TABLE audiotricks.sessions ALTER COLUMN refreshed_at SET NOT NULL' ],
 	[ 'new column', 'ALTER TABLE audiotricks.audio_history ADD COLUMN extra integer' ],
 	[ 'column grant', 'GRANT SELECT (password_hash) ON audiotricks.users TO audiotricks_user' ],

@@ -108,6 +108,27 @@ is($ret, 0, 'CREATE EXTENSION into the superuser\'s own empty schema works') or 
 	'DROP EXTENSION audiotricks; CREATE EXTENSION audiotricks');
 is($ret, 0, 'DROP EXTENSION then CREATE EXTENSION works (the schema stays behind)') or diag $err;
 
+# audiotricks_internal and audiotricks_api belong to the extension (DROP
+# EXTENSION drops them): any existing schema of either name is refused, even
+# the installing superuser's own empty one
+$node->safe_psql('postgres', 'CREATE DATABASE app3 OWNER squatter');
+run_as('squatter', 'app3', 'CREATE SCHEMA audiotricks_internal') == 0
+  or die 'the database owner could not create audiotricks_internal';
+($ret, $out, $err) = run_as('postgres', 'app3', 'CREATE EXTENSION audiotricks CASCADE');
+like($err, qr/42P06.*schema "audiotricks_internal" already exists and is not the extension's own/,
+	'CREATE EXTENSION refuses a squatted audiotricks_internal with 42P06');
+is($node->safe_psql('app3', q{SELECT count(*) FROM pg_extension WHERE extname = 'audiotricks'}),
+	'0', 'nothing installed');
+run_as('squatter', 'app3', 'DROP SCHEMA audiotricks_internal');
+$node->safe_psql('app3', 'CREATE SCHEMA audiotricks_api');
+($ret, $out, $err) = run_as('postgres', 'app3', 'CREATE EXTENSION audiotricks CASCADE');
+like($err, qr/42P06.*schema "audiotricks_api" already exists and is not the extension's own/,
+	'and an existing audiotricks_api, even the superuser\'s own');
+$node->safe_psql('app3', 'DROP SCHEMA audiotricks_api');
+($ret, $out, $err) = run_as('postgres', 'app3',
+	'CREATE EXTENSION audiotricks CASCADE; DROP EXTENSION audiotricks; CREATE EXTENSION audiotricks');
+is($ret, 0, 'without them it installs, and DROP EXTENSION takes both schemas along') or diag $err;
+
 # ------------------------------------------------------------ (ii) run time
 ($ret, $out, $err) = run_as('admin', 'app2', q{
 CREATE EXTENSION audiotricks CASCADE;
