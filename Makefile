@@ -15,7 +15,9 @@ OBJS = \
 	src/jwt.o \
 	src/token.o \
 	src/identity.o \
+	src/client_addr.o \
 	src/throttle.o \
+	src/throttle_sql.o \
 	src/admission.o \
 	src/audit.o \
 	src/audit_writer.o \
@@ -49,7 +51,8 @@ REGRESS = \
 	identity \
 	parallel \
 	attacks \
-	boundaries
+	boundaries \
+	recovery
 
 REGRESS_OPTS = --inputdir=. --dbname=contrib_regression_audiotricks
 

@@ -894,6 +894,40 @@ COMMENT ON FUNCTION audiotricks.at_password_checks() IS
     'Password hashes (bcrypt) running now and callers waiting for a place under audiotricks.max_concurrent_password_checks; NULLs without shared_preload_libraries. Superusers and pg_monitor only.';
 
 ------------------------------------------------------------------------------
+-- Account recovery and identity changes
+--
+-- (src/throttle_sql.c, src/recovery.c, src/client_addr.c)  Who may call
+-- what is granted at the end of this block; section 6 revokes PUBLIC's
+-- EXECUTE on all of them.
+------------------------------------------------------------------------------
+
+-- Login throttle administration (README, "Login throttling"): not for the
+-- application roles; grant them to an operations role if needed.
+CREATE FUNCTION audiotricks.at_login_throttle_status(login text)
+    RETURNS TABLE(failures integer, throttled boolean, window_ends timestamptz, addresses_throttled integer)
+    LANGUAGE C VOLATILE PARALLEL RESTRICTED SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    ROWS 1
+    AS 'MODULE_PATHNAME', 'at_login_throttle_status';
+COMMENT ON FUNCTION audiotricks.at_login_throttle_status(text) IS
+    'For the account a login names: failed logins counted against its per-account ceiling this window, whether it is refused, when the window ends, from how many addresses it is refused. Not executable by application roles.';
+
+CREATE FUNCTION audiotricks.at_clear_login_throttle(login text)
+    RETURNS boolean
+    LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'at_clear_login_throttle';
+COMMENT ON FUNCTION audiotricks.at_clear_login_throttle(text) IS
+    'Forgets every failed login counted for the account a login names (all addresses, its ceiling, its password re-checks); false when it names none. Not executable by application roles.';
+
+REVOKE ALL ON FUNCTION
+    audiotricks.at_login_throttle_status(text),
+    audiotricks.at_clear_login_throttle(text)
+    FROM PUBLIC;
+-- end of "Account recovery and identity changes"
+
+
+------------------------------------------------------------------------------
 -- 6. Function privileges
 --
 -- Nothing is executable by PUBLIC.  audiotricks_anon may register, log in,
