@@ -31,7 +31,9 @@ OBJS = \
 	src/validate.o \
 	src/ciphertext.o \
 	src/keyring.o \
-	src/keys.o
+	src/keys.o \
+	src/mailer.o \
+	src/recovery.o
 
 DATA = \
 	src/extension/audiotricks--0.1.0.sql
