@@ -15,7 +15,9 @@ OBJS = \
 	src/jwt.o \
 	src/token.o \
 	src/identity.o \
+	src/client_addr.o \
 	src/throttle.o \
+	src/throttle_sql.o \
 	src/admission.o \
 	src/audit.o \
 	src/audit_writer.o \
@@ -29,7 +31,9 @@ OBJS = \
 	src/validate.o \
 	src/ciphertext.o \
 	src/keyring.o \
-	src/keys.o
+	src/keys.o \
+	src/mailer.o \
+	src/recovery.o
 
 DATA = \
 	src/extension/audiotricks--0.1.0.sql
@@ -49,7 +53,8 @@ REGRESS = \
 	identity \
 	parallel \
 	attacks \
-	boundaries
+	boundaries \
+	recovery
 
 REGRESS_OPTS = --inputdir=. --dbname=contrib_regression_audiotricks
 # A test run on its own (make installcheck REGRESS=keys) needs the extension

@@ -19,6 +19,7 @@
 #include "identity.h"
 #include "keyring.h"
 #include "logscrub.h"
+#include "recovery.h"
 #include "throttle.h"
 
 PG_MODULE_MAGIC;
@@ -195,6 +196,7 @@ _PG_init(void)
 
 	ThrottleDefineGucs();
 	AdmissionDefineGucs();
+	RecoveryDefineGucs();
 	/* Encrypted API keys (src/keys.c) define their GUCs before the prefix is reserved */
 	KeyringInit();
 

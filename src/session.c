@@ -29,6 +29,7 @@
 #include "admission.h"
 #include "audiotricks.h"
 #include "audit.h"
+#include "client_addr.h"
 #include "identity.h"
 #include "jwt.h"
 #include "password.h"
@@ -300,30 +301,70 @@ issue_session(const pg_uuid_t *user_id, const pg_uuid_t *family,
 	out[3] = TimestampTzGetDatum(expires_at);
 }
 
-/* throttle key: the account when the login names one, else the login text */
-static void
-throttle_key(bool found, const pg_uuid_t *user_id, text *login,
-			 const char **key, int *keylen)
+/*
+ * LoginThrottleKeys
+ *		The two throttle keys of a login attempt (see src/throttle.c): the
+ *		pair key ('u', the account id, NUL, the client address) counted
+ *		against audiotricks.max_failed_logins, and the account key ('a' and
+ *		the account id) counted against max_failed_logins_per_account and
+ *		tagging the pair's entry as the account's.  A login that names no
+ *		account counts the same way under 'l' and 'm' and the login text, so
+ *		it behaves like a known one.  Both palloc'd.
+ */
+void
+LoginThrottleKeys(bool found, const pg_uuid_t *user_id, const char *login,
+				  int login_len, const char *addr, LoginThrottle *t)
 {
-	if (found)
-	{
-		char	   *k = palloc(1 + UUID_LEN);
+	const char *id = found ? (const char *) user_id->data : login;
+	int			idlen = found ? UUID_LEN : login_len;
+	int			alen = strlen(addr);
 
-		k[0] = 'u';
-		memcpy(k + 1, user_id->data, UUID_LEN);
-		*key = k;
-		*keylen = 1 + UUID_LEN;
-	}
-	else
-	{
-		int			n = VARSIZE_ANY_EXHDR(login);
-		char	   *k = palloc(1 + n);
+	t->pair_len = 1 + idlen + 1 + alen;
+	t->pair = palloc(t->pair_len);
+	t->pair[0] = found ? 'u' : 'l';
+	memcpy(t->pair + 1, id, idlen);
+	t->pair[1 + idlen] = '\0';
+	memcpy(t->pair + 2 + idlen, addr, alen);
+	t->account_len = 1 + idlen;
+	t->account = palloc(t->account_len);
+	t->account[0] = found ? 'a' : 'm';
+	memcpy(t->account + 1, id, idlen);
+	t->found = found;
+}
 
-		k[0] = 'l';
-		memcpy(k + 1, VARDATA_ANY(login), n);
-		*key = k;
-		*keylen = 1 + n;
+/*
+ * LoginThrottleReserve
+ *		Reserves a failure under both keys, before the password is checked;
+ *		false (nothing left counted) when either limit is reached.
+ */
+bool
+LoginThrottleReserve(LoginThrottle *t)
+{
+	if (!ThrottleReserveLimit(t->pair, t->pair_len, t->account, t->account_len,
+							  t->found, audiotricks_max_failed_logins))
+		return false;
+	if (!ThrottleReserveLimit(t->account, t->account_len, t->account,
+							  t->account_len, t->found,
+							  audiotricks_max_failed_logins_per_account))
+	{
+		ThrottleRefund(t->pair, t->pair_len, GetCurrentTimestamp());
+		return false;
 	}
+	t->reserved_by = GetCurrentTimestamp();
+	return true;
+}
+
+/*
+ * LoginThrottleSucceeded
+ *		After a successful login: forgets the pair's failures and takes back
+ *		the attempt's reservation from the account's ceiling (the owner's
+ *		success must not wipe failures that others caused from elsewhere).
+ */
+void
+LoginThrottleSucceeded(LoginThrottle *t)
+{
+	ThrottleReset(t->pair, t->pair_len);
+	ThrottleRefund(t->account, t->account_len, t->reserved_by);
 }
 
 /* ---------------------------------------------------------------------
@@ -356,8 +397,8 @@ at_login(PG_FUNCTION_ARGS)
 	text	   *computed;
 	bool		ok;
 	pg_uuid_t	session_id;
-	const char *tkey;
-	int			tkeylen;
+	LoginThrottle tk;
+	char		addr[CLIENT_ADDR_LEN];
 	Datum		out[4];
 	bool		outnull[4] = {false, false, false, false};
 
@@ -394,9 +435,11 @@ at_login(PG_FUNCTION_ARGS)
 		}
 	}
 
-	throttle_key(found, &user_id, login, &tkey, &tkeylen);
+	ClientAddr(addr);
+	LoginThrottleKeys(found, &user_id, VARDATA_ANY(login),
+					  VARSIZE_ANY_EXHDR(login), addr, &tk);
 	/* counted as a failure before the check: see src/throttle.c */
-	blocked = !ThrottleReserve(tkey, tkeylen, found);
+	blocked = !LoginThrottleReserve(&tk);
 
 	/*
 	 * The same bcrypt work whether or not the user exists or is throttled; a
@@ -407,7 +450,7 @@ at_login(PG_FUNCTION_ARGS)
 							(found && !blocked) ? stored :
 							BcryptSalt(schema, audiotricks_bcrypt_cost),
 							ADMISSION_ANONYMOUS, VARDATA_ANY(login), VARSIZE_ANY_EXHDR(login),
-							blocked ? NULL : tkey, tkeylen);
+							blocked ? NULL : tk.pair, tk.pair_len);
 	ok = found && active && !blocked &&
 		VARSIZE_ANY_EXHDR(password) <= BCRYPT_MAX_BYTES &&
 		BcryptHashMatches(computed, VARDATA_ANY(stored), VARSIZE_ANY_EXHDR(stored));
@@ -437,7 +480,7 @@ at_login(PG_FUNCTION_ARGS)
 	if (SPI_processed != 1)
 		RaiseBadLogin();		/* deactivated meanwhile */
 	/* the reservation stays counted until the login has been recorded */
-	ThrottleReset(tkey, tkeylen);
+	LoginThrottleSucceeded(&tk);
 	issue_session(&user_id, NULL, &session_id, out);
 	AtSpiFinish();
 	AuditEvent("login", &user_id, &session_id, NULL);

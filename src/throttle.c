@@ -18,8 +18,13 @@
  * let every concurrent attempt through).  An attempt that errors out after
  * its reservation stays counted.
  *
- * The caller chooses the key, prefix included: at_login counts 'u' and the
- * user id (or 'l' and the login text of an unknown login), the password
+ * The caller chooses the key, prefix included, and the limit: at_login
+ * counts 'u', the user id and the client address (client_addr.c) against
+ * max_failed_logins, and 'a' and the user id against
+ * max_failed_logins_per_account (or 'l'/'m' and the login text of an unknown
+ * login; see LoginThrottleKeys in session.c); each entry carries the
+ * account's key as its group, so that an administrator can see and clear
+ * all of one account's entries (throttle_sql.c).  The password
  * re-check behind a token (check_own_password in src/accounts.c) counts 'r'
  * and the user id, so anonymous failures do not block a session's owner and
  * the two limits are kept apart.  All share max_failed_logins and the window.
@@ -52,6 +57,7 @@
 #include "utils/timestamp.h"
 
 #include "audiotricks.h"
+#include "client_addr.h"
 #include "throttle.h"
 
 #define THROTTLE_PROBE	32
@@ -59,6 +65,7 @@
 typedef struct ThrottleEntry
 {
 	uint64		key;			/* 0 = free */
+	uint64		group;			/* the account's group (ThrottleClearGroup) */
 	int32		failures;		/* attempts counted in this window */
 	bool		account;		/* an account's key (else an unknown login) */
 	TimestampTz window_start;
@@ -75,6 +82,7 @@ typedef struct ThrottleShared
 int			audiotricks_max_failed_logins = 5;
 int			audiotricks_failed_login_window = 15 * 60;	/* seconds */
 int			audiotricks_throttle_slots = 65536;
+int			audiotricks_max_failed_logins_per_account = 100;
 
 static ThrottleShared *throttle = NULL;
 
@@ -133,11 +141,19 @@ ThrottleDefineGucs(void)
 							15 * 60, 1, 7 * 24 * 60 * 60,
 							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
+	DefineCustomIntVariable("audiotricks.max_failed_logins_per_account",
+							"Failed logins for one account within the window, from all client addresses together, after which it is refused.",
+							"The ceiling against guessing from many addresses; 0 turns it off.",
+							&audiotricks_max_failed_logins_per_account,
+							100, 0, 1000000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	ClientAddrDefineGucs();
 	/* a postmaster setting may only be defined while preloading (else FATAL) */
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 	DefineCustomIntVariable("audiotricks.throttle_slots",
-							"Logins the throttle can count at once (shared memory, 24 bytes each).",
+							"Logins the throttle can count at once (shared memory, 32 bytes each).",
 							"When full of live entries, new logins are refused until windows pass.",
 							&audiotricks_throttle_slots,
 							65536, THROTTLE_PROBE, 1 << 22,
@@ -196,7 +212,7 @@ find_entry(uint64 key)
  * exclusively.
  */
 static ThrottleEntry *
-claim_entry(uint64 key, bool account, TimestampTz now)
+claim_entry(uint64 key, uint64 group, bool account, TimestampTz now)
 {
 	uint32		start = (uint32) (key % throttle->nslots);
 	ThrottleEntry *victim = NULL;
@@ -217,6 +233,7 @@ claim_entry(uint64 key, bool account, TimestampTz now)
 	if (victim != NULL)
 	{
 		victim->key = key;
+		victim->group = group;
 		victim->account = account;
 		victim->failures = 0;
 		victim->window_start = now;
@@ -236,30 +253,137 @@ claim_entry(uint64 key, bool account, TimestampTz now)
 bool
 ThrottleReserve(const char *login, int len, bool account)
 {
+	return ThrottleReserveLimit(login, len, NULL, 0, account,
+								audiotricks_max_failed_logins);
+}
+
+/*
+ * ThrottleReserveLimit
+ *		ThrottleReserve with the limit given (0 or less: no limit, nothing
+ *		counted) and the entry tagged with a group key (group, group_len;
+ *		NULL for none), so that ThrottleClearGroup and ThrottleGroupStatus
+ *		find every entry of one account whatever client address its key
+ *		carries.
+ */
+bool
+ThrottleReserveLimit(const char *login, int len, const char *group,
+					 int group_len, bool account, int limit)
+{
 	TimestampTz now = GetCurrentTimestamp();
 	uint64		key;
+	uint64		gkey;
 	ThrottleEntry *e;
 	bool		reserved = false;
 
-	if (throttle == NULL || audiotricks_max_failed_logins <= 0)
+	if (throttle == NULL || limit <= 0)
 		return true;
 	key = login_key(login, len);
+	gkey = group ? login_key(group, group_len) : 0;
 	LWLockAcquire(throttle->lock, LW_EXCLUSIVE);
 	e = find_entry(key);
 	if (e != NULL && !entry_live(e, now))
 	{
 		e->failures = 0;		/* a new window */
 		e->window_start = now;
+		e->group = gkey;
 	}
 	if (e == NULL)
-		e = claim_entry(key, account, now);
-	if (e != NULL && e->failures < audiotricks_max_failed_logins)
+		e = claim_entry(key, gkey, account, now);
+	if (e != NULL && e->failures < limit)
 	{
 		e->failures++;
 		reserved = true;
 	}
 	LWLockRelease(throttle->lock);
 	return reserved;
+}
+
+/*
+ * ThrottleCount
+ *		The failures counted for login in its live window (0 when none), and
+ *		in *window_end when that window ends (0 when none).
+ */
+int
+ThrottleCount(const char *login, int len, TimestampTz *window_end)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	ThrottleEntry *e;
+	int			n = 0;
+
+	*window_end = 0;
+	if (throttle == NULL)
+		return 0;
+	LWLockAcquire(throttle->lock, LW_SHARED);
+	e = find_entry(login_key(login, len));
+	if (e != NULL && entry_live(e, now))
+	{
+		n = e->failures;
+		*window_end = TimestampTzPlusMilliseconds(e->window_start,
+												  audiotricks_failed_login_window * 1000);
+	}
+	LWLockRelease(throttle->lock);
+	return n;
+}
+
+/*
+ * ThrottleGroupStatus
+ *		How many live entries of group, but the group's own key, have
+ *		reached limit (client addresses of one account that are refused
+ *		now).  Scans the whole table.
+ */
+int
+ThrottleGroupStatus(const char *group, int group_len, int limit)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	uint64		gkey;
+	int			n = 0;
+
+	if (throttle == NULL || limit <= 0)
+		return 0;
+	gkey = login_key(group, group_len);
+	LWLockAcquire(throttle->lock, LW_SHARED);
+	for (int i = 0; i < throttle->nslots; i++)
+	{
+		ThrottleEntry *e = &throttle->entries[i];
+
+		if (e->group == gkey && e->key != gkey && entry_live(e, now) &&
+			e->failures >= limit)
+			n++;
+	}
+	LWLockRelease(throttle->lock);
+	return n;
+}
+
+/*
+ * ThrottleClearGroup
+ *		Forgets every entry tagged with group; returns how many were live.
+ *		Scans the whole table.
+ */
+int
+ThrottleClearGroup(const char *group, int group_len)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	uint64		gkey;
+	int			n = 0;
+
+	if (throttle == NULL)
+		return 0;
+	gkey = login_key(group, group_len);
+	LWLockAcquire(throttle->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < throttle->nslots; i++)
+	{
+		ThrottleEntry *e = &throttle->entries[i];
+
+		if (e->key != 0 && e->group == gkey)
+		{
+			if (entry_live(e, now))
+				n++;
+			e->key = 0;
+			e->group = 0;
+		}
+	}
+	LWLockRelease(throttle->lock);
+	return n;
 }
 
 /*
@@ -296,7 +420,7 @@ ThrottleRefund(const char *login, int len, TimestampTz reserved_by)
 	uint64		key;
 	ThrottleEntry *e;
 
-	if (throttle == NULL || audiotricks_max_failed_logins <= 0)
+	if (throttle == NULL)
 		return;
 	key = login_key(login, len);
 	LWLockAcquire(throttle->lock, LW_EXCLUSIVE);

@@ -959,6 +959,151 @@ COMMENT ON FUNCTION audiotricks.at_password_checks() IS
     'Password hashes (bcrypt) running now and callers waiting for a place under audiotricks.max_concurrent_password_checks; NULLs without shared_preload_libraries. Superusers and pg_monitor only.';
 
 ------------------------------------------------------------------------------
+-- Account recovery and identity changes
+--
+-- (src/throttle_sql.c, src/recovery.c, src/client_addr.c)  Who may call
+-- what is granted at the end of this block; section 6 revokes PUBLIC's
+-- EXECUTE on all of them.
+------------------------------------------------------------------------------
+
+-- A third group role: the mail sender.  It may only take the outbox
+-- (at_mail_outbox), which is the one way to a token's plaintext.
+DO $mailer$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) 'audiotricks_mailer') THEN
+        CREATE ROLE audiotricks_mailer NOLOGIN;
+    END IF;
+END
+$mailer$;
+GRANT USAGE ON SCHEMA audiotricks TO audiotricks_mailer;
+
+-- account_tokens -------------------------------------------------------------
+-- Password reset and email verification tokens: only their SHA-256.
+CREATE TABLE audiotricks.account_tokens (
+    id              uuid            NOT NULL DEFAULT audiotricks.at_uuid_v7(),
+    user_id         uuid            REFERENCES audiotricks.users (id) ON DELETE CASCADE,
+    purpose         text            NOT NULL,
+    token_hash      text            NOT NULL,
+    new_email       text,
+    expires_at      timestamptz     NOT NULL,
+    created_at      timestamptz     NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT account_tokens_pkey PRIMARY KEY (id),
+    CONSTRAINT account_tokens_hash_key UNIQUE (token_hash),
+    CONSTRAINT account_tokens_purpose_check
+        CHECK (purpose OPERATOR(pg_catalog.=) ANY (ARRAY['reset', 'verify', 'email_change']))
+);
+CREATE INDEX account_tokens_user_idx ON audiotricks.account_tokens (user_id, purpose);
+CREATE INDEX account_tokens_expires_idx ON audiotricks.account_tokens (expires_at);
+COMMENT ON TABLE audiotricks.account_tokens IS 'Live password reset and email verification tokens, by SHA-256 only; a token is deleted when used or replaced. Granted to no role.';
+COMMENT ON COLUMN audiotricks.account_tokens.id IS 'Token row identifier (time-ordered)';
+COMMENT ON COLUMN audiotricks.account_tokens.user_id IS 'The account; NULL for the decoy of a request that named no account (never usable)';
+COMMENT ON COLUMN audiotricks.account_tokens.purpose IS 'reset, verify (the current email) or email_change (new_email)';
+COMMENT ON COLUMN audiotricks.account_tokens.token_hash IS 'SHA-256 of the token, hex; the token itself is never stored';
+COMMENT ON COLUMN audiotricks.account_tokens.new_email IS 'For email_change: the address that replaces the current one once verified';
+COMMENT ON COLUMN audiotricks.account_tokens.expires_at IS 'When the token stops working (audiotricks.reset_ttl after it was issued)';
+COMMENT ON COLUMN audiotricks.account_tokens.created_at IS 'When it was issued';
+SELECT pg_catalog.pg_extension_config_dump('audiotricks.account_tokens', '');
+ALTER TABLE audiotricks.account_tokens ENABLE ROW LEVEL SECURITY;
+ALTER TABLE audiotricks.account_tokens FORCE ROW LEVEL SECURITY;
+REVOKE ALL ON audiotricks.account_tokens FROM PUBLIC;
+
+-- mail_outbox ----------------------------------------------------------------
+-- Mails for audiotricks_mailer to send (src/mailer.c).
+CREATE TABLE audiotricks.mail_outbox (
+    id              uuid            NOT NULL,
+    -- no foreign key: its check would make a real request slower than a
+    -- decoy (which has no user); a mail outliving its user is harmless
+    user_id         uuid,
+    recipient       text,
+    kind            text            NOT NULL,
+    token_sealed    text,
+    created_at      timestamptz     NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT mail_outbox_pkey PRIMARY KEY (id),
+    CONSTRAINT mail_outbox_kind_check
+        CHECK (kind OPERATOR(pg_catalog.=) ANY (ARRAY['password_reset', 'email_verification', 'email_change', 'registration_attempt', 'none']))
+);
+COMMENT ON TABLE audiotricks.mail_outbox IS 'Mails waiting for audiotricks_mailer (at_mail_outbox takes them). Granted to no role.';
+COMMENT ON COLUMN audiotricks.mail_outbox.id IS 'Mail identifier (time-ordered); bound into its token''s ciphertext';
+COMMENT ON COLUMN audiotricks.mail_outbox.user_id IS 'The account it is about; NULL for a decoy';
+COMMENT ON COLUMN audiotricks.mail_outbox.recipient IS 'Address to send to; NULL for a decoy';
+COMMENT ON COLUMN audiotricks.mail_outbox.kind IS 'password_reset, email_verification, email_change, registration_attempt, or none (a decoy, never sent)';
+COMMENT ON COLUMN audiotricks.mail_outbox.token_sealed IS 'The token, AES-256-GCM under the master key (domain M, bound to id and kind); NULL when the mail carries none';
+COMMENT ON COLUMN audiotricks.mail_outbox.created_at IS 'When it was queued';
+SELECT pg_catalog.pg_extension_config_dump('audiotricks.mail_outbox', '');
+ALTER TABLE audiotricks.mail_outbox ENABLE ROW LEVEL SECURITY;
+ALTER TABLE audiotricks.mail_outbox FORCE ROW LEVEL SECURITY;
+REVOKE ALL ON audiotricks.mail_outbox FROM PUBLIC;
+
+-- Password reset (src/recovery.c).  SECURITY DEFINER: they read and write
+-- tables no application role holds.
+CREATE FUNCTION audiotricks.at_request_password_reset(login text)
+    RETURNS void
+    LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'at_request_password_reset';
+COMMENT ON FUNCTION audiotricks.at_request_password_reset(text) IS
+    'Queues a one-time password reset token for the account an email or username names, to the mailer only; answers the same, in the same time, when it names none.';
+
+CREATE FUNCTION audiotricks.at_reset_password(token text, new_password text)
+    RETURNS void
+    LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'at_reset_password';
+COMMENT ON FUNCTION audiotricks.at_reset_password(text, text) IS
+    'Sets a new password with a reset token (used once), ends every session of the user.';
+
+CREATE FUNCTION audiotricks.at_mail_outbox(max_mails integer DEFAULT 100)
+    RETURNS TABLE(id uuid, recipient text, kind text, token text, created_at timestamptz)
+    LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'at_mail_outbox';
+COMMENT ON FUNCTION audiotricks.at_mail_outbox(integer) IS
+    'Takes up to max_mails queued mails (deletes and returns them, tokens in plaintext). For audiotricks_mailer only.';
+
+CREATE FUNCTION audiotricks.at_purge_expired_tokens()
+    RETURNS integer
+    LANGUAGE C VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'at_purge_expired_tokens';
+COMMENT ON FUNCTION audiotricks.at_purge_expired_tokens() IS
+    'Deletes expired reset and verification tokens; returns how many (schedule it with pg_cron). Not executable by application roles.';
+
+-- Login throttle administration (README, "Login throttling"): not for the
+-- application roles; grant them to an operations role if needed.
+CREATE FUNCTION audiotricks.at_login_throttle_status(login text)
+    RETURNS TABLE(failures integer, throttled boolean, window_ends timestamptz, addresses_throttled integer)
+    LANGUAGE C VOLATILE PARALLEL RESTRICTED SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    ROWS 1
+    AS 'MODULE_PATHNAME', 'at_login_throttle_status';
+COMMENT ON FUNCTION audiotricks.at_login_throttle_status(text) IS
+    'For the account a login names: failed logins counted against its per-account ceiling this window, whether it is refused, when the window ends, from how many addresses it is refused. Not executable by application roles.';
+
+CREATE FUNCTION audiotricks.at_clear_login_throttle(login text)
+    RETURNS boolean
+    LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'at_clear_login_throttle';
+COMMENT ON FUNCTION audiotricks.at_clear_login_throttle(text) IS
+    'Forgets every failed login counted for the account a login names (all addresses, its ceiling, its password re-checks); false when it names none. Not executable by application roles.';
+
+REVOKE ALL ON FUNCTION
+    audiotricks.at_login_throttle_status(text),
+    audiotricks.at_clear_login_throttle(text),
+    audiotricks.at_request_password_reset(text),
+    audiotricks.at_reset_password(text, text),
+    audiotricks.at_mail_outbox(integer),
+    audiotricks.at_purge_expired_tokens()
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    audiotricks.at_request_password_reset(text),
+    audiotricks.at_reset_password(text, text)
+    TO audiotricks_anon, audiotricks_user;
+GRANT EXECUTE ON FUNCTION audiotricks.at_mail_outbox(integer) TO audiotricks_mailer;
+-- end of "Account recovery and identity changes"
+
+
+------------------------------------------------------------------------------
 -- 6. Function privileges
 --
 -- Nothing is executable by PUBLIC.  audiotricks_anon may register, log in,

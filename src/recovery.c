@@ -1,0 +1,351 @@
+/*
+ * src/recovery.c
+ *		Account recovery: at_request_password_reset and at_reset_password,
+ *		and the settings of recovery and identity changes.
+ *
+ * A reset token is 32 random bytes sent as unpadded base64url; only its
+ * SHA-256 (hex) is stored, in audiotricks.account_tokens, and the plaintext
+ * goes to the mailer role alone, sealed in the outbox (mailer.c).  A token
+ * is single use (at_reset_password deletes it as it uses it), expires after
+ * audiotricks.reset_ttl, and a new request or a successful reset deletes the
+ * user's other reset tokens.
+ *
+ * The request is open to anonymous callers, so it must tell them nothing:
+ * it returns void, and a login that names no account (or that is over
+ * audiotricks.max_reset_requests within the throttle window) does the same
+ * statements as one that does: a token is drawn and hashed, a token row is
+ * inserted (without a user: it can never be used), a mail is sealed and
+ * queued (a decoy of kind 'none' that the mailer never sees) and an event
+ * is recorded.  No bcrypt runs in either case.
+ *
+ * Every query goes through SPI with parameters and schema-qualified names.
+ */
+#include "postgres.h"
+
+#include <sodium.h>
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/uuid.h"
+
+#include "audiotricks.h"
+#include "audit.h"
+#include "identity.h"
+#include "jwt.h"
+#include "password.h"
+#include "recovery.h"
+#include "schema.h"
+#include "secret.h"
+#include "session.h"
+#include "spi.h"
+#include "throttle.h"
+#include "token.h"
+
+PG_FUNCTION_INFO_V1(at_request_password_reset);
+PG_FUNCTION_INFO_V1(at_reset_password);
+PG_FUNCTION_INFO_V1(at_purge_expired_tokens);
+
+int			audiotricks_reset_ttl = 60 * 60;
+int			audiotricks_max_reset_requests = 3;
+
+static AtPlan plan_account_by_login = {
+	"SELECT id, email FROM audiotricks.users"
+	" WHERE (pg_catalog.lower(email) OPERATOR(pg_catalog.=) pg_catalog.lower($1)"
+	"     OR pg_catalog.lower(username) OPERATOR(pg_catalog.=) pg_catalog.lower($1))"
+	"   AND is_active LIMIT 1",
+	1, {TEXTOID}, NULL
+};
+
+/* a new request (or a reset) replaces the user's earlier reset tokens */
+static AtPlan plan_drop_resets = {
+	"DELETE FROM audiotricks.account_tokens"
+	" WHERE user_id OPERATOR(pg_catalog.=) $1 AND purpose OPERATOR(pg_catalog.=) 'reset'",
+	1, {UUIDOID}, NULL
+};
+
+static AtPlan plan_insert_token = {
+	"INSERT INTO audiotricks.account_tokens (user_id, purpose, token_hash, new_email, expires_at)"
+	" VALUES ($1, $2, $3, $4, pg_catalog.now() OPERATOR(pg_catalog.+)"
+	"         pg_catalog.make_interval(secs => $5))",
+	5, {UUIDOID, TEXTOID, TEXTOID, TEXTOID, FLOAT8OID}, NULL
+};
+
+/* uses a live reset token of an active user: deleted, so used once */
+static AtPlan plan_use_reset = {
+	"DELETE FROM audiotricks.account_tokens t USING audiotricks.users u"
+	" WHERE t.token_hash OPERATOR(pg_catalog.=) $1"
+	"   AND t.purpose OPERATOR(pg_catalog.=) 'reset'"
+	"   AND t.expires_at OPERATOR(pg_catalog.>) pg_catalog.now()"
+	"   AND u.id OPERATOR(pg_catalog.=) t.user_id AND u.is_active"
+	" RETURNING t.user_id",
+	1, {TEXTOID}, NULL
+};
+
+static AtPlan plan_lock_user = {
+	"SELECT 1 FROM audiotricks.users"
+	" WHERE id OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE",
+	1, {UUIDOID}, NULL
+};
+
+static AtPlan plan_purge_tokens = {
+	"DELETE FROM audiotricks.account_tokens"
+	" WHERE expires_at OPERATOR(pg_catalog.<=) pg_catalog.now()",
+	0, {InvalidOid}, NULL
+};
+
+/*
+ * RecoveryDefineGucs
+ *		The settings of recovery and identity changes; called from _PG_init.
+ */
+void
+RecoveryDefineGucs(void)
+{
+	DefineCustomIntVariable("audiotricks.reset_ttl",
+							"How long a password reset or email verification token is valid.",
+							NULL,
+							&audiotricks_reset_ttl,
+							60 * 60, 60, 7 * 24 * 60 * 60,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("audiotricks.max_reset_requests",
+							"Password reset requests for one account within audiotricks.failed_login_window that send a mail.",
+							"Further requests answer as usual and send nothing; 0 = no limit.",
+							&audiotricks_max_reset_requests,
+							3, 0, 1000000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+}
+
+/*
+ * new_token
+ *		Draws a token into token (RECOVERY_TOKEN_LEN characters and a NUL)
+ *		and its SHA-256 hex into hex.
+ */
+static void
+new_token(char token[RECOVERY_TOKEN_LEN + 1], char hex[TOKEN_HASH_HEX_LEN + 1])
+{
+	uint8_t		raw[RECOVERY_TOKEN_BYTES];
+
+	randombytes_buf(raw, sizeof(raw));
+	JwtB64Encode(raw, sizeof(raw), token);
+	token[RECOVERY_TOKEN_LEN] = '\0';
+	sodium_memzero(raw, sizeof(raw));
+	TokenHashHex(token, RECOVERY_TOKEN_LEN, hex);
+}
+
+/*
+ * issue_token
+ *		Inside an open SPI connection: records a token of purpose for user_id
+ *		(NULL: a decoy row no one can use) and queues its mail of kind to
+ *		recipient (NULL: a decoy mail).
+ */
+static void
+issue_token(const pg_uuid_t *user_id, const char *purpose, const char *new_email,
+			const char *recipient, const char *kind)
+{
+	char		token[RECOVERY_TOKEN_LEN + 1];
+	char		hex[TOKEN_HASH_HEX_LEN + 1];
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+
+	new_token(token, hex);
+	if (user_id)
+		values[0] = UUIDPGetDatum(user_id);
+	else
+		nulls[0] = 'n';
+	values[1] = CStringGetTextDatum(purpose);
+	values[2] = CStringGetTextDatum(hex);
+	if (new_email)
+		values[3] = CStringGetTextDatum(new_email);
+	else
+		nulls[3] = 'n';
+	values[4] = Float8GetDatum((double) audiotricks_reset_ttl);
+	if (AtRunPlan(&plan_insert_token, values, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not record a token");
+	PG_TRY();
+	{
+		RecoveryQueueMail(user_id, recipient, user_id ? kind : "none", token);
+	}
+	PG_FINALLY();
+	{
+		sodium_memzero(token, sizeof(token));
+	}
+	PG_END_TRY();
+}
+
+/*
+ * at_request_password_reset(login text) RETURNS void
+ *		login is an email or a username.  When it names an active account
+ *		(and the account is under audiotricks.max_reset_requests this
+ *		window), replaces its earlier reset tokens with a new one and queues
+ *		it to the mailer; otherwise does the same work with decoys.  Returns
+ *		nothing either way and raises only what both cases raise (25006 on a
+ *		standby, 55000 without a key file).
+ */
+Datum
+at_request_password_reset(PG_FUNCTION_ARGS)
+{
+	Datum		values[1];
+	char		nulls[1] = {' '};
+	bool		found = false;
+	pg_uuid_t	user_id;
+	char	   *email = NULL;
+	text	   *login = NULL;
+	char	   *key;
+	int			keylen;
+
+	AtRefuseIfReadOnly("request a password reset");
+	RecoveryRequireKeys();		/* 55000 now, the same for every login */
+	if (!PG_ARGISNULL(0))
+		login = PG_GETARG_TEXT_PP(0);
+
+	AtSpiConnect();
+	values[0] = login ? PointerGetDatum(login) : CStringGetTextDatum("");
+	if (login == NULL ||
+		VARSIZE_ANY_EXHDR(login) > EMAIL_MAX_CHARS * MAX_MULTIBYTE_CHAR_LEN)
+		values[0] = CStringGetTextDatum("");
+	AtRunPlan(&plan_account_by_login, values, NULL, true, 1);
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+
+		found = true;
+		user_id = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 1, &isnull));
+		email = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	}
+
+	/* per account ('p'), or per login text ('q') as at_login does */
+	if (found)
+	{
+		keylen = 1 + UUID_LEN;
+		key = palloc(keylen);
+		key[0] = 'p';
+		memcpy(key + 1, user_id.data, UUID_LEN);
+	}
+	else
+	{
+		int			n = DatumGetTextPP(values[0]) ? VARSIZE_ANY_EXHDR(DatumGetTextPP(values[0])) : 0;
+
+		keylen = 1 + n;
+		key = palloc(keylen);
+		key[0] = 'q';
+		memcpy(key + 1, VARDATA_ANY(DatumGetTextPP(values[0])), n);
+	}
+	if (!ThrottleReserveLimit(key, keylen, NULL, 0, found,
+							  audiotricks_max_reset_requests))
+		found = false;
+
+	if (found)
+		values[0] = UUIDPGetDatum(&user_id);
+	else
+		nulls[0] = 'n';
+	AtRunPlan(&plan_drop_resets, values, nulls, false, 0);
+	issue_token(found ? &user_id : NULL, "reset", NULL,
+				found ? email : NULL, "password_reset");
+	AtSpiFinish();
+	AuditEvent("password_reset_requested", found ? &user_id : NULL, NULL, NULL);
+	PG_RETURN_VOID();
+}
+
+/*
+ * at_reset_password(token text, new_password text) RETURNS void
+ *		Applies the password rules to new_password (22023), then uses the
+ *		reset token (28000 `invalid or expired token` when it is unknown,
+ *		used, replaced, expired, or its user inactive): stores the new
+ *		password, deletes the user's other reset tokens, ends every session
+ *		of the user, forgets the account's failed logins and reset requests
+ *		(throttle counts), and records
+ *		password_reset.
+ */
+Datum
+at_reset_password(PG_FUNCTION_ARGS)
+{
+	ErrorContextCallback hide;
+	text	   *token;
+	text	   *newpw;
+	char	   *schema;
+	char		hex[TOKEN_HASH_HEX_LEN + 1];
+	Datum		values[1];
+	pg_uuid_t	user_id;
+	bool		isnull;
+	char		key[1 + UUID_LEN];
+
+	AtHideStatementPush(&hide);
+	AtRefuseIfReadOnly("reset a password");
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("new_password must not be null"),
+				 errhidestmt(true)));
+	newpw = AtSecretArg(fcinfo, 1);
+	ValidatePassword(VARDATA_ANY(newpw), VARSIZE_ANY_EXHDR(newpw));
+	if (PG_ARGISNULL(0))
+		RecoveryBadToken();
+	token = AtSecretArg(fcinfo, 0);
+	if (VARSIZE_ANY_EXHDR(token) != RECOVERY_TOKEN_LEN)
+		RecoveryBadToken();
+	TokenHashHex(VARDATA_ANY(token), RECOVERY_TOKEN_LEN, hex);
+	schema = AtPgcryptoSchema();
+
+	AtSpiConnect();
+	values[0] = CStringGetTextDatum(hex);
+	AtRunPlan(&plan_use_reset, values, NULL, false, 0);
+	if (SPI_processed != 1)
+		RecoveryBadToken();
+	user_id = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0],
+										   SPI_tuptable->tupdesc, 1, &isnull));
+	values[0] = UUIDPGetDatum(&user_id);
+	AtRunPlan(&plan_lock_user, values, NULL, false, 0);
+	PasswordStore(schema, &user_id, newpw);
+	AtRunPlan(&plan_drop_resets, values, NULL, false, 0);
+	(void) SessionsEndAll(values[0], true);	/* the user is locked */
+	AtSpiFinish();
+	IdentityForgetSession(NULL);
+
+	/* the owner proved themselves: their failed logins are forgotten */
+	key[0] = 'a';
+	memcpy(key + 1, user_id.data, UUID_LEN);
+	(void) ThrottleClearGroup(key, sizeof(key));
+	key[0] = 'r';
+	ThrottleReset(key, sizeof(key));
+	key[0] = 'p';				/* and their reset requests */
+	ThrottleReset(key, sizeof(key));
+	AuditEvent("password_reset", &user_id, NULL, NULL);
+	AtHideStatementPop(&hide);
+	PG_RETURN_VOID();
+}
+
+/*
+ * RecoveryBadToken
+ *		Raises 28000 `invalid or expired token`.
+ */
+void
+RecoveryBadToken(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+			 errmsg("invalid or expired token"),
+			 errhidestmt(true)));
+}
+
+/*
+ * at_purge_expired_tokens() RETURNS integer
+ *		Deletes expired reset and verification tokens (and the decoys of
+ *		requests that named no account); returns how many.  For pg_cron.
+ */
+Datum
+at_purge_expired_tokens(PG_FUNCTION_ARGS)
+{
+	uint64		n;
+
+	AtSpiConnect();
+	AtRunPlan(&plan_purge_tokens, NULL, NULL, false, 0);
+	n = SPI_processed;
+	AtSpiFinish();
+	PG_RETURN_INT32((int32) Min(n, (uint64) PG_INT32_MAX));
+}

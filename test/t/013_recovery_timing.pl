@@ -1,0 +1,90 @@
+# test/t/013_recovery_timing.pl
+# at_request_password_reset tells a caller nothing about whether its login
+# names an account: the same answer (no row, no error) and the same time.
+# Medians of 20 interleaved calls of each, timed inside the server so that
+# connection set-up does not dilute them, must be within 1.25x of each
+# other either way; the measurement is retried up to 3 times before the
+# test fails (a machine under load can skew one run).  max_reset_requests
+# is off so every known call does its full work.
+use strict;
+use warnings;
+use File::Spec;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('recovery_timing');
+$node->init;
+my $keyfile = File::Spec->rel2abs($node->basedir . '/audiotricks.keys');
+{
+	my $old = umask(077);
+	open(my $fh, '>', $keyfile) or die "$keyfile: $!";
+	print $fh "key 1 " . join('', map { sprintf('%02x', int(rand(256))) } 1 .. 32) . "\ncurrent 1\n";
+	close($fh);
+	umask($old);
+	chmod(0600, $keyfile) or die "chmod: $!";
+}
+$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'audiotricks'
+audiotricks.jwt_secret = 'recovery-timing-secret-0123456789abcdefghij'
+audiotricks.bcrypt_cost = 4
+audiotricks.key_file = '$keyfile'
+audiotricks.max_reset_requests = 0
+});
+$node->start;
+$node->safe_psql('postgres', 'CREATE EXTENSION audiotricks CASCADE');
+$node->safe_psql('postgres',
+	q{SELECT audiotricks.at_register('known@example.com', 'known', 'Passw0rd-known')});
+
+# the same answer, as the anonymous role
+my ($rc_k, $out_k, $err_k) = $node->psql('postgres',
+	q{SET ROLE audiotricks_anon; SELECT audiotricks.at_request_password_reset('known@example.com') IS NULL});
+my ($rc_u, $out_u, $err_u) = $node->psql('postgres',
+	q{SET ROLE audiotricks_anon; SELECT audiotricks.at_request_password_reset('unknown@example.com') IS NULL});
+is($rc_k, $rc_u, 'same exit status for a known and an unknown login');
+is($out_k, $out_u, 'same result for a known and an unknown login');
+is($err_k, $err_u, 'same (no) error for a known and an unknown login');
+
+sub medians
+{
+	my $out = $node->safe_psql('postgres', q{
+CREATE FUNCTION pg_temp.took(stmt text) RETURNS float8 LANGUAGE plpgsql AS $$
+DECLARE t0 timestamptz := clock_timestamp();
+BEGIN
+	EXECUTE stmt;
+	RETURN extract(epoch FROM clock_timestamp() - t0);
+END $$;
+CREATE TEMP TABLE s AS
+SELECT i,
+	pg_temp.took('SELECT audiotricks.at_request_password_reset(''known@example.com'')') AS known,
+	pg_temp.took(format('SELECT audiotricks.at_request_password_reset(%L)', 'nobody-' || i || '@example.com')) AS unknown
+  FROM generate_series(1, 20) i;
+SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY known) || ' ' ||
+	percentile_cont(0.5) WITHIN GROUP (ORDER BY unknown) FROM s;
+DELETE FROM audiotricks.mail_outbox});
+	return split / /, (split /\n/, $out)[0];
+}
+
+my ($ok, $known, $unknown, $ratio) = (0);
+for my $try (1 .. 3)
+{
+	($known, $unknown) = medians();
+	$ratio = $known > $unknown ? $known / $unknown : $unknown / $known;
+	note(sprintf('try %d: median seconds known %.6f, unknown %.6f, ratio %.3f',
+		$try, $known, $unknown, $ratio));
+	if ($ratio <= 1.25)
+	{
+		$ok = 1;
+		last;
+	}
+}
+ok($ok, sprintf('known and unknown logins take the same time (median ratio %.3f <= 1.25)', $ratio));
+
+# both did all their work: 20 tokens of the known account were replaced one
+# by the next (one left), and decoys have no user
+is($node->safe_psql('postgres',
+	q{SELECT count(*) FROM audiotricks.account_tokens t JOIN audiotricks.users u ON u.id = t.user_id WHERE u.username = 'known'}),
+	1, 'each request replaced the previous token');
+
+$node->stop;
+done_testing();
