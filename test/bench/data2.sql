@@ -37,7 +37,7 @@ GRANT EXECUTE ON FUNCTION plainsql.current_user_id(), plainsql.authenticate(text
     plainsql.history_page_offset(integer, integer),
     plainsql.history_page(integer, timestamptz, uuid),
     plainsql.history_search(text, integer), plainsql.history_search_definer(text, integer),
-    plainsql.set_api_key(text, text), plainsql.get_api_key(text),
+    plainsql.set_api_key(text, text), plainsql.get_api_key(text), plainsql.api_key_status(),
     plainsql.history_tsv(), plainsql.url_encode(bytea), plainsql.url_decode(text),
     plainsql.algorithm_sign(text, text, text), plainsql.sign(json, text, text),
     plainsql.verify(text, text, text)

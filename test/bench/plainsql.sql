@@ -332,6 +332,18 @@ LANGUAGE sql STABLE AS $$
      WHERE s.user_id = (SELECT plainsql.current_user_id())
 $$;
 
+-- "is my key set?" the plain way: decrypt to show the last 4 characters
+CREATE FUNCTION plainsql.api_key_status()
+RETURNS TABLE (provider text, is_set boolean, last4 text)
+LANGUAGE sql STABLE AS $$
+    SELECT p.provider, p.enc IS NOT NULL,
+           pg_catalog.right(public.pgp_sym_decrypt(p.enc, pg_catalog.current_setting('app.encryption_key')), 4)
+      FROM plainsql.user_settings s,
+           LATERAL (VALUES ('openai', s.openai_api_key_encrypted),
+                           ('elevenlabs', s.elevenlabs_api_key_encrypted)) AS p(provider, enc)
+     WHERE s.user_id = (SELECT plainsql.current_user_id())
+$$;
+
 ------------------------------------------------------------------------------
 -- Row-level security and privileges (applied by plainsql_finish.sql after the
 -- bulk copy, together with the indexes and the trigger)
