@@ -38,6 +38,15 @@ OBJS = \
 DATA = \
 	src/extension/audiotricks--0.1.0.sql
 
+# The PL/Proxy router over shards (README, "Past one machine"): two more
+# extensions, installed beside this one: audiotricks_shard in each shard
+# database, audiotricks_router (requires plproxy) in the router database.
+DATA += \
+	src/router/audiotricks_shard.control \
+	src/router/audiotricks_shard--0.1.0.sql \
+	src/router/audiotricks_router.control \
+	src/router/audiotricks_router--0.1.0.sql
+
 REGRESS = \
 	schema \
 	uuid \
