@@ -483,6 +483,17 @@ AS $$
     TARGET audiotricks_shard.at_get_api_key;
 $$;
 
+CREATE FUNCTION audiotricks.at_api_key_status(token text)
+    RETURNS TABLE(provider text, is_set boolean, last4 text, set_at timestamptz)
+    LANGUAGE plproxy SECURITY DEFINER ROWS 2
+    SET search_path = pg_catalog, pg_temp SET log_min_error_statement = panic
+    SET client_min_messages = warning
+AS $$
+    CLUSTER 'audiotricks_shards';
+    RUN ON audiotricks_router.at_token_shard(token);
+    TARGET audiotricks_shard.at_api_key_status;
+$$;
+
 CREATE FUNCTION audiotricks.at_history_add(token text,
         title text DEFAULT NULL, audio_url text DEFAULT NULL,
         file_size_bytes bigint DEFAULT NULL, duration_seconds integer DEFAULT NULL,
@@ -593,6 +604,7 @@ GRANT EXECUTE ON FUNCTION
     audiotricks.at_update_settings(text, text, text, jsonb),
     audiotricks.at_set_api_key(text, text, text),
     audiotricks.at_get_api_key(text, text),
+    audiotricks.at_api_key_status(text),
     audiotricks.at_history_add(text, text, text, bigint, integer, text, text, jsonb, jsonb),
     audiotricks.at_history_page(text, integer, text),
     audiotricks.at_history_search(text, text, integer, text),

@@ -138,6 +138,17 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION audiotricks_shard.at_api_key_status(token text)
+    RETURNS TABLE(provider text, is_set boolean, last4 text, set_at timestamptz)
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM audiotricks.at_authenticate($1);
+    RETURN QUERY SELECT k.provider, k.is_set, k.last4, k.set_at FROM audiotricks.at_api_key_status() k;
+END
+$$;
+
 ------------------------------------------------------------------------------
 -- History
 ------------------------------------------------------------------------------

@@ -169,6 +169,9 @@ is(rq(qq{SELECT preferred_language || ',' || summary_quality FROM audiotricks.at
 	'de,detailed', 'settings read back');
 rq(qq{SELECT audiotricks.at_set_api_key('$tok', 'openai', 'sk-router-secret-9876')});
 is(rq(qq{SELECT audiotricks.at_get_api_key('$tok', 'openai')}), 'sk-router-secret-9876', 'API key set and read');
+is(rq(qq{SELECT string_agg(provider || ':' || is_set || ':' || coalesce(last4, '-') || ':' || (set_at IS NOT NULL), ',' ORDER BY provider)
+           FROM audiotricks.at_api_key_status('$tok')}),
+	'elevenlabs:false:-:false,openai:true:9876:true', 'API key status through the router: set, last 4, when; never the key');
 
 my @ids = map {
 	rq(qq{SELECT audiotricks.at_history_add('$tok', title => 'talk $_', transcript => 'words about topic$_ and more')})
