@@ -76,6 +76,12 @@ static AtPlan plan_delete_user = {
 	1, {UUIDOID}, NULL
 };
 
+/* account_tokens has no foreign key (see the install script): by hand */
+static AtPlan plan_delete_tokens = {
+	"DELETE FROM audiotricks.account_tokens WHERE user_id OPERATOR(pg_catalog.=) $1",
+	1, {UUIDOID}, NULL
+};
+
 static AtPlan plan_logout_others = {
 	"DELETE FROM audiotricks.sessions WHERE user_id OPERATOR(pg_catalog.=) $1"
 	" AND id OPERATOR(pg_catalog.<>) $2",
@@ -308,7 +314,10 @@ end_account(FunctionCallInfo fcinfo, const char *what, AtPlan *change,
 	values[0] = UUIDPGetDatum(&user_id);
 	AtRunPlan(change, values, NULL, false, 0);
 	if (deleting)
+	{
+		AtRunPlan(&plan_delete_tokens, values, NULL, false, 0);
 		AtRunPlan(&plan_anonymize_audit, values, NULL, false, 0);
+	}
 	else
 		(void) SessionsEndAll(values[0], false);
 	AtSpiFinish();

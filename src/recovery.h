@@ -21,6 +21,10 @@ extern int	audiotricks_max_reset_requests;
 extern void RecoveryDefineGucs(void);
 extern void RecoveryBadToken(void) pg_attribute_noreturn();
 extern void RecoveryRequireKeys(void);
+extern void RecoveryDecoyId(const char *text, int len, pg_uuid_t *out);
+extern void RecoveryIssueToken(const pg_uuid_t *user_id, bool real,
+							   const char *purpose, const char *new_email,
+							   const char *recipient, const char *kind);
 extern void RecoveryQueueMail(const pg_uuid_t *user_id, const char *recipient,
 							  const char *kind, const char *token);
 

@@ -981,7 +981,11 @@ GRANT USAGE ON SCHEMA audiotricks TO audiotricks_mailer;
 -- Password reset and email verification tokens: only their SHA-256.
 CREATE TABLE audiotricks.account_tokens (
     id              uuid            NOT NULL DEFAULT audiotricks.at_uuid_v7(),
-    user_id         uuid            REFERENCES audiotricks.users (id) ON DELETE CASCADE,
+    -- no foreign key, as in mail_outbox: its check would make a real
+    -- request slower than a decoy's (which has no user).  Every use joins
+    -- users, so a token outliving its user is dead; at_delete_account
+    -- deletes the user's tokens, at_purge_expired_tokens the rest.
+    user_id         uuid,
     purpose         text            NOT NULL,
     token_hash      text            NOT NULL,
     new_email       text,
@@ -989,10 +993,13 @@ CREATE TABLE audiotricks.account_tokens (
     created_at      timestamptz     NOT NULL DEFAULT pg_catalog.now(),
     CONSTRAINT account_tokens_pkey PRIMARY KEY (id),
     CONSTRAINT account_tokens_hash_key UNIQUE (token_hash),
+    -- one live token per account and purpose: a new request overwrites the
+    -- last one in place (INSERT ... ON CONFLICT DO UPDATE), the same one-row
+    -- write as a decoy's insert (a NULL user never conflicts)
+    CONSTRAINT account_tokens_user_purpose_key UNIQUE (user_id, purpose),
     CONSTRAINT account_tokens_purpose_check
         CHECK (purpose OPERATOR(pg_catalog.=) ANY (ARRAY['reset', 'verify', 'email_change']))
 );
-CREATE INDEX account_tokens_user_idx ON audiotricks.account_tokens (user_id, purpose);
 CREATE INDEX account_tokens_expires_idx ON audiotricks.account_tokens (expires_at);
 COMMENT ON TABLE audiotricks.account_tokens IS 'Live password reset and email verification tokens, by SHA-256 only; a token is deleted when used or replaced. Granted to no role.';
 COMMENT ON COLUMN audiotricks.account_tokens.id IS 'Token row identifier (time-ordered)';
@@ -1530,3 +1537,32 @@ GRANT EXECUTE ON FUNCTION
     audiotricks_api.at_history_page(integer, timestamptz, uuid),     -- MERGE (hist): (integer, text)
     audiotricks_api.at_history_search(text, integer)                 -- MERGE (hist): (text, integer, text)
     TO audiotricks_user;
+
+------------------------------------------------------------------------------
+-- Account recovery and identity changes in the API (src/recovery.c): the
+-- C functions of that block of section 5 again, under the same symbols.
+-- at_mail_outbox and the throttle administration are no endpoint.
+------------------------------------------------------------------------------
+CREATE FUNCTION audiotricks_api.at_request_password_reset(login text) RETURNS void
+    LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'at_request_password_reset';
+COMMENT ON FUNCTION audiotricks_api.at_request_password_reset(text) IS
+    'Mails a one-time password reset token to the account an email or username names; answers the same whether or not it names one. Called by anonymous clients.';
+
+CREATE FUNCTION audiotricks_api.at_reset_password(token text, new_password text) RETURNS void
+    LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'at_reset_password';
+COMMENT ON FUNCTION audiotricks_api.at_reset_password(text, text) IS
+    'Sets a new password with a mailed reset token (used once) and ends every session of the account; 28000 for a bad or expired token.';
+
+REVOKE ALL ON FUNCTION
+    audiotricks_api.at_request_password_reset(text),
+    audiotricks_api.at_reset_password(text, text)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    audiotricks_api.at_request_password_reset(text),
+    audiotricks_api.at_reset_password(text, text)
+    TO audiotricks_anon, audiotricks_user;
+-- end of "Account recovery and identity changes in the API"

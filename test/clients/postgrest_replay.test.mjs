@@ -499,9 +499,11 @@ async function rpc(fn, argsObj, { token, role, scalar = true } = {}) {
 }
 const ok = (r, what) => { assert.equal(r.error, undefined, `${what}: ${r.error}`); return r.body; };
 
+// every function called through /rpc/ (checked against the catalog at the end)
+const called = new Set();
+const call = async (fn, args, opts) => { called.add(fn); return ok(await rpc(fn, args, opts), fn); };
+
 test('POST /rpc/<fn>: every function of the API, as anon or authenticated', async () => {
-  const called = new Set();
-  const call = async (fn, args, opts) => { called.add(fn); return ok(await rpc(fn, args, opts), fn); };
   // anonymous
   const carolId = (await call('at_register', { email: 'carol@example.com', username: 'carol', password: 'Pass-carol-1' }))[0].pgrst_scalar;
   assert.match(carolId, /^[0-9a-f-]{36}$/);
@@ -544,17 +546,51 @@ test('POST /rpc/<fn>: every function of the API, as anon or authenticated', asyn
   const t3 = (await rpc('at_login', { login: 'carol', password: 'Pass-carol-2' }, { scalar: false })).body[0].token;
   await call('at_delete_account', { password: 'Pass-carol-2' }, { token: t3 });
   assert.equal((await su.query('SELECT count(*)::int AS n FROM audiotricks.users WHERE id = $1', [carolId])).rows[0].n, 0);
-  // every function the API grants was called
-  const { rows } = await su.query(`SELECT DISTINCT p.proname FROM pg_proc p
-    WHERE p.pronamespace = 'audiotricks_api'::regnamespace`);
-  assert.deepEqual([...called].sort(), rows.map((x) => x.proname).sort());
   // and the anon role cannot call a signed-in function
   const r = await rpc('at_history_count', {}, { role: 'anon' });
   assert.equal(r.error?.code, '42501');
 });
 
+// ---- account recovery and identity changes (src/recovery.c) ----
+// the mailer's side: what at_mail_outbox hands the mail sender
+const takeMail = async () => {
+  await su.query('BEGIN');
+  await su.query('SET LOCAL ROLE audiotricks_mailer');
+  const { rows } = await su.query('SELECT recipient, kind, token FROM audiotricks.at_mail_outbox()');
+  await su.query('COMMIT');
+  return rows;
+};
+
+test('POST /rpc/at_request_password_reset as anon: no answer either way; the mailer gets the token; at_reset_password', async () => {
+  await takeMail();
+  const known = await call('at_request_password_reset', { login: 'ALICE@example.com' });
+  const unknown = await call('at_request_password_reset', { login: 'nobody@example.com' });
+  assert.deepEqual(known, [{ pgrst_scalar: '' }], 'void');
+  assert.deepEqual(unknown, known, 'the same body for a login that names no account');
+  const mails = await takeMail();
+  assert.deepEqual(mails.map((m) => [m.recipient, m.kind]), [['alice@example.com', 'password_reset']]);
+  const before = await loginToken('alice');
+  let r = await rpc('at_reset_password', { token: `${mails[0].token}x`, new_password: 'Pass-alice-2' });
+  assert.equal(r.error?.code, '28000', 'a wrong token');
+  await call('at_reset_password', { token: mails[0].token, new_password: 'Pass-alice-2' });
+  r = await getHistory({ token: before, role: 'authenticated', claims: claimsOf(before) });
+  assert.equal(r.error?.code, '28000', 'the reset ended the old sessions');
+  r = await rpc('at_reset_password', { token: mails[0].token, new_password: 'Pass-alice-3' });
+  assert.equal(r.error?.code, '28000', 'used once');
+  // back to the password the other tests use
+  await su.query("SELECT audiotricks.at_request_password_reset('alice')");
+  await call('at_reset_password', { token: (await takeMail())[0].token, new_password: 'Pass-alice-1' });
+});
+
+test('every function of audiotricks_api was called through /rpc/ above', async () => {
+  const { rows } = await su.query(`SELECT DISTINCT p.proname FROM pg_proc p
+    WHERE p.pronamespace = 'audiotricks_api'::regnamespace`);
+  assert.deepEqual([...called].sort(), rows.map((x) => x.proname).sort());
+});
+
 // what each role may execute, in each schema
-const PUBLIC_ANON = ['at_authenticate', 'at_current_user_id', 'at_login', 'at_logout', 'at_refresh', 'at_register'];
+const PUBLIC_ANON = ['at_authenticate', 'at_current_user_id', 'at_login', 'at_logout', 'at_refresh', 'at_register',
+  'at_request_password_reset', 'at_reset_password'];
 const PUBLIC_USER = [...PUBLIC_ANON, 'at_api_key_status', 'at_change_password', 'at_deactivate_account',
   'at_delete_account', 'at_get_api_key', 'at_get_settings', 'at_history_add', 'at_history_count',
   'at_history_delete', 'at_history_page', 'at_history_search', 'at_list_sessions', 'at_logout_all',
