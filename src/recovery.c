@@ -50,9 +50,14 @@
 PG_FUNCTION_INFO_V1(at_request_password_reset);
 PG_FUNCTION_INFO_V1(at_reset_password);
 PG_FUNCTION_INFO_V1(at_purge_expired_tokens);
+PG_FUNCTION_INFO_V1(at_verify_email);
+AT_AS_OWNER_FUNCTION(at_request_email_verification);
 
 int			audiotricks_reset_ttl = 60 * 60;
 int			audiotricks_max_reset_requests = 3;
+bool		audiotricks_allow_unverified_login = true;
+bool		audiotricks_require_email_verification = false;
+int			audiotricks_max_registrations_per_address = 0;
 
 static AtPlan plan_account_by_login = {
 	"SELECT id, email FROM audiotricks.users"
@@ -93,13 +98,70 @@ static AtPlan plan_use_reset = {
 	"   AND t.purpose OPERATOR(pg_catalog.=) 'reset'"
 	"   AND t.expires_at OPERATOR(pg_catalog.>) pg_catalog.now()"
 	"   AND u.id OPERATOR(pg_catalog.=) t.user_id AND u.is_active"
-	" RETURNING t.user_id",
+	" RETURNING t.user_id,"
+	"   pg_catalog.lower(u.email) OPERATOR(pg_catalog.=) pg_catalog.lower(t.new_email)",
 	1, {TEXTOID}, NULL
+};
+
+/* a reset token mailed to the current address proves that mailbox too */
+static AtPlan plan_verified_by_reset = {
+	"UPDATE audiotricks.users SET email_verified_at = pg_catalog.now()"
+	" WHERE id OPERATOR(pg_catalog.=) $1 AND email_verified_at IS NULL",
+	1, {UUIDOID}, NULL
 };
 
 static AtPlan plan_lock_user = {
 	"SELECT 1 FROM audiotricks.users"
 	" WHERE id OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE",
+	1, {UUIDOID}, NULL
+};
+
+/* the signed-in user's address and whether it is verified */
+static AtPlan plan_user_email = {
+	"SELECT email, email_verified_at IS NOT NULL FROM audiotricks.users"
+	" WHERE id OPERATOR(pg_catalog.=) $1 AND is_active",
+	1, {UUIDOID}, NULL
+};
+
+/*
+ * uses a live verification or email change token of an active user
+ * (deleted, so used once): the user, the purpose, the address it verifies,
+ * and whether that is still the user's address
+ */
+static AtPlan plan_use_verify = {
+	"DELETE FROM audiotricks.account_tokens t USING audiotricks.users u"
+	" WHERE t.token_hash OPERATOR(pg_catalog.=) $1"
+	"   AND t.purpose OPERATOR(pg_catalog.=) ANY (ARRAY['verify', 'email_change'])"
+	"   AND t.expires_at OPERATOR(pg_catalog.>) pg_catalog.now()"
+	"   AND u.id OPERATOR(pg_catalog.=) t.user_id AND u.is_active"
+	" RETURNING t.user_id, t.purpose, t.new_email,"
+	"   pg_catalog.lower(u.email) OPERATOR(pg_catalog.=) pg_catalog.lower(t.new_email)",
+	1, {TEXTOID}, NULL
+};
+
+static AtPlan plan_mark_verified = {
+	"UPDATE audiotricks.users SET email_verified_at = pg_catalog.now()"
+	" WHERE id OPERATOR(pg_catalog.=) $1",
+	1, {UUIDOID}, NULL
+};
+
+static AtPlan plan_email_of_other = {
+	"SELECT 1 FROM audiotricks.users"
+	" WHERE pg_catalog.lower(email) OPERATOR(pg_catalog.=) pg_catalog.lower($1)"
+	"   AND id OPERATOR(pg_catalog.<>) $2",
+	2, {TEXTOID, UUIDOID}, NULL
+};
+
+static AtPlan plan_set_email = {
+	"UPDATE audiotricks.users SET email = $2, email_verified_at = pg_catalog.now()"
+	" WHERE id OPERATOR(pg_catalog.=) $1",
+	2, {UUIDOID, TEXTOID}, NULL
+};
+
+/* the old address's verification token is stale once the address changed */
+static AtPlan plan_drop_verify = {
+	"DELETE FROM audiotricks.account_tokens"
+	" WHERE user_id OPERATOR(pg_catalog.=) $1 AND purpose OPERATOR(pg_catalog.=) 'verify'",
 	1, {UUIDOID}, NULL
 };
 
@@ -122,6 +184,27 @@ RecoveryDefineGucs(void)
 							&audiotricks_reset_ttl,
 							60 * 60, 60, 7 * 24 * 60 * 60,
 							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomBoolVariable("audiotricks.allow_unverified_login",
+							 "Whether an account whose email address is not verified may log in.",
+							 "Off: at_login refuses it with 28P01, with a detail saying why only after the password was right.",
+							 &audiotricks_allow_unverified_login,
+							 true,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomBoolVariable("audiotricks.require_email_verification",
+							 "Whether registration hides which email addresses have an account.",
+							 "On: at_register answers an address that has an account as it answers a new one, and mails that account a notice; a new account is mailed a verification token.",
+							 &audiotricks_require_email_verification,
+							 false,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("audiotricks.max_registrations_per_address",
+							"Registrations from one client address within audiotricks.failed_login_window.",
+							"Counted before any password is hashed; further attempts get 53400. 0 = no limit.",
+							&audiotricks_max_registrations_per_address,
+							0, 0, 1000000,
+							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("audiotricks.max_reset_requests",
 							"Password reset requests for one account within audiotricks.failed_login_window that send a mail.",
@@ -183,14 +266,18 @@ RecoveryDecoyId(const char *text, int len, pg_uuid_t *out)
 
 /*
  * RecoveryIssueToken
- *		Inside an open SPI connection: records a token of purpose for user_id
- *		(when real is false, user_id is a decoy id: RecoveryDecoyId) and
- *		queues its mail of kind to recipient (when real is false, a decoy
- *		mail of kind 'none' that the mailer never sees).
+ *		Inside an open SPI connection: records a token of purpose for
+ *		token_user (an account, or a decoy id: RecoveryDecoyId), for address
+ *		(the address it verifies; NULL for a reset), and queues a mail of
+ *		kind about mail_user to recipient with the token sealed in it (kind
+ *		'none' with both NULL: the decoy mail that the mailer never sees;
+ *		'registration_attempt': a notice, whose token the mailer is not
+ *		given).  Every caller thus writes one token row and one sealed mail.
  */
 void
-RecoveryIssueToken(const pg_uuid_t *user_id, bool real, const char *purpose,
-				   const char *new_email, const char *recipient, const char *kind)
+RecoveryIssueToken(const pg_uuid_t *token_user, const char *purpose,
+				   const char *address, const pg_uuid_t *mail_user,
+				   const char *recipient, const char *kind)
 {
 	char		token[RECOVERY_TOKEN_LEN + 1];
 	char		hex[TOKEN_HASH_HEX_LEN + 1];
@@ -198,11 +285,11 @@ RecoveryIssueToken(const pg_uuid_t *user_id, bool real, const char *purpose,
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 
 	new_token(token, hex);
-	values[0] = UUIDPGetDatum(user_id);
+	values[0] = UUIDPGetDatum(token_user);
 	values[1] = CStringGetTextDatum(purpose);
 	values[2] = CStringGetTextDatum(hex);
-	if (new_email)
-		values[3] = CStringGetTextDatum(new_email);
+	if (address)
+		values[3] = CStringGetTextDatum(address);
 	else
 		nulls[3] = 'n';
 	values[4] = Float8GetDatum((double) audiotricks_reset_ttl);
@@ -210,10 +297,7 @@ RecoveryIssueToken(const pg_uuid_t *user_id, bool real, const char *purpose,
 		elog(ERROR, "could not record a token");
 	PG_TRY();
 	{
-		if (real)
-			RecoveryQueueMail(user_id, recipient, kind, token);
-		else
-			RecoveryQueueMail(NULL, NULL, "none", token);
+		RecoveryQueueMail(mail_user, recipient, kind, token);
 	}
 	PG_FINALLY();
 	{
@@ -287,8 +371,11 @@ at_request_password_reset(PG_FUNCTION_ARGS)
 	if (!found)
 		RecoveryDecoyId(VARDATA_ANY(DatumGetTextPP(values[0])),
 						VARSIZE_ANY_EXHDR(DatumGetTextPP(values[0])), &user_id);
-	RecoveryIssueToken(&user_id, found, "reset", NULL,
-					   found ? email : NULL, "password_reset");
+	if (found)
+		RecoveryIssueToken(&user_id, "reset", email, &user_id, email, "password_reset");
+	else
+		RecoveryIssueToken(&user_id, "reset", text_to_cstring(DatumGetTextPP(values[0])),
+						   NULL, NULL, "none");
 	AtSpiFinish();
 	AuditEvent("password_reset_requested", found ? &user_id : NULL, NULL, NULL);
 	PG_RETURN_VOID();
@@ -315,6 +402,7 @@ at_reset_password(PG_FUNCTION_ARGS)
 	Datum		values[1];
 	pg_uuid_t	user_id;
 	bool		isnull;
+	bool		mailbox;
 	char		key[1 + UUID_LEN];
 
 	AtHideStatementPush(&hide);
@@ -341,9 +429,13 @@ at_reset_password(PG_FUNCTION_ARGS)
 		RecoveryBadToken();
 	user_id = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0],
 										   SPI_tuptable->tupdesc, 1, &isnull));
+	mailbox = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+										 SPI_tuptable->tupdesc, 2, &isnull)) && !isnull;
 	values[0] = UUIDPGetDatum(&user_id);
 	AtRunPlan(&plan_lock_user, values, NULL, false, 0);
 	PasswordStore(schema, &user_id, newpw);
+	if (mailbox)
+		AtRunPlan(&plan_verified_by_reset, values, NULL, false, 0);
 	AtRunPlan(&plan_drop_resets, values, NULL, false, 0);
 	(void) SessionsEndAll(values[0], true);	/* the user is locked */
 	AtSpiFinish();
@@ -390,4 +482,123 @@ at_purge_expired_tokens(PG_FUNCTION_ARGS)
 	n = SPI_processed;
 	AtSpiFinish();
 	PG_RETURN_INT32((int32) Min(n, (uint64) PG_INT32_MAX));
+}
+
+/*
+ * at_request_email_verification() RETURNS void
+ *		Mails the signed-in user a token that verifies their current email
+ *		address (at_verify_email), replacing an earlier one.  Nothing when the
+ *		address is verified already, or when the account asked
+ *		audiotricks.max_reset_requests times this window.  42501 without an
+ *		identity, 55000 without a key file.
+ */
+static Datum
+at_request_email_verification_as_owner(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t	user_id;
+	pg_uuid_t	session_id;
+	Datum		values[1];
+	char	   *email;
+	bool		verified;
+	bool		isnull;
+	char		key[1 + UUID_LEN];
+
+	AtRefuseIfReadOnly("request an email verification");
+	IdentityRequire(&user_id, &session_id);
+	RecoveryRequireKeys();
+	AtSpiConnect();
+	values[0] = UUIDPGetDatum(&user_id);
+	AtRunPlan(&plan_user_email, values, NULL, false, 1);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("not authenticated")));
+	email = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	verified = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 2, &isnull));
+	key[0] = 'v';
+	memcpy(key + 1, user_id.data, UUID_LEN);
+	if (!verified &&
+		ThrottleReserveLimit(key, sizeof(key), NULL, 0, true,
+							 audiotricks_max_reset_requests))
+	{
+		RecoveryIssueToken(&user_id, "verify", email, &user_id, email,
+						   "email_verification");
+		AtSpiFinish();
+		AuditEvent("email_verification_requested", &user_id, &session_id, NULL);
+	}
+	else
+		AtSpiFinish();
+	PG_RETURN_VOID();
+}
+
+/*
+ * at_verify_email(token text) RETURNS void
+ *		Uses a token that at_request_email_verification, at_change_email or
+ *		a registration mailed (28000 `invalid or expired token` when it is
+ *		unknown, used, replaced, expired, of an inactive user, or verifies an
+ *		address the account no longer has).  A verification token marks the
+ *		address verified (email_verified); an email change token makes the
+ *		new address the account's, verified (email_changed), unless another
+ *		account has it by now (23505 `email already registered`).
+ */
+Datum
+at_verify_email(PG_FUNCTION_ARGS)
+{
+	ErrorContextCallback hide;
+	text	   *token;
+	char		hex[TOKEN_HASH_HEX_LEN + 1];
+	Datum		values[2];
+	pg_uuid_t	user_id;
+	bool		isnull;
+	bool		change;
+	bool		current;
+	char	   *address;
+
+	AtHideStatementPush(&hide);
+	AtRefuseIfReadOnly("verify an email address");
+	if (PG_ARGISNULL(0))
+		RecoveryBadToken();
+	token = AtSecretArg(fcinfo, 0);
+	if (VARSIZE_ANY_EXHDR(token) != RECOVERY_TOKEN_LEN)
+		RecoveryBadToken();
+	TokenHashHex(VARDATA_ANY(token), RECOVERY_TOKEN_LEN, hex);
+
+	AtSpiConnect();
+	values[0] = CStringGetTextDatum(hex);
+	AtRunPlan(&plan_use_verify, values, NULL, false, 0);
+	if (SPI_processed != 1)
+		RecoveryBadToken();
+	user_id = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0],
+										   SPI_tuptable->tupdesc, 1, &isnull));
+	change = strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2),
+					"email_change") == 0;
+	address = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+	current = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+										 SPI_tuptable->tupdesc, 4, &isnull));
+	if (address == NULL || (!change && (isnull || !current)))
+		RecoveryBadToken();		/* the address changed since it was sent */
+	values[0] = UUIDPGetDatum(&user_id);
+	AtRunPlan(&plan_lock_user, values, NULL, false, 0);
+	if (change)
+	{
+		values[0] = CStringGetTextDatum(address);
+		values[1] = UUIDPGetDatum(&user_id);
+		AtRunPlan(&plan_email_of_other, values, NULL, false, 1);
+		if (SPI_processed > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNIQUE_VIOLATION),
+					 errmsg("email already registered"),
+					 errhidestmt(true)));
+		values[0] = UUIDPGetDatum(&user_id);
+		values[1] = CStringGetTextDatum(address);
+		AtRunPlan(&plan_set_email, values, NULL, false, 0);
+		AtRunPlan(&plan_drop_verify, values, NULL, false, 0);
+	}
+	else
+		AtRunPlan(&plan_mark_verified, values, NULL, false, 0);
+	AtSpiFinish();
+	AuditEvent(change ? "email_changed" : "email_verified", &user_id, NULL, NULL);
+	AtHideStatementPop(&hide);
+	PG_RETURN_VOID();
 }
