@@ -32,6 +32,7 @@ audiotricks.jwt_secret = 'recovery-timing-secret-0123456789abcdefghij'
 audiotricks.bcrypt_cost = 4
 audiotricks.key_file = '$keyfile'
 audiotricks.max_reset_requests = 0
+audiotricks.require_email_verification = on
 });
 $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION audiotricks CASCADE');
@@ -104,10 +105,27 @@ same_time('at_request_password_reset',
 	q{SELECT audiotricks.at_request_password_reset('known@example.com')},
 	q{SELECT audiotricks.at_request_password_reset('nobody@example.com')});
 
+# at_register, with require_email_verification on, answers an address that
+# has an account as it answers a new one: the same SQLSTATE-free answer, a
+# UUIDv7 either way, and the same time.  (A new account writes its users and
+# user_settings rows, which an existing address cannot: bcrypt dominates,
+# the rest differs by those two inserts.)
+my $shape = q{SELECT pg_typeof(r)::text || ' ' || substr(r::text, 15, 1)
+  FROM audiotricks.at_register(%s, %s, 'Passw0rd-shape') r};
+is($node->safe_psql('postgres', sprintf($shape, q{'KNOWN@example.com'}, q{'shape1'})),
+	$node->safe_psql('postgres', sprintf($shape, q{'shape2@example.com'}, q{'shape2'})),
+	'at_register: the same result type and UUID version for a taken and a new address');
+same_time('at_register',
+	q{SELECT audiotricks.at_register('known@example.com', 'k$i' || pg_backend_pid(), 'Passw0rd-known1')},
+	q{SELECT audiotricks.at_register('n$i-' || pg_backend_pid() || '@example.com', 'n$i' || pg_backend_pid(), 'Passw0rd-known1')});
+is($node->safe_psql('postgres',
+	q{SELECT count(*) FROM audiotricks.users WHERE username ~ '^k[0-9]' OR username = 'shape1'}),
+	0, 'no account was created for the taken address');
+
 # both did all their work: 20 tokens of the known account were replaced one
 # by the next (one left), and decoys have no user
 is($node->safe_psql('postgres',
-	q{SELECT count(*) FROM audiotricks.account_tokens t JOIN audiotricks.users u ON u.id = t.user_id WHERE u.username = 'known'}),
+	q{SELECT count(*) FROM audiotricks.account_tokens t JOIN audiotricks.users u ON u.id = t.user_id WHERE u.username = 'known' AND t.purpose = 'reset'}),
 	1, 'each request replaced the previous token');
 
 $node->stop;
