@@ -186,18 +186,44 @@ SELECT pg_temp.as_user(:'ib_tok', $$SELECT audiotricks.at_change_username('Passw
 -- verification off: a taken or reserved address is refused
 SELECT pg_temp.try($$SELECT audiotricks.at_register('IB@example.com', 'fresh1', 'Passw0rdF')$$) AS taken_off;
 SET audiotricks.require_email_verification = on;
--- an address with an account answers like a new one: a UUIDv7 naming no user
+-- no account until the address is verified; a taken address answers alike:
+-- a UUIDv7 either way, and neither names a user yet
 SELECT audiotricks.at_register('IB@example.com', 'fresh1', 'Passw0rdF') AS fake \gset
 SELECT audiotricks.at_register('new1@example.com', 'fresh2', 'Passw0rdF') AS real \gset
 SELECT substr(:'fake', 15, 1) AS fake_version, substr(:'real', 15, 1) AS real_version,
-       EXISTS (SELECT FROM audiotricks.users WHERE id = :'fake') AS fake_names_user,
-       EXISTS (SELECT FROM audiotricks.users WHERE id = :'real') AS real_names_user,
-       EXISTS (SELECT FROM audiotricks.users WHERE username = 'fresh1') AS fresh1_created;
--- the owner of the address gets a notice (no token), the new account a token
+       EXISTS (SELECT FROM audiotricks.users WHERE id IN (:'fake', :'real')) AS names_user,
+       EXISTS (SELECT FROM audiotricks.users WHERE username IN ('fresh1', 'fresh2')) AS created;
+-- the owner of the address gets a notice (no token), the new address a token
 SELECT * FROM pg_temp.mails();
 SELECT count(*) FILTER (WHERE user_id IS NULL) AS notice_no_user,
        count(*) FILTER (WHERE user_id = (SELECT id FROM audiotricks.users WHERE username = 'ib')) AS about_ib
   FROM audiotricks.audit_log WHERE event = 'registration_for_existing_email';
+-- the pending account cannot log in; a newer registration of the address
+-- replaces the pending one; its token creates the account, verified, with
+-- the id at_register answered
+SELECT pg_temp.try($$SELECT * FROM audiotricks.at_login('fresh2', 'Passw0rdF')$$) AS pending_login;
+SELECT audiotricks.at_register('new1@example.com', 'fresh2', 'Passw0rdF') AS real2 \gset
+SELECT pg_temp.last_token() AS r1 \gset
+SELECT audiotricks.at_register('NEW1@example.com', 'fresh2b', 'Passw0rdF2') AS real3 \gset
+SELECT pg_temp.last_token() AS r2 \gset
+SELECT :'real' = :'real2' AND :'real2' = :'real3' AS same_pending_id;
+SET ROLE audiotricks_anon;
+SELECT pg_temp.try(format('SELECT audiotricks.at_verify_email(%L)', :'r1')) AS replaced;
+SELECT pg_temp.try(format('SELECT audiotricks.at_verify_email(%L)', :'r2')) AS created;
+SELECT pg_temp.try(format('SELECT audiotricks.at_verify_email(%L)', :'r2')) AS reused;
+RESET ROLE;
+SELECT id = :'real' AS answered_id, email, username, email_verified_at IS NOT NULL AS verified
+  FROM audiotricks.users WHERE lower(email) = 'new1@example.com';
+SELECT pg_temp.try($$SELECT * FROM audiotricks.at_login('fresh2b', 'Passw0rdF2')$$) AS login;
+SELECT event, count(*) FROM audiotricks.audit_log
+ WHERE user_id = :'real' GROUP BY event ORDER BY event;
+-- a username taken before the token is used: 23505 then
+SELECT audiotricks.at_register('new5@example.com', 'fresh5', 'Passw0rdF') IS NOT NULL AS pending5;
+SELECT pg_temp.last_token() AS r5 \gset
+RESET audiotricks.require_email_verification;
+SELECT audiotricks.at_register('other5@example.com', 'FRESH5', 'Passw0rdF') IS NOT NULL AS took_name;
+SELECT pg_temp.try(format('SELECT audiotricks.at_verify_email(%L)', :'r5')) AS name_taken;
+SET audiotricks.require_email_verification = on;
 -- a taken username is refused, whatever the email
 SELECT pg_temp.try($$SELECT audiotricks.at_register('ib@example.com', 'IA_new', 'Passw0rdF')$$) AS taken_name_existing_email,
        pg_temp.try($$SELECT audiotricks.at_register('new2@example.com', 'ia_NEW', 'Passw0rdF')$$) AS taken_name_new_email;
@@ -209,10 +235,6 @@ SELECT count(*) AS nothing_sent FROM pg_temp.mails();
 -- and at_change_email to a taken address answers like a free one
 SELECT pg_temp.as_user(:'ia_tok', $$SELECT audiotricks.at_change_email('Passw0rdA', 'ib@example.com')$$) AS taken_quiet;
 SELECT count(*) AS nothing_sent FROM pg_temp.mails();
--- the new account verifies with its mailed token
-SELECT audiotricks.at_register('new3@example.com', 'fresh4', 'Passw0rdF') IS NOT NULL AS fresh4;
-SELECT pg_temp.try(format('SELECT audiotricks.at_verify_email(%L)', pg_temp.last_token())) AS verified;
-SELECT email_verified_at IS NOT NULL AS verified FROM audiotricks.users WHERE username = 'fresh4';
 RESET audiotricks.require_email_verification;
 
 --------------------------------- the per-address registration throttle

@@ -260,10 +260,14 @@ register_throttled(void)
  *		audiotricks.max_registrations_per_address, 23505 on a taken username,
  *		and on a taken email (an account's, or the new address of a pending
  *		email change) unless audiotricks.require_email_verification is on.
- *		With it on, a new account is mailed a verification token, and a taken
- *		address is answered like a new one: the same bcrypt, a random UUIDv7
- *		that names no user, a decoy token row and a sealed mail (a
+ *		With it on, no account is created here: a pending registration is
+ *		recorded and its token mailed to the address (at_verify_email creates
+ *		the account, verified); a taken address (an account's, or reserved)
+ *		is answered alike, after the same bcrypt and the same statements: a
+ *		decoy registration that can never be used and a sealed mail (a
  *		registration_attempt notice to the account that has the address).
+ *		The answer is the id the account will get, or for a taken address a
+ *		UUIDv7 that names no one.
  */
 Datum
 at_register(PG_FUNCTION_ARGS)
@@ -316,6 +320,9 @@ at_register(PG_FUNCTION_ARGS)
 	if (require)
 	{
 		Datum		uvalues[2];
+		pg_uuid_t	key;
+		char	   *addr = text_to_cstring(email);
+		bool		reserved;
 
 		/* usernames are public: a taken one is refused, before the email */
 		uvalues[0] = PointerGetDatum(username);
@@ -333,39 +340,40 @@ at_register(PG_FUNCTION_ARGS)
 												 SPI_tuptable->tupdesc, 1, &isnull));
 			owner_email = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 		}
-	}
-	if (!email_taken)
-	{
 		AtRunPlan(&plan_email_reserved, values, nulls, true, 1);
-		if (SPI_processed > 0)
-		{
-			email_taken = true;
-			if (!require)
-				ereport(ERROR,
-						(errcode(ERRCODE_UNIQUE_VIOLATION),
-						 errmsg("email already registered"),
-						 errhidestmt(true)));
-		}
-	}
-	if (email_taken)
-	{
-		pg_uuid_t	decoy;
+		reserved = SPI_processed > 0;
 
-		/* what a new registration does, but for no account */
+		/*
+		 * No account yet, either way: a pending registration (a decoy for a
+		 * taken address) and one sealed mail, so both answer alike; the
+		 * account is created by at_verify_email.
+		 */
 		result = SPI_palloc(sizeof(pg_uuid_t));
-		UuidV7Generate(result);
-		RecoveryDecoyId(VARDATA_ANY(email), VARSIZE_ANY_EXHDR(email), &decoy);
+		RecoveryDecoyId(addr, strlen(addr), &key);
 		if (owner_email)
-			RecoveryIssueToken(&decoy, "verify", NULL, &owner, owner_email,
-							   "registration_attempt");
+			RecoveryIssueRegistration(&key, NULL, username, hash, &owner,
+									  owner_email, "registration_attempt", result);
+		else if (reserved)
+			RecoveryIssueRegistration(&key, NULL, username, hash, NULL, NULL,
+									  "none", result);
 		else
-			RecoveryIssueToken(&decoy, "verify", NULL, NULL, NULL, "none");
+			RecoveryIssueRegistration(&key, addr, username, hash, NULL, addr,
+									  "email_verification", result);
 		AtSpiFinish();
-		AuditEvent("registration_for_existing_email", owner_email ? &owner : NULL,
-				   NULL, NULL);
+		if (email_taken || reserved)
+			AuditEvent("registration_for_existing_email", owner_email ? &owner : NULL,
+					   NULL, NULL);
+		else
+			AuditEvent("registration_requested", result, NULL, NULL);
 		AtHideStatementPop(&hide);
 		PG_RETURN_UUID_P(result);
 	}
+	AtRunPlan(&plan_email_reserved, values, nulls, true, 1);
+	if (SPI_processed > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNIQUE_VIOLATION),
+				 errmsg("email already registered"),
+				 errhidestmt(true)));
 	if (AtRunPlan(&plan_register, values, NULL, false, 0) == SPI_OK_SELECT &&
 		SPI_processed == 1)
 	{
@@ -374,13 +382,6 @@ at_register(PG_FUNCTION_ARGS)
 
 		result = SPI_palloc(sizeof(pg_uuid_t));
 		*result = *DatumGetUUIDP(id);
-		if (require)
-		{
-			char	   *addr = text_to_cstring(email);
-
-			RecoveryIssueToken(result, "verify", addr, result, addr,
-							   "email_verification");
-		}
 	}
 	else
 	{

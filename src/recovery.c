@@ -116,6 +116,49 @@ static AtPlan plan_lock_user = {
 	1, {UUIDOID}, NULL
 };
 
+/*
+ * A pending registration, keyed by a hash of its address (RecoveryDecoyId):
+ * a newer registration of the address replaces it.  Its id is the id the
+ * account gets.
+ */
+static AtPlan plan_insert_registration = {
+	"INSERT INTO audiotricks.account_tokens AS t (user_id, purpose, token_hash, new_email,"
+	"        expires_at, username, password_hash)"
+	" VALUES ($1, 'register', $2, $3, pg_catalog.now() OPERATOR(pg_catalog.+)"
+	"         pg_catalog.make_interval(secs => $4), $5, $6)"
+	" ON CONFLICT (user_id, purpose) DO UPDATE"
+	" SET token_hash = excluded.token_hash, new_email = excluded.new_email,"
+	"     expires_at = excluded.expires_at, created_at = excluded.created_at,"
+	"     username = excluded.username, password_hash = excluded.password_hash"
+	" RETURNING t.id",
+	6, {UUIDOID, TEXTOID, TEXTOID, FLOAT8OID, TEXTOID, TEXTOID}, NULL
+};
+
+/* uses a live registration token (a decoy's has no address) */
+static AtPlan plan_use_registration = {
+	"DELETE FROM audiotricks.account_tokens"
+	" WHERE token_hash OPERATOR(pg_catalog.=) $1"
+	"   AND purpose OPERATOR(pg_catalog.=) 'register'"
+	"   AND expires_at OPERATOR(pg_catalog.>) pg_catalog.now()"
+	"   AND new_email IS NOT NULL"
+	" RETURNING id, new_email, username, password_hash",
+	1, {TEXTOID}, NULL
+};
+
+static AtPlan plan_create_verified = {
+	"WITH u AS (INSERT INTO audiotricks.users (id, email, username, password_hash, email_verified_at)"
+	"           VALUES ($1, $2, $3, $4, pg_catalog.now()) ON CONFLICT DO NOTHING RETURNING id),"
+	"     s AS (INSERT INTO audiotricks.user_settings (user_id) SELECT id FROM u)"
+	" SELECT id FROM u",
+	4, {UUIDOID, TEXTOID, TEXTOID, TEXTOID}, NULL
+};
+
+static AtPlan plan_address_taken = {
+	"SELECT 1 FROM audiotricks.users"
+	" WHERE pg_catalog.lower(email) OPERATOR(pg_catalog.=) pg_catalog.lower($1)",
+	1, {TEXTOID}, NULL
+};
+
 /* the signed-in user's address and whether it is verified */
 static AtPlan plan_user_email = {
 	"SELECT email, email_verified_at IS NOT NULL FROM audiotricks.users"
@@ -295,6 +338,52 @@ RecoveryIssueToken(const pg_uuid_t *token_user, const char *purpose,
 	values[4] = Float8GetDatum((double) audiotricks_reset_ttl);
 	if (AtRunPlan(&plan_insert_token, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not record a token");
+	PG_TRY();
+	{
+		RecoveryQueueMail(mail_user, recipient, kind, token);
+	}
+	PG_FINALLY();
+	{
+		sodium_memzero(token, sizeof(token));
+	}
+	PG_END_TRY();
+}
+
+/*
+ * RecoveryIssueRegistration
+ *		Inside an open SPI connection: records a pending registration under
+ *		key (RecoveryDecoyId of the address) for address (NULL: a decoy that
+ *		can never be used), username and bcrypt hash, with a new token sealed
+ *		in a mail of kind about mail_user to recipient, as
+ *		RecoveryIssueToken does; *id is the id the account will get.  The
+ *		same statements and rows whether or not address is NULL.
+ */
+void
+RecoveryIssueRegistration(const pg_uuid_t *key, const char *address,
+						  text *username, text *hash, const pg_uuid_t *mail_user,
+						  const char *recipient, const char *kind, pg_uuid_t *id)
+{
+	char		token[RECOVERY_TOKEN_LEN + 1];
+	char		hex[TOKEN_HASH_HEX_LEN + 1];
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	bool		isnull;
+
+	new_token(token, hex);
+	values[0] = UUIDPGetDatum(key);
+	values[1] = CStringGetTextDatum(hex);
+	if (address)
+		values[2] = CStringGetTextDatum(address);
+	else
+		nulls[2] = 'n';
+	values[3] = Float8GetDatum((double) audiotricks_reset_ttl);
+	values[4] = PointerGetDatum(username);
+	values[5] = PointerGetDatum(hash);
+	if (AtRunPlan(&plan_insert_registration, values, nulls, false, 0) != SPI_OK_INSERT_RETURNING ||
+		SPI_processed != 1)
+		elog(ERROR, "could not record a registration");
+	*id = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0],
+									   SPI_tuptable->tupdesc, 1, &isnull));
 	PG_TRY();
 	{
 		RecoveryQueueMail(mail_user, recipient, kind, token);
@@ -533,9 +622,50 @@ at_request_email_verification_as_owner(PG_FUNCTION_ARGS)
 }
 
 /*
+ * verify_registration
+ *		For at_verify_email, inside its SPI connection, with the pending
+ *		registration's row in SPI_tuptable: creates the account, verified,
+ *		and its user_settings row (23505 when its address or username was
+ *		taken meanwhile), records registered and email_verified, closes the
+ *		connection and pops hide.
+ */
+static void
+verify_registration(ErrorContextCallback *hide)
+{
+	HeapTuple	tup = SPI_tuptable->vals[0];
+	TupleDesc	desc = SPI_tuptable->tupdesc;
+	Datum		values[4];
+	pg_uuid_t	user_id;
+	bool		isnull;
+
+	user_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull));
+	values[0] = UUIDPGetDatum(&user_id);
+	values[1] = SPI_getbinval(tup, desc, 2, &isnull);
+	values[2] = SPI_getbinval(tup, desc, 3, &isnull);
+	values[3] = SPI_getbinval(tup, desc, 4, &isnull);
+	if (isnull)
+		RecoveryBadToken();
+	AtRunPlan(&plan_create_verified, values, NULL, false, 0);
+	if (SPI_processed != 1)
+	{
+		AtRunPlan(&plan_address_taken, values + 1, NULL, false, 1);
+		ereport(ERROR,
+				(errcode(ERRCODE_UNIQUE_VIOLATION),
+				 errmsg(SPI_processed > 0 ? "email already registered" : "username already taken"),
+				 errhidestmt(true)));
+	}
+	AtSpiFinish();
+	AuditEvent("registered", &user_id, NULL, NULL);
+	AuditEvent("email_verified", &user_id, NULL, NULL);
+	AtHideStatementPop(hide);
+}
+
+/*
  * at_verify_email(token text) RETURNS void
  *		Uses a token that at_request_email_verification, at_change_email or
- *		a registration mailed (28000 `invalid or expired token` when it is
+ *		at_register (require_email_verification on) mailed.  A registration
+ *		token creates the account, verified (23505 when its address or
+ *		username was taken meanwhile).  Otherwise (28000 `invalid or expired token` when it is
  *		unknown, used, replaced, expired, of an inactive user, or verifies an
  *		address the account no longer has).  A verification token marks the
  *		address verified (email_verified); an email change token makes the
@@ -565,6 +695,13 @@ at_verify_email(PG_FUNCTION_ARGS)
 	TokenHashHex(VARDATA_ANY(token), RECOVERY_TOKEN_LEN, hex);
 
 	AtSpiConnect();
+	values[0] = CStringGetTextDatum(hex);
+	AtRunPlan(&plan_use_registration, values, NULL, false, 0);
+	if (SPI_processed == 1)
+	{
+		verify_registration(&hide);
+		PG_RETURN_VOID();
+	}
 	values[0] = CStringGetTextDatum(hex);
 	AtRunPlan(&plan_use_verify, values, NULL, false, 0);
 	if (SPI_processed != 1)

@@ -28,6 +28,10 @@ extern void RecoveryDecoyId(const char *text, int len, pg_uuid_t *out);
 extern void RecoveryIssueToken(const pg_uuid_t *token_user, const char *purpose,
 							   const char *address, const pg_uuid_t *mail_user,
 							   const char *recipient, const char *kind);
+extern void RecoveryIssueRegistration(const pg_uuid_t *key, const char *address,
+									  text *username, text *hash,
+									  const pg_uuid_t *mail_user, const char *recipient,
+									  const char *kind, pg_uuid_t *id);
 extern void RecoveryQueueMail(const pg_uuid_t *user_id, const char *recipient,
 							  const char *kind, const char *token);
 

@@ -595,7 +595,7 @@ COMMENT ON TABLE audiotricks.audit_log IS 'Append-only trail of account events. 
 COMMENT ON COLUMN audiotricks.audit_log.id IS 'Event identifier (time-ordered)';
 COMMENT ON COLUMN audiotricks.audit_log.user_id IS 'The user the event is about; no foreign key, so events outlive the user (set to NULL when the account is deleted)';
 COMMENT ON COLUMN audiotricks.audit_log.session_id IS 'The session involved, if any';
-COMMENT ON COLUMN audiotricks.audit_log.event IS 'What happened: registered, login, login_failed, login_throttled, logout, logout_session, logout_all, refresh, refresh_reuse, password_changed, api_key_set, api_key_cleared, keys_rotated, history_deleted, account_deactivated, account_deleted, password_reset_requested, password_reset, email_verification_requested, email_verified, email_change_requested, email_changed, username_changed, registration_for_existing_email, login_unverified, throttle_cleared';
+COMMENT ON COLUMN audiotricks.audit_log.event IS 'What happened: registered, login, login_failed, login_throttled, logout, logout_session, logout_all, refresh, refresh_reuse, password_changed, api_key_set, api_key_cleared, keys_rotated, history_deleted, account_deactivated, account_deleted, password_reset_requested, password_reset, email_verification_requested, email_verified, email_change_requested, email_changed, username_changed, registration_requested, registration_for_existing_email, login_unverified, throttle_cleared';
 COMMENT ON COLUMN audiotricks.audit_log.detail IS 'Small JSON detail from fixed strings (never secrets)';
 COMMENT ON COLUMN audiotricks.audit_log.client_addr IS 'Client IP address of the connection, if TCP';
 COMMENT ON COLUMN audiotricks.audit_log.created_at IS 'When it happened';
@@ -995,6 +995,9 @@ CREATE TABLE audiotricks.account_tokens (
     new_email       text,
     expires_at      timestamptz     NOT NULL,
     created_at      timestamptz     NOT NULL DEFAULT pg_catalog.now(),
+    -- a pending registration (purpose register): the account to create
+    username        text,
+    password_hash   text,
     CONSTRAINT account_tokens_pkey PRIMARY KEY (id),
     CONSTRAINT account_tokens_hash_key UNIQUE (token_hash),
     -- one live token per account and purpose: a new request overwrites the
@@ -1002,16 +1005,18 @@ CREATE TABLE audiotricks.account_tokens (
     -- write as a decoy's insert (a NULL user never conflicts)
     CONSTRAINT account_tokens_user_purpose_key UNIQUE (user_id, purpose),
     CONSTRAINT account_tokens_purpose_check
-        CHECK (purpose OPERATOR(pg_catalog.=) ANY (ARRAY['reset', 'verify', 'email_change']))
+        CHECK (purpose OPERATOR(pg_catalog.=) ANY (ARRAY['reset', 'verify', 'email_change', 'register']))
 );
 CREATE INDEX account_tokens_expires_idx ON audiotricks.account_tokens (expires_at);
 -- a pending email change reserves its new address: one account at a time
 CREATE UNIQUE INDEX account_tokens_new_email_key ON audiotricks.account_tokens (pg_catalog.lower(new_email))
     WHERE purpose OPERATOR(pg_catalog.=) 'email_change';
 COMMENT ON TABLE audiotricks.account_tokens IS 'Live password reset and email verification tokens, by SHA-256 only; a token is deleted when used or replaced. Granted to no role.';
-COMMENT ON COLUMN audiotricks.account_tokens.id IS 'Token row identifier (time-ordered)';
+COMMENT ON COLUMN audiotricks.account_tokens.id IS 'Token row identifier (time-ordered); for register, the id the account gets';
 COMMENT ON COLUMN audiotricks.account_tokens.user_id IS 'The account; for the decoy of a request that named no account, a keyed hash of what it named (no user: never usable)';
-COMMENT ON COLUMN audiotricks.account_tokens.purpose IS 'reset, verify (the current email) or email_change (new_email)';
+COMMENT ON COLUMN audiotricks.account_tokens.purpose IS 'reset, verify (the current email), email_change (new_email) or register (a pending registration of new_email, keyed by a hash of it)';
+COMMENT ON COLUMN audiotricks.account_tokens.username IS 'For register: the username of the account to create';
+COMMENT ON COLUMN audiotricks.account_tokens.password_hash IS 'For register: the bcrypt hash of the account to create';
 COMMENT ON COLUMN audiotricks.account_tokens.token_hash IS 'SHA-256 of the token, hex; the token itself is never stored';
 COMMENT ON COLUMN audiotricks.account_tokens.new_email IS 'The address the token was mailed to; for email_change, the one that replaces the current address once verified (reserved meanwhile)';
 COMMENT ON COLUMN audiotricks.account_tokens.expires_at IS 'When the token stops working (audiotricks.reset_ttl after it was issued)';
@@ -1100,7 +1105,7 @@ CREATE FUNCTION audiotricks.at_verify_email(token text)
     SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'at_verify_email';
 COMMENT ON FUNCTION audiotricks.at_verify_email(text) IS
-    'Uses a mailed verification token (the address is verified) or email change token (the new address replaces the old). Called by anonymous clients.';
+    'Uses a mailed registration token (creates the account), verification token (the address is verified) or email change token (the new address replaces the old). Called by anonymous clients.';
 
 CREATE FUNCTION audiotricks.at_change_email(current_password text, new_email text)
     RETURNS void
@@ -1624,7 +1629,7 @@ CREATE FUNCTION audiotricks_api.at_verify_email(token text) RETURNS void
     SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'at_verify_email';
 COMMENT ON FUNCTION audiotricks_api.at_verify_email(text) IS
-    'Uses a mailed verification or email change token; 28000 for a bad or expired token, 23505 when the new address was taken meanwhile. Called by anonymous clients.';
+    'Uses a mailed registration, verification or email change token; 28000 for a bad or expired token, 23505 when the address or username was taken meanwhile. Called by anonymous clients.';
 
 CREATE FUNCTION audiotricks_api.at_change_email(current_password text, new_email text) RETURNS void
     LANGUAGE C VOLATILE PARALLEL UNSAFE
