@@ -18,6 +18,15 @@
  * queued (a decoy of kind 'none' that the mailer never sees) and an event
  * is recorded.  No bcrypt runs in either case.
  *
+ * Email verification and identity changes use the same tokens and outbox:
+ * at_request_email_verification (purpose verify), at_change_email in
+ * accounts.c (purpose email_change; the new address is reserved until the
+ * token is used or expires), at_register with require_email_verification on
+ * (purpose register: the pending account, created by at_verify_email), and
+ * at_verify_email, which takes all three.  Each token row names the address
+ * it was mailed to, so a token for an address the account no longer has is
+ * dead, and a password reset that reached the current address verifies it.
+ *
  * Every query goes through SPI with parameters and schema-qualified names.
  */
 #include "postgres.h"

@@ -380,7 +380,9 @@ LoginThrottleSucceeded(LoginThrottle *t)
  *		throttled logins all do the bcrypt work of one hash at the configured
  *		cost (a stored hash of a lower cost is padded: BcryptPad) and raise
  *		28P01.  Failures are counted (shared memory) and audited even though
- *		the call's transaction aborts.
+ *		the call's transaction aborts.  With audiotricks.allow_unverified_login
+ *		off, an account whose address is not verified gets 28P01 too, with a
+ *		detail saying so only after its password matched.
  */
 Datum
 at_login(PG_FUNCTION_ARGS)

@@ -104,6 +104,9 @@ sub same_time
 		$what, $ratio));
 }
 
+# The unknown login is asked for again and again, as the known one is: a
+# repeated request overwrites its own earlier token (or decoy) in both cases,
+# a first request inserts in both.
 same_time('at_request_password_reset',
 	q{SELECT audiotricks.at_request_password_reset('known@example.com')},
 	q{SELECT audiotricks.at_request_password_reset('nobody@example.com')});
