@@ -223,6 +223,13 @@ SELECT pg_temp.last_token() AS r5 \gset
 RESET audiotricks.require_email_verification;
 SELECT audiotricks.at_register('other5@example.com', 'FRESH5', 'Passw0rdF') IS NOT NULL AS took_name;
 SELECT pg_temp.try(format('SELECT audiotricks.at_verify_email(%L)', :'r5')) AS name_taken;
+-- ... and an address taken before the token is used
+SET audiotricks.require_email_verification = on;
+SELECT audiotricks.at_register('new6@example.com', 'fresh6', 'Passw0rdF') IS NOT NULL AS pending6;
+SELECT pg_temp.last_token() AS r6 \gset
+RESET audiotricks.require_email_verification;
+SELECT audiotricks.at_register('NEW6@example.com', 'other6', 'Passw0rdF') IS NOT NULL AS took_address;
+SELECT pg_temp.try(format('SELECT audiotricks.at_verify_email(%L)', :'r6')) AS address_taken;
 SET audiotricks.require_email_verification = on;
 -- a taken username is refused, whatever the email
 SELECT pg_temp.try($$SELECT audiotricks.at_register('ib@example.com', 'IA_new', 'Passw0rdF')$$) AS taken_name_existing_email,
