@@ -63,7 +63,8 @@ REGRESS = \
 	parallel \
 	attacks \
 	boundaries \
-	recovery
+	recovery \
+	identity_changes
 
 REGRESS_OPTS = --inputdir=. --dbname=contrib_regression_audiotricks
 # A test run on its own (make installcheck REGRESS=keys) needs the extension

@@ -105,9 +105,11 @@ SELECT pg_temp.try('SELECT * FROM audiotricks.account_tokens') AS tokens,
        pg_temp.try('SELECT * FROM audiotricks.at_mail_outbox()') AS take,
        pg_temp.try('SELECT audiotricks.at_purge_expired_tokens()') AS purge;
 RESET ROLE;
--- only hashes are stored; the two decoys have no user
+-- only hashes are stored; the two decoys name no user
+CREATE VIEW pg_temp.decoys AS SELECT t.* FROM audiotricks.account_tokens t
+ WHERE NOT EXISTS (SELECT FROM audiotricks.users u WHERE u.id = t.user_id);
 SELECT count(*) FILTER (WHERE user_id = :'rxa_id') AS rxa_tokens,
-       count(*) FILTER (WHERE user_id IS NULL) AS decoys,
+       (SELECT count(*) FROM pg_temp.decoys) AS decoys,
        bool_and(token_hash ~ '^[0-9a-f]{64}$') AS hashes
   FROM audiotricks.account_tokens;
 SELECT kind, recipient IS NULL AS no_recipient, token_sealed LIKE 'at1.%' AS sealed
@@ -197,7 +199,7 @@ SET audiotricks.reset_ttl = 60;
 SELECT audiotricks.at_request_password_reset('nobody-else');
 SELECT expires_at - created_at AS ttl FROM audiotricks.account_tokens ORDER BY id DESC LIMIT 1;
 RESET audiotricks.reset_ttl;
-UPDATE audiotricks.account_tokens SET expires_at = now() WHERE user_id IS NULL;
+UPDATE audiotricks.account_tokens SET expires_at = now() WHERE id IN (SELECT id FROM pg_temp.decoys);
 SELECT audiotricks.at_purge_expired_tokens() > 0 AS purged;
-SELECT count(*) AS decoys_left FROM audiotricks.account_tokens WHERE user_id IS NULL;
+SELECT count(*) AS decoys_left FROM pg_temp.decoys;
 DELETE FROM audiotricks.mail_outbox;

@@ -184,6 +184,8 @@ at_mail_outbox(PG_FUNCTION_ARGS)
 		row[2] = CStringGetTextDatum(kind);
 		row[4] = SPI_getbinval(tup, desc, 5, &isnull);
 		sealed = SPI_getbinval(tup, desc, 4, &nulls[3]);
+		if (strcmp(kind, "registration_attempt") == 0)
+			nulls[3] = true;	/* a notice: its token is the decoy's */
 		if (!nulls[3])
 		{
 			text	   *ct = DatumGetTextPP(sealed);

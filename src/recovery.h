@@ -17,10 +17,21 @@
 
 extern int	audiotricks_reset_ttl;	/* seconds */
 extern int	audiotricks_max_reset_requests;
+extern bool audiotricks_allow_unverified_login;
+extern bool audiotricks_require_email_verification;
+extern int	audiotricks_max_registrations_per_address;
 
 extern void RecoveryDefineGucs(void);
 extern void RecoveryBadToken(void) pg_attribute_noreturn();
 extern void RecoveryRequireKeys(void);
+extern void RecoveryDecoyId(const char *text, int len, pg_uuid_t *out);
+extern void RecoveryIssueToken(const pg_uuid_t *token_user, const char *purpose,
+							   const char *address, const pg_uuid_t *mail_user,
+							   const char *recipient, const char *kind);
+extern void RecoveryIssueRegistration(const pg_uuid_t *key, const char *address,
+									  text *username, text *hash,
+									  const pg_uuid_t *mail_user, const char *recipient,
+									  const char *kind, pg_uuid_t *id);
 extern void RecoveryQueueMail(const pg_uuid_t *user_id, const char *recipient,
 							  const char *kind, const char *token);
 

@@ -33,6 +33,7 @@
 #include "identity.h"
 #include "jwt.h"
 #include "password.h"
+#include "recovery.h"
 #include "schema.h"
 #include "secret.h"
 #include "session.h"
@@ -57,13 +58,13 @@ AT_AS_OWNER_FUNCTION(at_logout_session);
  * --------------------------------------------------------------------- */
 
 static AtPlan plan_user_by_email = {
-	"SELECT id, password_hash, is_active FROM audiotricks.users"
+	"SELECT id, password_hash, is_active, email_verified_at IS NOT NULL FROM audiotricks.users"
 	" WHERE pg_catalog.lower(email) OPERATOR(pg_catalog.=) pg_catalog.lower($1)",
 	1, {TEXTOID}, NULL
 };
 
 static AtPlan plan_user_by_username = {
-	"SELECT id, password_hash, is_active FROM audiotricks.users"
+	"SELECT id, password_hash, is_active, email_verified_at IS NOT NULL FROM audiotricks.users"
 	" WHERE pg_catalog.lower(username) OPERATOR(pg_catalog.=) pg_catalog.lower($1)",
 	1, {TEXTOID}, NULL
 };
@@ -379,7 +380,9 @@ LoginThrottleSucceeded(LoginThrottle *t)
  *		throttled logins all do the bcrypt work of one hash at the configured
  *		cost (a stored hash of a lower cost is padded: BcryptPad) and raise
  *		28P01.  Failures are counted (shared memory) and audited even though
- *		the call's transaction aborts.
+ *		the call's transaction aborts.  With audiotricks.allow_unverified_login
+ *		off, an account whose address is not verified gets 28P01 too, with a
+ *		detail saying so only after its password matched.
  */
 Datum
 at_login(PG_FUNCTION_ARGS)
@@ -391,6 +394,7 @@ at_login(PG_FUNCTION_ARGS)
 	Datum		values[4];
 	bool		found = false;
 	bool		active = false;
+	bool		verified = false;
 	bool		blocked;
 	pg_uuid_t	user_id;
 	text	   *stored = NULL;
@@ -432,6 +436,7 @@ at_login(PG_FUNCTION_ARGS)
 			user_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull));
 			stored = DatumGetTextPCopy(SPI_getbinval(tup, desc, 2, &isnull));
 			active = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
+			verified = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
 		}
 	}
 
@@ -464,6 +469,23 @@ at_login(PG_FUNCTION_ARGS)
 		else
 			AuditEventDetached("login_failed", found ? &user_id : NULL);
 		RaiseBadLogin();
+	}
+
+	/*
+	 * audiotricks.allow_unverified_login off: the same 28P01, whose detail
+	 * says why only to whoever gave the right password; not a failure for
+	 * the throttle (the password was right)
+	 */
+	if (!verified && !audiotricks_allow_unverified_login)
+	{
+		LoginThrottleSucceeded(&tk);
+		AuditEventDetached("login_unverified", &user_id);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PASSWORD),
+				 errmsg("invalid login or password"),
+				 errdetail("The account's email address is not verified."),
+				 errhint("Use the token mailed to it, or reset the password, which verifies the address too."),
+				 errhidestmt(true)));
 	}
 
 	/*

@@ -303,6 +303,8 @@ CREATE TABLE audiotricks.users (
     updated_at      timestamptz     NOT NULL DEFAULT pg_catalog.now(),
     last_login_at   timestamptz,
     is_active       boolean         NOT NULL DEFAULT true,
+    -- extra column: when the email address was proven (at_verify_email)
+    email_verified_at timestamptz,
     CONSTRAINT users_pkey PRIMARY KEY (id),
     CONSTRAINT users_email_check
         CHECK (email OPERATOR(pg_catalog.~) '^[^@[:space:][:cntrl:]]+@[^@[:space:][:cntrl:]]+$'),
@@ -327,6 +329,7 @@ COMMENT ON COLUMN audiotricks.users.created_at IS 'Account creation time';
 COMMENT ON COLUMN audiotricks.users.updated_at IS 'Last modification time';
 COMMENT ON COLUMN audiotricks.users.last_login_at IS 'Last successful login';
 COMMENT ON COLUMN audiotricks.users.is_active IS 'Account active status';
+COMMENT ON COLUMN audiotricks.users.email_verified_at IS 'When the current email address was verified; NULL while it is not';
 SELECT pg_catalog.pg_extension_config_dump('audiotricks.users', '');
 
 ALTER TABLE audiotricks.users ENABLE ROW LEVEL SECURITY;
@@ -336,7 +339,8 @@ CREATE POLICY users_own ON audiotricks.users
     WITH CHECK (id OPERATOR(pg_catalog.=) (SELECT audiotricks.at_current_user_id()));
 
 REVOKE ALL ON audiotricks.users FROM PUBLIC;
-GRANT SELECT (id, email, username, created_at, updated_at, last_login_at, is_active)
+GRANT SELECT (id, email, username, created_at, updated_at, last_login_at, is_active,
+              email_verified_at)
     ON audiotricks.users TO audiotricks_user;
 
 -- sessions ------------------------------------------------------------------
@@ -591,7 +595,7 @@ COMMENT ON TABLE audiotricks.audit_log IS 'Append-only trail of account events. 
 COMMENT ON COLUMN audiotricks.audit_log.id IS 'Event identifier (time-ordered)';
 COMMENT ON COLUMN audiotricks.audit_log.user_id IS 'The user the event is about; no foreign key, so events outlive the user (set to NULL when the account is deleted)';
 COMMENT ON COLUMN audiotricks.audit_log.session_id IS 'The session involved, if any';
-COMMENT ON COLUMN audiotricks.audit_log.event IS 'What happened: registered, login, login_failed, login_throttled, logout, logout_session, logout_all, refresh, refresh_reuse, password_changed, api_key_set, api_key_cleared, keys_rotated, history_deleted, account_deactivated, account_deleted';
+COMMENT ON COLUMN audiotricks.audit_log.event IS 'What happened: registered, login, login_failed, login_throttled, logout, logout_session, logout_all, refresh, refresh_reuse, password_changed, api_key_set, api_key_cleared, keys_rotated, history_deleted, account_deactivated, account_deleted, password_reset_requested, password_reset, email_verification_requested, email_verified, email_change_requested, email_changed, username_changed, registration_requested, registration_for_existing_email, login_unverified, throttle_cleared';
 COMMENT ON COLUMN audiotricks.audit_log.detail IS 'Small JSON detail from fixed strings (never secrets)';
 COMMENT ON COLUMN audiotricks.audit_log.client_addr IS 'Client IP address of the connection, if TCP';
 COMMENT ON COLUMN audiotricks.audit_log.created_at IS 'When it happened';
@@ -981,25 +985,40 @@ GRANT USAGE ON SCHEMA audiotricks TO audiotricks_mailer;
 -- Password reset and email verification tokens: only their SHA-256.
 CREATE TABLE audiotricks.account_tokens (
     id              uuid            NOT NULL DEFAULT audiotricks.at_uuid_v7(),
-    user_id         uuid            REFERENCES audiotricks.users (id) ON DELETE CASCADE,
+    -- no foreign key, as in mail_outbox: its check would make a real
+    -- request slower than a decoy's (which has no user).  Every use joins
+    -- users, so a token outliving its user is dead; at_delete_account
+    -- deletes the user's tokens, at_purge_expired_tokens the rest.
+    user_id         uuid,
     purpose         text            NOT NULL,
     token_hash      text            NOT NULL,
     new_email       text,
     expires_at      timestamptz     NOT NULL,
     created_at      timestamptz     NOT NULL DEFAULT pg_catalog.now(),
+    -- a pending registration (purpose register): the account to create
+    username        text,
+    password_hash   text,
     CONSTRAINT account_tokens_pkey PRIMARY KEY (id),
     CONSTRAINT account_tokens_hash_key UNIQUE (token_hash),
+    -- one live token per account and purpose: a new request overwrites the
+    -- last one in place (INSERT ... ON CONFLICT DO UPDATE), the same one-row
+    -- write as a decoy's insert (a NULL user never conflicts)
+    CONSTRAINT account_tokens_user_purpose_key UNIQUE (user_id, purpose),
     CONSTRAINT account_tokens_purpose_check
-        CHECK (purpose OPERATOR(pg_catalog.=) ANY (ARRAY['reset', 'verify', 'email_change']))
+        CHECK (purpose OPERATOR(pg_catalog.=) ANY (ARRAY['reset', 'verify', 'email_change', 'register']))
 );
-CREATE INDEX account_tokens_user_idx ON audiotricks.account_tokens (user_id, purpose);
 CREATE INDEX account_tokens_expires_idx ON audiotricks.account_tokens (expires_at);
+-- a pending email change reserves its new address: one account at a time
+CREATE UNIQUE INDEX account_tokens_new_email_key ON audiotricks.account_tokens (pg_catalog.lower(new_email))
+    WHERE purpose OPERATOR(pg_catalog.=) 'email_change';
 COMMENT ON TABLE audiotricks.account_tokens IS 'Live password reset and email verification tokens, by SHA-256 only; a token is deleted when used or replaced. Granted to no role.';
-COMMENT ON COLUMN audiotricks.account_tokens.id IS 'Token row identifier (time-ordered)';
-COMMENT ON COLUMN audiotricks.account_tokens.user_id IS 'The account; NULL for the decoy of a request that named no account (never usable)';
-COMMENT ON COLUMN audiotricks.account_tokens.purpose IS 'reset, verify (the current email) or email_change (new_email)';
+COMMENT ON COLUMN audiotricks.account_tokens.id IS 'Token row identifier (time-ordered); for register, the id the account gets';
+COMMENT ON COLUMN audiotricks.account_tokens.user_id IS 'The account; for the decoy of a request that named no account, a keyed hash of what it named (no user: never usable)';
+COMMENT ON COLUMN audiotricks.account_tokens.purpose IS 'reset, verify (the current email), email_change (new_email) or register (a pending registration of new_email, keyed by a hash of it)';
+COMMENT ON COLUMN audiotricks.account_tokens.username IS 'For register: the username of the account to create';
+COMMENT ON COLUMN audiotricks.account_tokens.password_hash IS 'For register: the bcrypt hash of the account to create';
 COMMENT ON COLUMN audiotricks.account_tokens.token_hash IS 'SHA-256 of the token, hex; the token itself is never stored';
-COMMENT ON COLUMN audiotricks.account_tokens.new_email IS 'For email_change: the address that replaces the current one once verified';
+COMMENT ON COLUMN audiotricks.account_tokens.new_email IS 'The address the token was mailed to; for email_change, the one that replaces the current address once verified (reserved meanwhile)';
 COMMENT ON COLUMN audiotricks.account_tokens.expires_at IS 'When the token stops working (audiotricks.reset_ttl after it was issued)';
 COMMENT ON COLUMN audiotricks.account_tokens.created_at IS 'When it was issued';
 SELECT pg_catalog.pg_extension_config_dump('audiotricks.account_tokens', '');
@@ -1068,6 +1087,42 @@ CREATE FUNCTION audiotricks.at_purge_expired_tokens()
 COMMENT ON FUNCTION audiotricks.at_purge_expired_tokens() IS
     'Deletes expired reset and verification tokens; returns how many (schedule it with pg_cron). Not executable by application roles.';
 
+-- Email verification and identity changes (src/recovery.c, src/accounts.c).
+-- at_verify_email needs no identity (the token is the proof): SECURITY
+-- DEFINER.  The others act for the identity and switch to the owner in C
+-- (see 5b).
+CREATE FUNCTION audiotricks.at_request_email_verification()
+    RETURNS void
+    LANGUAGE C VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'at_request_email_verification';
+COMMENT ON FUNCTION audiotricks.at_request_email_verification() IS
+    'Mails the signed-in user a token that verifies their current email address; nothing when it is verified.';
+
+CREATE FUNCTION audiotricks.at_verify_email(token text)
+    RETURNS void
+    LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'at_verify_email';
+COMMENT ON FUNCTION audiotricks.at_verify_email(text) IS
+    'Uses a mailed registration token (creates the account), verification token (the address is verified) or email change token (the new address replaces the old). Called by anonymous clients.';
+
+CREATE FUNCTION audiotricks.at_change_email(current_password text, new_email text)
+    RETURNS void
+    LANGUAGE C VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'at_change_email';
+COMMENT ON FUNCTION audiotricks.at_change_email(text, text) IS
+    'Checks the password and mails a token to the new address, which replaces the current one once verified (at_verify_email); reserved meanwhile.';
+
+CREATE FUNCTION audiotricks.at_change_username(current_password text, new_username text)
+    RETURNS void
+    LANGUAGE C VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'at_change_username';
+COMMENT ON FUNCTION audiotricks.at_change_username(text, text) IS
+    'Checks the password and changes the signed-in user''s username (unique case-insensitively).';
+
 -- Login throttle administration (README, "Login throttling"): not for the
 -- application roles; grant them to an operations role if needed.
 CREATE FUNCTION audiotricks.at_login_throttle_status(login text)
@@ -1093,12 +1148,22 @@ REVOKE ALL ON FUNCTION
     audiotricks.at_request_password_reset(text),
     audiotricks.at_reset_password(text, text),
     audiotricks.at_mail_outbox(integer),
-    audiotricks.at_purge_expired_tokens()
+    audiotricks.at_purge_expired_tokens(),
+    audiotricks.at_request_email_verification(),
+    audiotricks.at_verify_email(text),
+    audiotricks.at_change_email(text, text),
+    audiotricks.at_change_username(text, text)
     FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     audiotricks.at_request_password_reset(text),
-    audiotricks.at_reset_password(text, text)
+    audiotricks.at_reset_password(text, text),
+    audiotricks.at_verify_email(text)
     TO audiotricks_anon, audiotricks_user;
+GRANT EXECUTE ON FUNCTION
+    audiotricks.at_request_email_verification(),
+    audiotricks.at_change_email(text, text),
+    audiotricks.at_change_username(text, text)
+    TO audiotricks_user;
 GRANT EXECUTE ON FUNCTION audiotricks.at_mail_outbox(integer) TO audiotricks_mailer;
 -- end of "Account recovery and identity changes"
 
@@ -1206,7 +1271,8 @@ GRANT EXECUTE ON FUNCTION audiotricks.at_password_checks() TO pg_monitor;
 -- name) are not here: they are no endpoint.
 ------------------------------------------------------------------------------
 CREATE VIEW audiotricks_api.users WITH (security_invoker = true) AS
-SELECT id, email, username, created_at, updated_at, last_login_at, is_active
+SELECT id, email, username, created_at, updated_at, last_login_at, is_active,
+       email_verified_at
   FROM audiotricks.users;
 COMMENT ON VIEW audiotricks_api.users IS 'The signed-in user''s account (one row; no password hash).';
 COMMENT ON COLUMN audiotricks_api.users.id IS 'Unique user identifier';
@@ -1216,6 +1282,7 @@ COMMENT ON COLUMN audiotricks_api.users.created_at IS 'Account creation time';
 COMMENT ON COLUMN audiotricks_api.users.updated_at IS 'Last modification time';
 COMMENT ON COLUMN audiotricks_api.users.last_login_at IS 'Last successful login';
 COMMENT ON COLUMN audiotricks_api.users.is_active IS 'Account active status';
+COMMENT ON COLUMN audiotricks_api.users.email_verified_at IS 'When the current email address was verified; NULL while it is not';
 
 CREATE VIEW audiotricks_api.sessions WITH (security_invoker = true) AS
 SELECT id, user_id, expires_at, created_at, family_id, refreshed_at
@@ -1530,3 +1597,70 @@ GRANT EXECUTE ON FUNCTION
     audiotricks_api.at_history_page(integer, timestamptz, uuid),     -- MERGE (hist): (integer, text)
     audiotricks_api.at_history_search(text, integer)                 -- MERGE (hist): (text, integer, text)
     TO audiotricks_user;
+
+------------------------------------------------------------------------------
+-- Account recovery and identity changes in the API (src/recovery.c): the
+-- C functions of that block of section 5 again, under the same symbols.
+-- at_mail_outbox and the throttle administration are no endpoint.
+------------------------------------------------------------------------------
+CREATE FUNCTION audiotricks_api.at_request_password_reset(login text) RETURNS void
+    LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'at_request_password_reset';
+COMMENT ON FUNCTION audiotricks_api.at_request_password_reset(text) IS
+    'Mails a one-time password reset token to the account an email or username names; answers the same whether or not it names one. Called by anonymous clients.';
+
+CREATE FUNCTION audiotricks_api.at_reset_password(token text, new_password text) RETURNS void
+    LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'at_reset_password';
+COMMENT ON FUNCTION audiotricks_api.at_reset_password(text, text) IS
+    'Sets a new password with a mailed reset token (used once) and ends every session of the account; 28000 for a bad or expired token.';
+
+CREATE FUNCTION audiotricks_api.at_request_email_verification() RETURNS void
+    LANGUAGE C VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'at_request_email_verification';
+COMMENT ON FUNCTION audiotricks_api.at_request_email_verification() IS
+    'Mails the signed-in user a token that verifies their email address; nothing when it is verified.';
+
+CREATE FUNCTION audiotricks_api.at_verify_email(token text) RETURNS void
+    LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'at_verify_email';
+COMMENT ON FUNCTION audiotricks_api.at_verify_email(text) IS
+    'Uses a mailed registration, verification or email change token; 28000 for a bad or expired token, 23505 when the address or username was taken meanwhile. Called by anonymous clients.';
+
+CREATE FUNCTION audiotricks_api.at_change_email(current_password text, new_email text) RETURNS void
+    LANGUAGE C VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'at_change_email';
+COMMENT ON FUNCTION audiotricks_api.at_change_email(text, text) IS
+    'Checks the password and mails a token to the new address; it replaces the current one once verified.';
+
+CREATE FUNCTION audiotricks_api.at_change_username(current_password text, new_username text) RETURNS void
+    LANGUAGE C VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'at_change_username';
+COMMENT ON FUNCTION audiotricks_api.at_change_username(text, text) IS
+    'Checks the password and changes the signed-in user''s username; 23505 when taken.';
+
+REVOKE ALL ON FUNCTION
+    audiotricks_api.at_request_password_reset(text),
+    audiotricks_api.at_reset_password(text, text),
+    audiotricks_api.at_request_email_verification(),
+    audiotricks_api.at_verify_email(text),
+    audiotricks_api.at_change_email(text, text),
+    audiotricks_api.at_change_username(text, text)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    audiotricks_api.at_request_password_reset(text),
+    audiotricks_api.at_reset_password(text, text),
+    audiotricks_api.at_verify_email(text)
+    TO audiotricks_anon, audiotricks_user;
+GRANT EXECUTE ON FUNCTION
+    audiotricks_api.at_request_email_verification(),
+    audiotricks_api.at_change_email(text, text),
+    audiotricks_api.at_change_username(text, text)
+    TO audiotricks_user;
+-- end of "Account recovery and identity changes in the API"

@@ -311,7 +311,7 @@ test('GET /<view>?select=* for every table: own rows only, no secret column', as
   const as = { token, role: claims.role, claims, method: 'GET', readOnly: true };
   const secret = /password|token_hash|api_key_encrypted|search_tsv|search_config/;
   const expected = {
-    users: ['id', 'email', 'username', 'created_at', 'updated_at', 'last_login_at', 'is_active'],
+    users: ['id', 'email', 'username', 'created_at', 'updated_at', 'last_login_at', 'is_active', 'email_verified_at'],
     sessions: ['id', 'user_id', 'expires_at', 'created_at', 'family_id', 'refreshed_at'],
     user_settings: ['user_id', 'preferred_language', 'summary_quality', 'settings_json', 'updated_at',
       'openai_api_key_set_at', 'elevenlabs_api_key_set_at'],
@@ -499,9 +499,11 @@ async function rpc(fn, argsObj, { token, role, scalar = true } = {}) {
 }
 const ok = (r, what) => { assert.equal(r.error, undefined, `${what}: ${r.error}`); return r.body; };
 
+// every function called through /rpc/ (checked against the catalog at the end)
+const called = new Set();
+const call = async (fn, args, opts) => { called.add(fn); return ok(await rpc(fn, args, opts), fn); };
+
 test('POST /rpc/<fn>: every function of the API, as anon or authenticated', async () => {
-  const called = new Set();
-  const call = async (fn, args, opts) => { called.add(fn); return ok(await rpc(fn, args, opts), fn); };
   // anonymous
   const carolId = (await call('at_register', { email: 'carol@example.com', username: 'carol', password: 'Pass-carol-1' }))[0].pgrst_scalar;
   assert.match(carolId, /^[0-9a-f-]{36}$/);
@@ -544,21 +546,90 @@ test('POST /rpc/<fn>: every function of the API, as anon or authenticated', asyn
   const t3 = (await rpc('at_login', { login: 'carol', password: 'Pass-carol-2' }, { scalar: false })).body[0].token;
   await call('at_delete_account', { password: 'Pass-carol-2' }, { token: t3 });
   assert.equal((await su.query('SELECT count(*)::int AS n FROM audiotricks.users WHERE id = $1', [carolId])).rows[0].n, 0);
-  // every function the API grants was called
-  const { rows } = await su.query(`SELECT DISTINCT p.proname FROM pg_proc p
-    WHERE p.pronamespace = 'audiotricks_api'::regnamespace`);
-  assert.deepEqual([...called].sort(), rows.map((x) => x.proname).sort());
   // and the anon role cannot call a signed-in function
   const r = await rpc('at_history_count', {}, { role: 'anon' });
   assert.equal(r.error?.code, '42501');
 });
 
+// ---- account recovery and identity changes (src/recovery.c) ----
+// the mailer's side: what at_mail_outbox hands the mail sender
+const takeMail = async () => {
+  await su.query('BEGIN');
+  await su.query('SET LOCAL ROLE audiotricks_mailer');
+  const { rows } = await su.query('SELECT recipient, kind, token FROM audiotricks.at_mail_outbox()');
+  await su.query('COMMIT');
+  return rows;
+};
+
+test('POST /rpc/at_request_password_reset as anon: no answer either way; the mailer gets the token; at_reset_password', async () => {
+  await takeMail();
+  const known = await call('at_request_password_reset', { login: 'ALICE@example.com' });
+  const unknown = await call('at_request_password_reset', { login: 'nobody@example.com' });
+  assert.deepEqual(known, [{ pgrst_scalar: '' }], 'void');
+  assert.deepEqual(unknown, known, 'the same body for a login that names no account');
+  const mails = await takeMail();
+  assert.deepEqual(mails.map((m) => [m.recipient, m.kind]), [['alice@example.com', 'password_reset']]);
+  const before = await loginToken('alice');
+  let r = await rpc('at_reset_password', { token: `${mails[0].token}x`, new_password: 'Pass-alice-2' });
+  assert.equal(r.error?.code, '28000', 'a wrong token');
+  await call('at_reset_password', { token: mails[0].token, new_password: 'Pass-alice-2' });
+  r = await getHistory({ token: before, role: 'authenticated', claims: claimsOf(before) });
+  assert.equal(r.error?.code, '28000', 'the reset ended the old sessions');
+  r = await rpc('at_reset_password', { token: mails[0].token, new_password: 'Pass-alice-3' });
+  assert.equal(r.error?.code, '28000', 'used once');
+  // back to the password the other tests use
+  await su.query("SELECT audiotricks.at_request_password_reset('alice')");
+  await call('at_reset_password', { token: (await takeMail())[0].token, new_password: 'Pass-alice-1' });
+});
+
+test('POST /rpc/ for email verification, email change and username change', async () => {
+  await su.query("SELECT audiotricks.at_register('dave@example.com', 'dave', 'Pass-dave-1')");
+  const token = (await rpc('at_login', { login: 'dave', password: 'Pass-dave-1' }, { scalar: false })).body[0].token;
+  const as = { token };
+  await takeMail();
+  // verification: the mailer gets the token, anon uses it
+  await call('at_request_email_verification', {}, as);
+  let mails = await takeMail();
+  assert.deepEqual(mails.map((m) => [m.recipient, m.kind]), [['dave@example.com', 'email_verification']]);
+  assert.equal((await rpc('at_request_email_verification', {}, { role: 'anon' })).error?.code, '42501');
+  await call('at_verify_email', { token: mails[0].token });
+  assert.equal((await rpc('at_verify_email', { token: mails[0].token })).error?.code, '28000', 'used once');
+  const me = async () => (await request({ token, role: 'authenticated', claims: claimsOf(token), method: 'GET', path: '/users', readOnly: true,
+    query: getTableQuery('users', ['email', 'username', 'email_verified_at']) })).body[0];
+  assert.ok((await me()).email_verified_at, 'GET /users shows the address verified');
+  // email change: the old address until the new one is verified
+  assert.equal((await rpc('at_change_email', { current_password: 'wrong', new_email: 'dave2@example.com' }, as)).error?.code, '28P01');
+  assert.equal((await rpc('at_change_email', { current_password: 'Pass-dave-1', new_email: 'bob@example.com' }, as)).error?.code, '23505');
+  await call('at_change_email', { current_password: 'Pass-dave-1', new_email: 'dave2@example.com' }, as);
+  assert.equal((await me()).email, 'dave@example.com');
+  assert.equal((await rpc('at_register', { email: 'dave2@example.com', username: 'x', password: 'Pass-x-11' })).error?.code, '23505', 'reserved');
+  mails = await takeMail();
+  assert.deepEqual(mails.map((m) => [m.recipient, m.kind]), [['dave2@example.com', 'email_change']]);
+  await call('at_verify_email', { token: mails[0].token });
+  assert.equal((await me()).email, 'dave2@example.com');
+  // username change
+  assert.equal((await rpc('at_change_username', { current_password: 'Pass-dave-1', new_username: 'ALICE' }, as)).error?.code, '23505');
+  await call('at_change_username', { current_password: 'Pass-dave-1', new_username: 'dave_2' }, as);
+  assert.equal((await me()).username, 'dave_2');
+  const events = (await su.query(`SELECT event FROM audiotricks.audit_log WHERE user_id = (SELECT id FROM audiotricks.users WHERE username = 'dave_2')
+    AND event IN ('email_verification_requested', 'email_verified', 'email_change_requested', 'email_changed', 'username_changed') ORDER BY id`)).rows.map((x) => x.event);
+  assert.deepEqual(events, ['email_verification_requested', 'email_verified', 'email_change_requested', 'email_changed', 'username_changed']);
+});
+
+test('every function of audiotricks_api was called through /rpc/ above', async () => {
+  const { rows } = await su.query(`SELECT DISTINCT p.proname FROM pg_proc p
+    WHERE p.pronamespace = 'audiotricks_api'::regnamespace`);
+  assert.deepEqual([...called].sort(), rows.map((x) => x.proname).sort());
+});
+
 // what each role may execute, in each schema
-const PUBLIC_ANON = ['at_authenticate', 'at_current_user_id', 'at_login', 'at_logout', 'at_refresh', 'at_register'];
+const PUBLIC_ANON = ['at_authenticate', 'at_current_user_id', 'at_login', 'at_logout', 'at_refresh', 'at_register',
+  'at_request_password_reset', 'at_reset_password', 'at_verify_email'];
 const PUBLIC_USER = [...PUBLIC_ANON, 'at_api_key_status', 'at_change_password', 'at_deactivate_account',
   'at_delete_account', 'at_get_api_key', 'at_get_settings', 'at_history_add', 'at_history_count',
   'at_history_delete', 'at_history_page', 'at_history_search', 'at_list_sessions', 'at_logout_all',
-  'at_logout_session', 'at_set_api_key', 'at_update_settings', 'at_uuid_v7'].sort();
+  'at_logout_session', 'at_set_api_key', 'at_update_settings', 'at_uuid_v7',
+  'at_request_email_verification', 'at_change_email', 'at_change_username'].sort();
 // MERGE (hist): at_default_search_config, at_history_tsv, at_history_tsv_config
 // and at_search_config move to audiotricks_internal there; drop them here then
 const HIST_HELPERS = ['at_default_search_config', 'at_history_tsv', 'at_history_tsv_config', 'at_search_config'];
