@@ -3,7 +3,7 @@
  *		libFuzzer target for the history cursor codec (src/cursor.h), which
  *		reads text any caller sends to at_history_page and at_history_search.
  *
- * fuzz-sources:
+ * fuzz-sources: none
  * fuzz-libs: -lsodium
  *
  * Properties: decoding arbitrary bytes never reads outside them; whatever
