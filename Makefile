@@ -43,6 +43,7 @@ REGRESS = \
 	account_security \
 	history \
 	history_policy \
+	history_upgrade \
 	settings \
 	limits \
 	keys \
