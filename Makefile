@@ -56,6 +56,7 @@ REGRESS = \
 	account_security \
 	history \
 	history_policy \
+	history_upgrade \
 	settings \
 	limits \
 	keys \

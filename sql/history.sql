@@ -195,7 +195,7 @@ INSERT INTO audiotricks.audio_history (user_id, title, created_at)
 SELECT :'alice_id', 'walk ' || g, '2024-01-01'::timestamptz + (g / 3) * interval '1 second'
   FROM generate_series(1, 1000) g;
 SET ROLE regress_hist_app;
-CREATE TEMP TABLE walk (n serial, id uuid, created_at timestamptz);
+CREATE TEMP TABLE walk (n serial, id uuid, created_at timestamptz, cursor text);
 CREATE TEMP TABLE deleted_ahead (id uuid);
 CREATE TEMP TABLE initial (id uuid);
 BEGIN;
@@ -205,6 +205,7 @@ INSERT INTO initial SELECT id FROM audiotricks.audio_history;
 -- one row further ahead (PL/pgSQL: its plans go generic after 5 calls)
 DO $$
 DECLARE
+    cur text;
     cur_t timestamptz;
     cur_id uuid;
     r record;
@@ -218,8 +219,9 @@ BEGIN
             RAISE EXCEPTION 'the walk did not end after % pages', pages;
         END IF;
         got := 0;
-        FOR r IN SELECT * FROM audiotricks.at_history_page(7, cur_t, cur_id) LOOP
-            INSERT INTO walk (id, created_at) VALUES (r.id, r.created_at);
+        FOR r IN SELECT * FROM audiotricks.at_history_page(7, cur) LOOP
+            INSERT INTO walk (id, created_at, cursor) VALUES (r.id, r.created_at, r.cursor);
+            cur := r.cursor;
             cur_t := r.created_at;
             cur_id := r.id;
             got := got + 1;
@@ -257,15 +259,65 @@ SELECT count(*) AS out_of_order FROM (
 -- a cursor whose row is gone still works: the next page starts right below it
 BEGIN;
 SELECT audiotricks.at_authenticate(:'ta') IS NOT NULL AS authenticated;
-SELECT w.created_at AS gone_t, w.id AS gone_id FROM walk w
+SELECT w.created_at AS gone_t, w.id AS gone_id, w.cursor AS gone_cursor FROM walk w
  WHERE NOT EXISTS (SELECT FROM audiotricks.audio_history h WHERE h.id = w.id)
  ORDER BY w.n LIMIT 1 OFFSET 10 \gset
-SELECT array(SELECT id FROM audiotricks.at_history_page(5, :'gone_t', :'gone_id')) =
+SELECT array(SELECT id FROM audiotricks.at_history_page(5, :'gone_cursor')) =
        array(SELECT id FROM audiotricks.audio_history WHERE (created_at, id) < (:'gone_t', :'gone_id')
               ORDER BY created_at DESC, id DESC LIMIT 5) AS resumes;
--- before_created_at alone means "created before"
-SELECT bool_and(created_at < :'gone_t') AS strictly_before
-  FROM audiotricks.at_history_page(50, :'gone_t');
+-- the cursor is the row's exact sort key: URL-safe, 39 characters
+SELECT bool_and(cursor ~ '^[A-Za-z0-9_-]{39}$') AS page_cursors_url_safe,
+       bool_and(rank IS NULL) AS page_has_no_rank
+  FROM audiotricks.at_history_page(100);
+-- inside a group sharing one created_at: the rows after the cursor's are the
+-- group's smaller ids, then older rows; the cursor's own row never again
+SELECT w.cursor AS tie_cursor, w.created_at AS tie_t, w.id AS tie_id FROM walk w
+ WHERE (SELECT count(*) FROM audiotricks.audio_history h WHERE h.created_at = w.created_at) = 3
+   AND w.id = (SELECT h.id FROM audiotricks.audio_history h WHERE h.created_at = w.created_at
+                ORDER BY h.id DESC LIMIT 1)
+ ORDER BY w.n LIMIT 1 \gset
+SELECT array(SELECT id FROM audiotricks.at_history_page(4, :'tie_cursor')) =
+       array(SELECT id FROM audiotricks.audio_history WHERE (created_at, id) < (:'tie_t', :'tie_id')
+              ORDER BY created_at DESC, id DESC LIMIT 4) AS tie_resumes,
+       (SELECT count(*) FROM audiotricks.at_history_page(4, :'tie_cursor')
+         WHERE created_at = :'tie_t') AS same_time_after;
+-- a search walk over entries sharing created_at, 7 a page: each match once,
+-- strictly in order (rank, then created_at, then id, all descending)
+CREATE TEMP TABLE twalk (n serial, id uuid, rank real, created_at timestamptz);
+DO $$
+DECLARE
+    c text;
+    r record;
+    got int;
+BEGIN
+    FOR i IN 1..200 LOOP
+        got := 0;
+        FOR r IN SELECT * FROM audiotricks.at_history_search('walk', 7, c) LOOP
+            INSERT INTO twalk (id, rank, created_at) VALUES (r.id, r.rank, r.created_at);
+            c := r.cursor;
+            got := got + 1;
+        END LOOP;
+        EXIT WHEN got = 0;
+    END LOOP;
+END
+$$;
+SELECT count(*) AS returned, count(DISTINCT id) AS distinct_returned,
+       count(*) = (SELECT count(*) FROM audiotricks.audio_history
+                    WHERE search_tsv @@ to_tsquery('simple', 'walk')
+                       OR search_tsv @@ to_tsquery('english', 'walk')) AS every_match
+  FROM twalk;
+SELECT count(*) AS out_of_order FROM (
+  SELECT (rank, created_at, id) >= lag((rank, created_at, id)) OVER (ORDER BY n) AS bad FROM twalk) s
+ WHERE bad;
+-- invalid cursors: 22023 "invalid cursor", never another page
+\set VERBOSITY default
+SELECT * FROM audiotricks.at_history_page(5, '');
+SELECT * FROM audiotricks.at_history_page(5, left(:'gone_cursor', -1));
+SELECT * FROM audiotricks.at_history_page(5, :'gone_cursor' || 'A');
+SELECT * FROM audiotricks.at_history_page(5, translate(:'gone_cursor', 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'BCDEFGHIJKLMNOPQRSTUVWXYZA'));
+SELECT * FROM audiotricks.at_history_page(5, 'not a cursor at all, not one ever');
+SELECT * FROM audiotricks.at_history_page(5, (SELECT cursor FROM audiotricks.at_history_search('walk', 1)));
+\set VERBOSITY terse
 COMMIT;
 
 ------------------------------------------------------------------ plans
@@ -286,29 +338,50 @@ BEGIN;
 SELECT audiotricks.at_authenticate(:'ta') IS NOT NULL AS authenticated;
 SELECT created_at AS deep_t, id AS deep_id FROM audiotricks.audio_history
  WHERE title = 'deep 5000' \gset
+-- its cursor, found by walking 100 a page
+DO $$
+DECLARE
+    c text;
+    r record;
+    got int;
+BEGIN
+    LOOP
+        got := 0;
+        FOR r IN SELECT title, cursor FROM audiotricks.at_history_page(100, c) LOOP
+            got := got + 1;
+            c := r.cursor;
+            IF r.title = 'deep 5000' THEN
+                PERFORM set_config('regress.deep_cursor', c, true);
+                RETURN;
+            END IF;
+        END LOOP;
+        EXIT WHEN got = 0;
+    END LOOP;
+    RAISE EXCEPTION 'deep 5000 not found';
+END
+$$;
+SELECT current_setting('regress.deep_cursor') AS deep_cursor \gset
 -- at_history_page reads the index directly (src/history_page.c): count the index
 -- entries it read and the rows it fetched (this transaction's statistics)
 SELECT 'page 1' AS page, * FROM pg_temp.index_reads('SELECT * FROM audiotricks.at_history_page(20)');
--- a full cursor reads the cursor's own entry too, then skips it
+-- a cursor starts the index scan right after its row: page_size entries
 SELECT 'deep' AS page, * FROM pg_temp.index_reads(
-    format('SELECT * FROM audiotricks.at_history_page(20, %L, %L)', :'deep_t', :'deep_id'));
-SELECT 'deep, time only' AS page, * FROM pg_temp.index_reads(
-    format('SELECT * FROM audiotricks.at_history_page(20, %L)', :'deep_t'));
+    format('SELECT * FROM audiotricks.at_history_page(20, %L)', :'deep_cursor'));
 SELECT 'deep, size 100' AS page, * FROM pg_temp.index_reads(
-    format('SELECT * FROM audiotricks.at_history_page(100, %L, NULL)', :'deep_t'));
+    format('SELECT * FROM audiotricks.at_history_page(100, %L)', :'deep_cursor'));
 -- a prepared page (PostgREST, drivers) reads the same with either plan kind:
 -- there is no query inside to plan
-PREPARE page(integer, timestamptz, uuid) AS
-    SELECT * FROM audiotricks.at_history_page($1, $2, $3);
+PREPARE page(integer, text) AS
+    SELECT * FROM audiotricks.at_history_page($1, $2);
 SET LOCAL plan_cache_mode = force_generic_plan;
 SELECT 'generic deep' AS page, * FROM pg_temp.index_reads(
-    format('EXECUTE page(20, %L, %L)', :'deep_t', :'deep_id'));
+    format('EXECUTE page(20, %L)', :'deep_cursor'));
 SET LOCAL plan_cache_mode = force_custom_plan;
 SELECT 'custom deep' AS page, * FROM pg_temp.index_reads(
-    format('EXECUTE page(20, %L, %L)', :'deep_t', :'deep_id'));
+    format('EXECUTE page(20, %L)', :'deep_cursor'));
 RESET plan_cache_mode;
 -- the deep page is the right one
-SELECT array_agg(title) AS deep_page FROM audiotricks.at_history_page(3, :'deep_t', :'deep_id');
+SELECT array_agg(title) AS deep_page FROM audiotricks.at_history_page(3, :'deep_cursor');
 SELECT count(*) AS null_means_20 FROM audiotricks.at_history_page(NULL);
 SELECT count(*) AS default_20 FROM audiotricks.at_history_page();
 SELECT count(*) AS max_100 FROM audiotricks.at_history_page(100);
@@ -324,15 +397,37 @@ CREATE POLICY regress_hide_49 ON audiotricks.audio_history AS RESTRICTIVE FOR SE
 SET ROLE regress_hist_app;
 BEGIN;
 SELECT audiotricks.at_authenticate(:'ta') IS NOT NULL AS authenticated;
-SELECT array(SELECT title FROM audiotricks.at_history_page(3, :'deep_t', :'deep_id')) AS after_5000,
-       (SELECT count(*) FROM audiotricks.at_history_page(100, :'deep_t', :'deep_id')
+SELECT array(SELECT title FROM audiotricks.at_history_page(3, :'deep_cursor')) AS after_5000,
+       (SELECT count(*) FROM audiotricks.at_history_page(100, :'deep_cursor')
          WHERE title LIKE 'deep 49%') AS hidden_returned,
-       array(SELECT id FROM audiotricks.at_history_page(100, :'deep_t', :'deep_id')) =
+       array(SELECT id FROM audiotricks.at_history_page(100, :'deep_cursor')) =
        array(SELECT id FROM audiotricks.audio_history
               WHERE (created_at, id) < (:'deep_t'::timestamptz, :'deep_id'::uuid)
               ORDER BY created_at DESC, id DESC LIMIT 100) AS same_as_query;
+-- the same cursors work under the policy: a page's rows and cursors are
+-- those of the direct read (walk of the last 30 with no policy: below)
+SELECT array(SELECT title || ' ' || cursor FROM audiotricks.at_history_page(3, :'deep_cursor')) AS policy_cursors \gset
 -- at_history_search honours it too ("deep 4950" is hidden, "deep 5950" not)
 SELECT array(SELECT title FROM audiotricks.at_history_search('"number 4950" or "number 5950"')) AS search_under_policy;
+-- a search walk under the policy, 4 a page, gives every visible match once
+CREATE TEMP TABLE swalk (n serial, via text, id uuid, rank real);
+DO $$
+DECLARE
+    c text;
+    r record;
+    got int;
+BEGIN
+    FOR i IN 1..50 LOOP
+        got := 0;
+        FOR r IN SELECT * FROM audiotricks.at_history_search('"number 4990" or 4995 or 5001 or 5002 or 5003 or 5004 or 5005 or 5006 or 5007 or 5008 or 5009', 4, c) LOOP
+            INSERT INTO swalk (via, id, rank) VALUES ('policy', r.id, r.rank);
+            c := r.cursor;
+            got := got + 1;
+        END LOOP;
+        EXIT WHEN got = 0;
+    END LOOP;
+END
+$$;
 COMMIT;
 RESET ROLE;
 DROP POLICY regress_hide_49 ON audiotricks.audio_history;
@@ -340,7 +435,35 @@ SET ROLE regress_hist_app;
 BEGIN;
 SELECT audiotricks.at_authenticate(:'ta') IS NOT NULL AS authenticated;
 -- back to the direct read once the policy is gone
-SELECT array(SELECT title FROM audiotricks.at_history_page(3, :'deep_t', :'deep_id')) AS after_5000;
+SELECT array(SELECT title FROM audiotricks.at_history_page(3, :'deep_cursor')) AS after_5000,
+       array(SELECT title || ' ' || cursor FROM audiotricks.at_history_page(3,
+                 (SELECT cursor FROM audiotricks.at_history_page(100, :'deep_cursor') OFFSET 99))) =
+       :'policy_cursors' AS same_cursors_as_under_policy;
+DO $$
+DECLARE
+    c text;
+    r record;
+    got int;
+BEGIN
+    FOR i IN 1..50 LOOP
+        got := 0;
+        FOR r IN SELECT * FROM audiotricks.at_history_search('"number 4990" or 4995 or 5001 or 5002 or 5003 or 5004 or 5005 or 5006 or 5007 or 5008 or 5009', 4, c) LOOP
+            INSERT INTO swalk (via, id, rank) VALUES ('direct', r.id, r.rank);
+            c := r.cursor;
+            got := got + 1;
+        END LOOP;
+        EXIT WHEN got = 0;
+    END LOOP;
+END
+$$;
+-- the same matches in the same order, once each; the policy hid deep 49*
+SELECT via, count(*) AS returned, count(DISTINCT id) AS distinct_returned
+  FROM swalk GROUP BY via ORDER BY via;
+SELECT (SELECT array_agg(id ORDER BY n) FROM swalk WHERE via = 'policy') =
+       (SELECT array_agg(s.id ORDER BY s.n) FROM swalk s JOIN audiotricks.audio_history h USING (id)
+         WHERE s.via = 'direct' AND h.title NOT LIKE 'deep 49%') AS policy_walk_is_direct_walk_minus_hidden;
+SELECT count(*) AS rank_increases FROM (
+  SELECT rank > lag(rank) OVER (ORDER BY n) AS bad FROM swalk WHERE via = 'direct') s WHERE bad;
 SELECT array(SELECT title FROM audiotricks.at_history_search('"number 4950" or "number 5950"') ORDER BY title) AS search_without_policy;
 -- row_security = off refuses, as it does for a query on the table
 SET LOCAL row_security = off;
@@ -351,7 +474,7 @@ RESET ROLE;
 CREATE ROLE regress_hist_noselect;
 GRANT USAGE ON SCHEMA audiotricks TO regress_hist_noselect;
 GRANT EXECUTE ON FUNCTION audiotricks.at_authenticate(text),
-    audiotricks.at_history_page(integer, timestamptz, uuid) TO regress_hist_noselect;
+    audiotricks.at_history_page(integer, text) TO regress_hist_noselect;
 SET ROLE regress_hist_noselect;
 BEGIN;
 SELECT audiotricks.at_authenticate(:'ta') IS NOT NULL AS authenticated;
@@ -366,7 +489,8 @@ BEGIN;
 ALTER TABLE audiotricks.audio_history ADD COLUMN regress_extra integer NOT NULL DEFAULT 7;
 SET LOCAL ROLE regress_hist_app;
 SELECT audiotricks.at_authenticate(:'ta') IS NOT NULL AS authenticated;
-SELECT title, regress_extra FROM audiotricks.at_history_page(2, :'deep_t', :'deep_id');
+SELECT title, rank IS NULL AS no_rank, cursor IS NOT NULL AS has_cursor
+  FROM audiotricks.at_history_page(2, :'deep_cursor');
 ROLLBACK;
 SET ROLE regress_hist_app;
 
@@ -419,6 +543,14 @@ SELECT 'carol common' AS word, * FROM pg_temp.search_reads('common');
 -- transcript (C); equal ranks newest first
 SELECT title FROM audiotricks.at_history_search('common');
 SELECT title FROM audiotricks.at_history_search('common', 2);
+-- walked one at a time by cursor: the same rows in the same order
+WITH RECURSIVE w(n, title, cursor) AS (
+    SELECT 1, title, cursor FROM audiotricks.at_history_search('common', 1)
+    UNION ALL
+    SELECT w.n + 1, s.title, s.cursor
+      FROM w, LATERAL audiotricks.at_history_search('common', 1, w.cursor) s)
+SELECT array_agg(title ORDER BY n) AS walked_one_by_one,
+       bool_and(cursor ~ '^[A-Za-z0-9_-]{50}$') AS search_cursors_url_safe FROM w;
 SELECT count(*) AS no_match FROM audiotricks.at_history_search('zebra');
 COMMIT;
 -- both paths give exactly what the plain query gives (as a superuser):
@@ -495,6 +627,18 @@ SELECT count(*) FROM audiotricks.at_history_search('common', 101);
 -- only alice's rows, though bob's transcripts share the words
 SELECT count(*) FILTER (WHERE user_id <> :'alice_id') AS foreign_rows
   FROM audiotricks.at_history_search('common', 100);
+-- search cursors: only with the same query text, and only a search's
+SELECT cursor AS common_cursor, rank AS common_rank FROM audiotricks.at_history_search('common', 1) \gset
+SELECT count(*) AS after_first, bool_and(rank <= :'common_rank'::real) AS not_above
+  FROM audiotricks.at_history_search('common', 100, :'common_cursor');
+\set VERBOSITY default
+SELECT count(*) FROM audiotricks.at_history_search('common ', 5, :'common_cursor');
+SELECT count(*) FROM audiotricks.at_history_search('Common', 5, :'common_cursor');
+SELECT count(*) FROM audiotricks.at_history_search(NULL, 5, :'common_cursor');
+SELECT count(*) FROM audiotricks.at_history_search('common', 5, (SELECT cursor FROM audiotricks.at_history_page(1)));
+SELECT count(*) FROM audiotricks.at_history_search('common', 5, left(:'common_cursor', -1));
+SELECT count(*) FROM audiotricks.at_history_search('common', 5, translate(:'common_cursor', 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'BCDEFGHIJKLMNOPQRSTUVWXYZA'));
+\set VERBOSITY terse
 COMMIT;
 BEGIN;
 SELECT audiotricks.at_authenticate(:'tb') IS NOT NULL AS authenticated;
@@ -517,8 +661,8 @@ COMMIT;
 -- distinct language plus one, however many entries (alice has 20,000+)
 BEGIN;
 SELECT audiotricks.at_authenticate(:'ta') IS NOT NULL AS authenticated;
-SELECT array_agg(DISTINCT audiotricks.at_history_tsv_config(search_config, processing_options)::text
-                 ORDER BY audiotricks.at_history_tsv_config(search_config, processing_options)::text) AS alice_configs
+SELECT array_agg(DISTINCT audiotricks_internal.at_history_tsv_config(search_config, processing_options)::text
+                 ORDER BY audiotricks_internal.at_history_tsv_config(search_config, processing_options)::text) AS alice_configs
   FROM audiotricks.audio_history;
 SELECT pg_stat_get_xact_numscans('audiotricks.audio_history_config_idx'::regclass) AS scans0 \gset
 SELECT count(*) AS no_entry_says_anything FROM audiotricks.at_history_search('anything');
@@ -528,11 +672,11 @@ SELECT pg_stat_get_xact_numscans('audiotricks.audio_history_config_idx'::regclas
        BETWEEN 5 AND 8 AS descents_per_language_not_per_entry;
 COMMIT;
 -- at_history_tsv_config: processing_options.language wins, else search_config
-SELECT audiotricks.at_history_tsv_config('english', '{"language": "de"}') AS de,
-       audiotricks.at_history_tsv_config('english', '{"language": "xx"}') AS unknown,
-       audiotricks.at_history_tsv_config('english', '{"model": "m"}') AS no_language,
-       audiotricks.at_history_tsv_config('french', NULL) AS null_options,
-       audiotricks.at_history_tsv_config(NULL, NULL) AS nothing;
+SELECT audiotricks_internal.at_history_tsv_config('english', '{"language": "de"}') AS de,
+       audiotricks_internal.at_history_tsv_config('english', '{"language": "xx"}') AS unknown,
+       audiotricks_internal.at_history_tsv_config('english', '{"model": "m"}') AS no_language,
+       audiotricks_internal.at_history_tsv_config('french', NULL) AS null_options,
+       audiotricks_internal.at_history_tsv_config(NULL, NULL) AS nothing;
 
 ------------------------------------------------------------------ delete
 BEGIN;
@@ -559,17 +703,25 @@ SELECT set_config('request.headers', json_build_object('authorization', 'Bearer 
 SELECT title FROM audiotricks.at_history_page(1);
 COMMIT;
 
--- a bare OID cast to regconfig that names no configuration: a clean 42704,
--- not an internal "cache lookup failed" (found by test/t/040_hostile_input.pl)
-SELECT audiotricks.at_history_tsv(4294967295::oid::regconfig, NULL, 'a', NULL, NULL);
-SELECT audiotricks.at_history_tsv(0::oid::regconfig, NULL, 'a', NULL, NULL) AS zero_oid_is_simple;
+-- a configuration is named by text: an unknown name is a clean 42704; a
+-- bare name is looked up in pg_catalog, never on the search path
+SELECT audiotricks_internal.at_history_tsv('pg_catalog.nosuchconfig', NULL, 'a', NULL, NULL);
+SELECT audiotricks_internal.at_history_tsv('public.english', NULL, 'a', NULL, NULL);
+SELECT audiotricks_internal.at_history_tsv('a.b.c', NULL, 'a', NULL, NULL);
+SELECT audiotricks_internal.at_history_tsv('', NULL, 'a', NULL, NULL);
+SELECT audiotricks_internal.at_history_tsv_config('"unterminated', NULL);
+SELECT audiotricks_internal.at_history_tsv('english', NULL, 'Meetings', NULL, NULL) AS bare_name,
+       audiotricks_internal.at_history_tsv('PG_CATALOG.English', NULL, 'Meetings', NULL, NULL) AS case_folded,
+       audiotricks_internal.at_history_tsv_config('english', NULL) AS canonical,
+       audiotricks_internal.at_search_config('pt-BR') AS pt_br,
+       audiotricks_internal.at_search_config(NULL) AS null_language;
 
 -- clean up
 DROP FUNCTION pg_temp.plan_props(text);
 DROP FUNCTION pg_temp.index_reads(text);
 DROP FUNCTION pg_temp.search_reads(text);
 DROP FUNCTION pg_temp.search_matches_sql(text, text, int);
-DROP TABLE walk, deleted_ahead, initial;
+DROP TABLE walk, deleted_ahead, initial, swalk, twalk;
 RESET ROLE;
 DELETE FROM audiotricks.users WHERE username IN ('hist_alice', 'hist_bob', 'hist_carol');
 DROP ROLE regress_hist_app;

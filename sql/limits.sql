@@ -36,12 +36,12 @@ $$;
 -- the values, with their sizes in bytes
 CREATE TEMP TABLE v (name text PRIMARY KEY, t text, j jsonb);
 INSERT INTO v (name, t) VALUES
-    ('transcript max', repeat('abc ', 1048576)),
-    ('transcript max+1', repeat('abc ', 1048576) || 'x'),
+    ('transcript max', repeat('abc ', 2097152)),
+    ('transcript max+1', repeat('abc ', 2097152) || 'x'),
     -- 2-byte é: 1,398,101 "é " and an "a" make 4,194,304 bytes
-    ('transcript max multibyte', repeat('é ', 1398101) || 'a'),
+    ('transcript max multibyte', repeat('é ', 2796202) || 'é'),
     -- the last é straddles the limit: 4,194,305 bytes, 2,796,203 characters
-    ('transcript max+1 multibyte', repeat('é ', 1398101) || 'é'),
+    ('transcript max+1 multibyte', repeat('é ', 2796202) || 'aé'),
     ('summary max', repeat('abc ', 16384)),
     ('summary max+1', repeat('abc ', 16384) || 'x'),
     -- 3-byte 日: 16,384 "日 " make 65,536 bytes
@@ -143,9 +143,31 @@ INSERT INTO audiotricks.audio_history (title, summary, transcript, processing_op
 SELECT 'direct', repeat('lorem ', 10000), string_agg(w, ' ' ORDER BY g), '{"language": "simple"}' FROM words;
 SELECT length(search_tsv) AS lexemes FROM audiotricks.audio_history WHERE title = 'direct';
 COMMIT;
+-- 5 MiB of distinct words (158,888 words of 32 letters and a space): saved
+-- whole, never refused for its search document.  The document indexes a
+-- bounded prefix (the first 1 MB of the text, and words while they fit in a
+-- tsvector: 28,339 here); a word from the start is found, one past the
+-- prefix is stored but not searchable (README, "Validation").
+CREATE TEMP TABLE big AS
+SELECT g, translate(md5(g::text), '0123456789', 'ghijklmnop') AS w FROM generate_series(1, 158888) g;
+SELECT string_agg(w, ' ' ORDER BY g) AS big_text FROM big \gset
+BEGIN;
+SELECT audiotricks.at_authenticate(:'ta') IS NOT NULL AS authenticated;
+DELETE FROM audiotricks.audio_history;
+SELECT audiotricks.at_history_add(title => 'five mib', transcript => :'big_text',
+                                  processing_options => '{"language": "simple"}') IS NOT NULL AS added;
+SELECT octet_length(transcript) AS transcript_bytes, octet_length(transcript) > 5 * 1024 * 1024 AS over_5_mib,
+       transcript = :'big_text' AS stored_whole, length(search_tsv) AS lexemes
+  FROM audiotricks.audio_history;
+SELECT g, count(h.*) AS found FROM big LEFT JOIN LATERAL audiotricks.at_history_search(w) h ON true
+ WHERE g IN (1, 2, 28339, 28340, 100000, 158888) GROUP BY g ORDER BY g;
+COMMIT;
+DROP TABLE big;
+\unset big_text
+
 -- the document never exceeds a tsvector: text without spaces is cut at a
 -- character boundary (the 1 MB "word" is too long to index: a notice)
-SELECT length(audiotricks.at_history_tsv('simple', NULL, 'title', repeat('é', 600000), 'x')) AS lexemes;
+SELECT length(audiotricks_internal.at_history_tsv('simple', NULL, 'title', repeat('é', 600000), 'x')) AS lexemes;
 
 -- clean up
 DROP TABLE v, words;

@@ -45,7 +45,7 @@ INSERT INTO pg_temp.probe VALUES
   ('at_api_key_status', $$SELECT (SELECT string_agg(provider || is_set, ',') FROM audiotricks.at_api_key_status()), count(*) FROM public.par$$),
   ('at_check_rule', $$SELECT count(*) FROM public.par WHERE audiotricks_internal.at_check_rule(i > 0, 't', 'c', 'k', 'r')$$),
   ('at_get_api_key', $$SELECT audiotricks.at_get_api_key('openai'), count(*) FROM public.par$$),
-  ('at_default_search_config', $$SELECT audiotricks.at_default_search_config(), count(*) FROM public.par$$),
+  ('at_default_search_config', $$SELECT audiotricks_internal.at_default_search_config(), count(*) FROM public.par$$),
   ('at_postgrest_pre_request', $$SELECT audiotricks.at_postgrest_pre_request(), count(*) FROM public.par$$),
   ('at_uuid_v7', $$SELECT count(DISTINCT audiotricks.at_uuid_v7()) FROM public.par$$),
   ('at_encrypt_key at_decrypt_key', $$SELECT count(*) FROM public.par WHERE i % 100 = 0 AND audiotricks.at_decrypt_key(audiotricks.at_encrypt_key(i::text, 'c'), 'c') = i::text$$),
@@ -53,9 +53,9 @@ INSERT INTO pg_temp.probe VALUES
   ('at_check_key_moments', $$SELECT count(*) FROM public.par WHERE audiotricks_internal.at_check_key_moments(jsonb_build_array(jsonb_build_object('timestamp', '00:00:01', 'description', i::text)))$$),
   ('at_check_processing_options', $$SELECT count(*) FROM public.par WHERE audiotricks_internal.at_check_processing_options(jsonb_build_object('language', 'de', 'model', i::text))$$),
   ('at_check_settings_json', $$SELECT count(*) FROM public.par WHERE audiotricks_internal.at_check_settings_json(jsonb_build_object('theme', i::text))$$),
-  ('at_search_config', $$SELECT audiotricks.at_search_config(CASE WHEN i % 2 = 0 THEN 'de' ELSE 'fr' END)::text, count(*) FROM public.par GROUP BY 1 ORDER BY 1$$),
-  ('at_history_tsv', $$SELECT sum(length(audiotricks.at_history_tsv('english', NULL, 'title ' || i, 'summary', NULL))) FROM public.par$$),
-  ('at_history_tsv_config', $$SELECT audiotricks.at_history_tsv_config('english', jsonb_build_object('language', 'de'))::text, count(*) FROM public.par GROUP BY 1$$),
+  ('at_search_config', $$SELECT audiotricks_internal.at_search_config(CASE WHEN i % 2 = 0 THEN 'de' ELSE 'fr' END)::text, count(*) FROM public.par GROUP BY 1 ORDER BY 1$$),
+  ('at_history_tsv', $$SELECT sum(length(audiotricks_internal.at_history_tsv('english', NULL, 'title ' || i, 'summary', NULL))) FROM public.par$$),
+  ('at_history_tsv_config', $$SELECT audiotricks_internal.at_history_tsv_config('english', jsonb_build_object('language', 'de'))::text, count(*) FROM public.par GROUP BY 1$$),
   ('at_check_preload', $$SELECT count(*) FROM public.par WHERE audiotricks_internal.at_check_preload() IS NULL$$);
 GRANT SELECT ON pg_temp.probe TO PUBLIC;
 

@@ -44,7 +44,7 @@ extern int	audiotricks_aes_backend;
  * the value without its varlena header (octet_length for text; for jsonb,
  * its binary form), enforced by the tables' CHECK constraints (validate.c).
  */
-#define AT_TRANSCRIPT_MAX		(4 * 1024 * 1024)
+#define AT_TRANSCRIPT_MAX		(8 * 1024 * 1024)
 #define AT_SUMMARY_MAX			(64 * 1024)
 #define AT_KEY_MOMENTS_MAX		(256 * 1024)
 #define AT_PROCESSING_OPTIONS_MAX (64 * 1024)

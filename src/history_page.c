@@ -1,8 +1,8 @@
 /*
  * src/history_page.c
- *		at_history_page: the current user's history, newest first, keyset
- *		paged, read straight from the (user_id, created_at DESC, id DESC)
- *		index.
+ *		at_history_page: the current user's history, newest first, paged by
+ *		cursor (src/cursor.h), read straight from the (user_id, created_at
+ *		DESC, id DESC) index.
  *
  * Why C and not a SQL function.  An inlined SQL function is re-parsed,
  * re-analyzed and re-planned, with the row-level security policy added, every
@@ -78,6 +78,7 @@ typedef struct PageCache
 	Oid			indexid;
 	AttrNumber	a_id;
 	AttrNumber	a_created_at;
+	AtEntryCols cols;			/* the columns a history_entry carries */
 } PageCache;
 
 static PageCache page_cache;
@@ -143,6 +144,7 @@ page_cache_fill(void)
 		a_user_id = page_attnum(page_cache.relid, "user_id");
 		page_cache.a_id = page_attnum(page_cache.relid, "id");
 		page_cache.a_created_at = page_attnum(page_cache.relid, "created_at");
+		AtEntryColsInit(page_cache.relid, &page_cache.cols);
 
 		idx = irel->rd_index;
 		if (idx->indrelid != page_cache.relid || irel->rd_rel->relam != BTREE_AM_OID ||
@@ -184,41 +186,48 @@ page_cache_lock(void)
 
 /*
  * page_direct
- *		Appends up to page_size of user_id's entries older than the cursor
- *		to store, reading the index forwards (newest first).
+ *		Appends up to page_size of user_id's entries that sort strictly after
+ *		the cursor (created_at DESC, id DESC) to store, reading the index
+ *		forwards (newest first).  The cursor is a row comparison key
+ *		(created_at, id) < (cursor's), as the planner makes for ROW(...) <
+ *		ROW(...): the scan starts right after the cursor's position, so a
+ *		page reads about page_size index entries at any depth, also among
+ *		many entries that share one created_at.
  */
 static void
-page_direct(Relation rel, const pg_uuid_t *user_id, bool has_cursor,
-			TimestampTz before_at, const pg_uuid_t *before_id,
-			int32 page_size, Tuplestorestate *store)
+page_direct(Relation rel, const AtEntryCols *cols, const pg_uuid_t *user_id,
+			const AtCursor *cursor, int32 page_size, TupleDesc desc,
+			Tuplestorestate *store)
 {
 	Relation	irel;
 	IndexScanDesc scan;
 	ScanKeyData keys[2];
+	ScanKeyData row[2];
+	pg_uuid_t	after_id;
 	int			nkeys = 1;
 	TupleTableSlot *slot;
 	int32		n = 0;
-	bool		past_cursor_time = !has_cursor || before_id == NULL;
 
 	irel = index_open(page_cache.indexid, AccessShareLock);
 	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   irel->rd_indcollation[0], F_UUID_EQ,
 						   UUIDPGetDatum(user_id));
-	if (has_cursor)
+	if (cursor != NULL)
 	{
-		/*
-		 * With a cursor id the rows at exactly before_at with a smaller id
-		 * come first; they are few (one per equal timestamp) and filtered
-		 * below until the scan passes before_at.
-		 */
-		if (before_id != NULL)
-			ScanKeyEntryInitialize(&keys[1], 0, 2, BTLessEqualStrategyNumber,
-								   InvalidOid, irel->rd_indcollation[1],
-								   F_TIMESTAMPTZ_LE, TimestampTzGetDatum(before_at));
-		else
-			ScanKeyEntryInitialize(&keys[1], 0, 2, BTLessStrategyNumber,
-								   InvalidOid, irel->rd_indcollation[1],
-								   F_TIMESTAMPTZ_LT, TimestampTzGetDatum(before_at));
+		/* members: the btree comparison support functions, as for a RowCompare */
+		memcpy(after_id.data, cursor->id, UUID_LEN);
+		ScanKeyEntryInitialize(&row[0], SK_ROW_MEMBER, 2, BTLessStrategyNumber,
+							   TIMESTAMPTZOID, irel->rd_indcollation[1],
+							   F_TIMESTAMPTZ_CMP, TimestampTzGetDatum(cursor->created_at));
+		ScanKeyEntryInitialize(&row[1], SK_ROW_MEMBER | SK_ROW_END, 3,
+							   BTLessStrategyNumber, UUIDOID,
+							   irel->rd_indcollation[2], F_UUID_CMP,
+							   UUIDPGetDatum(&after_id));
+		MemSet(&keys[1], 0, sizeof(ScanKeyData));
+		keys[1].sk_flags = SK_ROW_HEADER;
+		keys[1].sk_attno = 2;
+		keys[1].sk_strategy = BTLessStrategyNumber;
+		keys[1].sk_argument = PointerGetDatum(row);
 		nkeys = 2;
 	}
 
@@ -227,27 +236,7 @@ page_direct(Relation rel, const pg_uuid_t *user_id, bool has_cursor,
 	index_rescan(scan, keys, nkeys, NULL, 0);
 	while (n < page_size && index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
-		if (!past_cursor_time)
-		{
-			bool		isnull;
-			TimestampTz at;
-
-			at = DatumGetTimestampTz(slot_getattr(slot, page_cache.a_created_at, &isnull));
-			if (isnull)
-				elog(ERROR, "audio_history.created_at is null");
-			if (at < before_at)
-				past_cursor_time = true;
-			else
-			{
-				pg_uuid_t  *id = DatumGetUUIDP(slot_getattr(slot, page_cache.a_id, &isnull));
-
-				if (isnull)
-					elog(ERROR, "audio_history.id is null");
-				if (memcmp(id->data, before_id->data, UUID_LEN) >= 0)
-					continue;
-			}
-		}
-		AtPutRow(rel, slot, store);
+		AtPutEntry(cols, slot, desc, store, false, 0, 0);
 		n++;
 	}
 	index_endscan(scan);
@@ -256,7 +245,10 @@ page_direct(Relation rel, const pg_uuid_t *user_id, bool has_cursor,
 }
 
 static AtPlan plan_page = {
-	"SELECT h.* FROM audiotricks.audio_history h"
+	"SELECT h.id, h.user_id, h.title, h.audio_url, h.file_size_bytes,"
+	"       h.duration_seconds, h.transcript, h.summary, h.key_moments,"
+	"       h.processing_options, h.created_at, NULL::pg_catalog.float4"
+	"  FROM audiotricks.audio_history h"
 	" WHERE h.user_id OPERATOR(pg_catalog.=) $1"
 	"   AND ROW(h.created_at, h.id) OPERATOR(pg_catalog.<) ROW($2, $3)"
 	" ORDER BY h.created_at DESC, h.id DESC"
@@ -267,59 +259,54 @@ static AtPlan plan_page = {
 /*
  * page_through_spi
  *		The same page as an ordinary query under row-level security, for a
- *		table that carries policies besides the shipped one.  A missing
- *		cursor is (infinity, the largest uuid); a cursor time without an id
- *		is (time, the smallest uuid), i.e. strictly older.
+ *		table that carries policies besides the shipped one.  No cursor is
+ *		(infinity, the largest uuid), after every entry.
  */
 static void
-page_through_spi(const pg_uuid_t *user_id, bool has_cursor,
-				 TimestampTz before_at, const pg_uuid_t *before_id,
-				 int32 page_size, Tuplestorestate *store, int natts,
-				 MemoryContext per_query)
+page_through_spi(const pg_uuid_t *user_id, const AtCursor *cursor,
+				 int32 page_size, TupleDesc desc, Tuplestorestate *store)
 {
 	Datum		values[4];
 	pg_uuid_t  *uid = palloc(sizeof(pg_uuid_t));
-	pg_uuid_t  *bid = palloc(sizeof(pg_uuid_t));
+	pg_uuid_t  *aid = palloc(sizeof(pg_uuid_t));
+	TimestampTz after_at;
 
 	*uid = *user_id;
-	if (!has_cursor)
+	if (cursor == NULL)
 	{
-		TIMESTAMP_NOEND(before_at);
-		memset(bid->data, 0xff, UUID_LEN);
+		TIMESTAMP_NOEND(after_at);
+		memset(aid->data, 0xff, UUID_LEN);
 	}
-	else if (before_id == NULL)
-		memset(bid->data, 0, UUID_LEN);
 	else
-		*bid = *before_id;
+	{
+		after_at = cursor->created_at;
+		memcpy(aid->data, cursor->id, UUID_LEN);
+	}
 	values[0] = UUIDPGetDatum(uid);
-	values[1] = TimestampTzGetDatum(before_at);
-	values[2] = UUIDPGetDatum(bid);
+	values[1] = TimestampTzGetDatum(after_at);
+	values[2] = UUIDPGetDatum(aid);
 	values[3] = Int32GetDatum(page_size);
-	AtRunPlanInto(&plan_page, values, page_size, store, natts, per_query);
+	AtRunEntryPlan(&plan_page, values, page_size, desc, store, false, 0);
 }
 
 /*
- * at_history_page(page_size integer DEFAULT 20,
- *                 before_created_at timestamptz DEFAULT NULL,
- *                 before_id uuid DEFAULT NULL)
- *		RETURNS SETOF audiotricks.audio_history
- *		The current user's entries, newest first, older than the cursor
- *		(before_created_at, before_id): pass the last row's pair for the next
- *		page.  No cursor time means from the newest; a time without an id
- *		means entries created strictly before it.  page_size NULL is 20;
- *		outside 1..100 raises 22023; no identity raises 42501; so does a
- *		caller without SELECT on audio_history.
+ * at_history_page(page_size integer DEFAULT 20, cursor text DEFAULT NULL)
+ *		RETURNS SETOF audiotricks.history_entry
+ *		The current user's entries, newest first (created_at DESC, id DESC),
+ *		each with its cursor; with a cursor, the entries strictly after that
+ *		row.  rank is NULL.  page_size NULL is 20; outside 1..100 raises
+ *		22023; so does an invalid cursor (AtCheckedCursor); no identity
+ *		raises 42501; so does a caller without SELECT on audio_history.
+ *		The rows are materialized in the per-query context.
  */
 Datum
 at_history_page(PG_FUNCTION_ARGS)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	pg_uuid_t	user_id;
 	pg_uuid_t	session_id;
 	int32		page_size;
-	bool		has_cursor = !PG_ARGISNULL(1);
-	TimestampTz before_at = 0;
-	pg_uuid_t  *before_id = NULL;
+	AtCursor	cursor;
+	bool		has_cursor;
 	TupleDesc	tupdesc;
 	Tuplestorestate *store;
 	Relation	rel;
@@ -328,12 +315,7 @@ at_history_page(PG_FUNCTION_ARGS)
 
 	IdentityRequire(&user_id, &session_id);
 	page_size = AtCheckedPageSize(fcinfo, 0);
-	if (has_cursor)
-	{
-		before_at = PG_GETARG_TIMESTAMPTZ(1);
-		if (!PG_ARGISNULL(2))
-			before_id = PG_GETARG_UUID_P(2);
-	}
+	AtCheckedCursor(fcinfo, 1, AT_CURSOR_PAGE, 0, &cursor, &has_cursor);
 
 	page_cache_lock();
 	aclresult = pg_class_aclcheck(page_cache.relid, GetUserId(), ACL_SELECT);
@@ -343,14 +325,14 @@ at_history_page(PG_FUNCTION_ARGS)
 	rls = check_enable_rls(page_cache.relid, InvalidOid, false);
 
 	store = AtMaterialize(fcinfo, &tupdesc);
+	AtCheckEntryDesc(tupdesc);
 	rel = table_open(page_cache.relid, AccessShareLock);
 	if (rls != RLS_ENABLED || AtHistoryPoliciesAreOurs(rel))
-		page_direct(rel, &user_id, has_cursor, before_at, before_id,
-					page_size, store);
+		page_direct(rel, &page_cache.cols, &user_id,
+					has_cursor ? &cursor : NULL, page_size, tupdesc, store);
 	else
-		page_through_spi(&user_id, has_cursor, before_at, before_id,
-						 page_size, store, tupdesc->natts,
-						 rsinfo->econtext->ecxt_per_query_memory);
+		page_through_spi(&user_id, has_cursor ? &cursor : NULL, page_size,
+						 tupdesc, store);
 	table_close(rel, AccessShareLock);
 	return (Datum) 0;
 }

@@ -55,6 +55,7 @@
 #include "tsearch/ts_utils.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/float.h"
 #include "utils/fmgroids.h"
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
@@ -69,6 +70,7 @@
 #include "utils/uuid.h"
 
 #include "audiotricks.h"
+#include "history_index.h"
 #include "history_rows.h"
 #include "identity.h"
 #include "schema.h"
@@ -79,10 +81,11 @@ PG_FUNCTION_INFO_V1(at_history_search);
 
 /*
  * user_configs
- *		The text search configurations of user_id's entries, distinct, read
- *		from the index audio_history_config_idx on (user_id,
- *		at_history_tsv_config(...)) one value at a time: a loose index scan,
- *		one descent per configuration, whatever the number of entries.  Only
+ *		The text search configurations (OIDs) of user_id's entries, distinct,
+ *		read from the index audio_history_config_idx on (user_id,
+ *		at_history_tsv_config(...)), whose second column is a configuration's
+ *		schema-qualified name, one value at a time: a loose index scan, one
+ *		descent per configuration, whatever the number of entries.  Only
  *		index entries are read, so an entry deleted but not yet vacuumed may
  *		add a configuration: that costs a query arm, never a wrong result.
  *		Configurations dropped since are left out.
@@ -96,7 +99,7 @@ user_configs(const pg_uuid_t *user_id)
 	Relation	rel;
 	Relation	irel;
 	List	   *configs = NIL;
-	Oid			last = InvalidOid;
+	text	   *last = NULL;
 
 	if (!OidIsValid(relid) || !OidIsValid(indexid))
 		elog(ERROR, "audiotricks.audio_history or its index audio_history_config_idx is missing");
@@ -104,7 +107,7 @@ user_configs(const pg_uuid_t *user_id)
 	irel = index_open(indexid, AccessShareLock);
 	if (irel->rd_index->indrelid != relid || irel->rd_index->indnkeyatts != 2 ||
 		irel->rd_rel->relam != BTREE_AM_OID ||
-		TupleDescAttr(RelationGetDescr(irel), 1)->atttypid != REGCONFIGOID)
+		TupleDescAttr(RelationGetDescr(irel), 1)->atttypid != TEXTOID)
 		elog(ERROR, "index audiotricks.audio_history_config_idx is not (user_id, configuration)");
 
 	for (;;)
@@ -119,11 +122,11 @@ user_configs(const pg_uuid_t *user_id)
 		ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
 							   irel->rd_indcollation[0], F_UUID_EQ,
 							   UUIDPGetDatum(user_id));
-		if (OidIsValid(last))
+		if (last != NULL)
 		{
 			ScanKeyEntryInitialize(&keys[1], 0, 2, BTGreaterStrategyNumber,
-								   InvalidOid, InvalidOid, F_OIDGT,
-								   ObjectIdGetDatum(last));
+								   InvalidOid, irel->rd_indcollation[1], F_TEXT_GT,
+								   PointerGetDatum(last));
 			nkeys = 2;
 		}
 		scan = index_beginscan(rel, irel, GetActiveSnapshot(), nkeys, 0);
@@ -137,15 +140,21 @@ user_configs(const pg_uuid_t *user_id)
 
 			if (!isnull)
 			{
-				last = DatumGetObjectId(d);
+				last = DatumGetTextPCopy(d);
 				found = true;
 			}
 		}
 		index_endscan(scan);
 		if (!found)
 			break;
-		if (SearchSysCacheExists1(TSCONFIGOID, ObjectIdGetDatum(last)))
-			configs = lappend_oid(configs, last);
+		{
+			Oid			cfg = AtSearchConfigOid(VARDATA_ANY(last),
+												VARSIZE_ANY_EXHDR(last),
+												true, NULL);
+
+			if (OidIsValid(cfg) && !list_member_oid(configs, cfg))
+				configs = lappend_oid(configs, cfg);
+		}
 	}
 	index_close(irel, AccessShareLock);
 	table_close(rel, AccessShareLock);
@@ -247,14 +256,27 @@ search_query(text *input, List *configs)
 	return result;
 }
 
+/*
+ * The search as a query.  ($4, $5, $6): the cursor's rank, created_at and
+ * id, after which the rows sort strictly in the order rank DESC, created_at
+ * DESC, id DESC; without a cursor the rank is infinity, above every rank.
+ * The rank is the float4 ts_rank that search_consider computes
+ * (ts_rank_tt), so it compares exactly.
+ */
 static AtPlan plan_search = {
-	"SELECT h.* FROM audiotricks.audio_history h"
-	" WHERE h.user_id OPERATOR(pg_catalog.=) $1"
-	"   AND h.search_tsv OPERATOR(pg_catalog.@@) $2"
-	" ORDER BY pg_catalog.ts_rank(h.search_tsv, $2) DESC,"
-	"          h.created_at DESC, h.id DESC"
+	"SELECT s.id, s.user_id, s.title, s.audio_url, s.file_size_bytes,"
+	"       s.duration_seconds, s.transcript, s.summary, s.key_moments,"
+	"       s.processing_options, s.created_at, s.rank"
+	"  FROM (SELECT h.*, pg_catalog.ts_rank(h.search_tsv, $2) AS rank"
+	"          FROM audiotricks.audio_history h"
+	"         WHERE h.user_id OPERATOR(pg_catalog.=) $1"
+	"           AND h.search_tsv OPERATOR(pg_catalog.@@) $2) s"
+	" WHERE s.rank OPERATOR(pg_catalog.<) $4"
+	"    OR (s.rank OPERATOR(pg_catalog.=) $4"
+	"        AND ROW(s.created_at, s.id) OPERATOR(pg_catalog.<) ROW($5, $6))"
+	" ORDER BY s.rank DESC, s.created_at DESC, s.id DESC"
 	" LIMIT $3",
-	3, {UUIDOID, TSQUERYOID, INT4OID}, NULL
+	6, {UUIDOID, TSQUERYOID, INT4OID, FLOAT4OID, TIMESTAMPTZOID, UUIDOID}, NULL
 };
 
 /*
@@ -265,17 +287,28 @@ static AtPlan plan_search = {
  *		the non-leakproof @@ as an index condition.
  */
 static void
-search_through_spi(const pg_uuid_t *user_id, TSQuery query, int32 page_size,
-				   Tuplestorestate *store, int natts, MemoryContext per_query)
+search_through_spi(const pg_uuid_t *user_id, TSQuery query,
+				   const AtCursor *cursor, uint32_t query_tag, int32 page_size,
+				   TupleDesc desc, Tuplestorestate *store)
 {
-	Datum		values[3];
+	Datum		values[6];
 	pg_uuid_t  *uid = palloc(sizeof(pg_uuid_t));
+	pg_uuid_t  *aid = palloc0(sizeof(pg_uuid_t));
+	float4		rank = get_float4_infinity();
 
 	*uid = *user_id;
+	if (cursor != NULL)
+	{
+		memcpy(&rank, &cursor->rank_bits, sizeof(rank));
+		memcpy(aid->data, cursor->id, UUID_LEN);
+	}
 	values[0] = UUIDPGetDatum(uid);
 	values[1] = PointerGetDatum(query);
 	values[2] = Int32GetDatum(page_size);
-	AtRunPlanInto(&plan_search, values, page_size, store, natts, per_query);
+	values[3] = Float4GetDatum(rank);
+	values[4] = TimestampTzGetDatum(cursor != NULL ? cursor->created_at : 0);
+	values[5] = UUIDPGetDatum(aid);
+	AtRunEntryPlan(&plan_search, values, page_size, desc, store, true, query_tag);
 }
 
 /* one match: its rank and sort keys, and where it is */
@@ -312,6 +345,8 @@ typedef struct SearchState
 	const SearchRel *cols;
 	const pg_uuid_t *user_id;
 	TSQuery		query;
+	bool		has_cursor;
+	SearchHit	after;			/* the cursor's sort key, when has_cursor */
 	int32		page_size;
 	SearchHit  *hits;
 	int			nhits;
@@ -321,8 +356,9 @@ typedef struct SearchState
 /*
  * search_consider
  *		Rechecks the row in slot (the user's, and matching the query), ranks
- *		it and keeps it if it is among the best page_size so far (sorted:
- *		rank, created_at, id, all descending, as plan_search orders).
+ *		it and keeps it if it sorts strictly after the cursor and is among
+ *		the best page_size so far (sorted: rank, created_at, id, all
+ *		descending, as plan_search orders).
  */
 static void
 search_consider(SearchState *st, TupleTableSlot *slot)
@@ -356,6 +392,8 @@ search_consider(SearchState *st, TupleTableSlot *slot)
 	h.id = *DatumGetUUIDP(d);
 	h.tid = slot->tts_tid;
 
+	if (st->has_cursor && !hit_before(&st->after, &h))
+		return;
 	if (st->nhits == st->page_size && !hit_before(&h, &st->hits[st->nhits - 1]))
 		return;
 	pos = st->nhits < st->page_size ? st->nhits++ : st->nhits - 1;
@@ -459,7 +497,8 @@ search_by_gin(SearchState *st, Relation rel, Relation gin, TupleTableSlot *slot)
  *		and rechecked; a larger user's matching entries come from one bitmap
  *		scan of the GIN index audio_history_search_idx on (user_id,
  *		search_tsv) with both keys, so only they are read.  Either way each
- *		row is rechecked (user and match) and ranked, the best page_size are
+ *		row is rechecked (user and match) and ranked, those that sort
+ *		strictly after the cursor (if any) are considered, the best page_size are
  *		kept and then fetched again by their TIDs into store.  A generic plan
  *		of plan_search cannot be trusted with this: it prices "user_id = $1"
  *		at the average user's size and, for a user with 200,000 entries,
@@ -467,8 +506,9 @@ search_by_gin(SearchState *st, Relation rel, Relation gin, TupleTableSlot *slot)
  */
 static void
 search_direct(Relation rel, Oid ginid, Oid btreeid, const SearchRel *cols,
-			  const pg_uuid_t *user_id, TSQuery query, int32 page_size,
-			  Tuplestorestate *store)
+			  const AtEntryCols *entry, const pg_uuid_t *user_id, TSQuery query,
+			  const AtCursor *cursor, uint32_t query_tag, int32 page_size,
+			  TupleDesc desc, Tuplestorestate *store)
 {
 	Relation	gin;
 	Relation	btree;
@@ -489,6 +529,14 @@ search_direct(Relation rel, Oid ginid, Oid btreeid, const SearchRel *cols,
 	st.cols = cols;
 	st.user_id = user_id;
 	st.query = query;
+	st.has_cursor = cursor != NULL;
+	memset(&st.after, 0, sizeof(st.after));
+	if (cursor != NULL)
+	{
+		memcpy(&st.after.rank, &cursor->rank_bits, sizeof(st.after.rank));
+		st.after.created_at = cursor->created_at;
+		memcpy(st.after.id.data, cursor->id, UUID_LEN);
+	}
 	st.page_size = page_size;
 	st.hits = palloc(sizeof(SearchHit) * page_size);
 	st.nhits = 0;
@@ -510,7 +558,7 @@ search_direct(Relation rel, Oid ginid, Oid btreeid, const SearchRel *cols,
 			elog(ERROR, "search match at (%u,%u) vanished",
 				 ItemPointerGetBlockNumber(&st.hits[i].tid),
 				 ItemPointerGetOffsetNumber(&st.hits[i].tid));
-		AtPutRow(rel, slot, store);
+		AtPutEntry(entry, slot, desc, store, true, st.hits[i].rank, query_tag);
 	}
 	ExecDropSingleTupleTableSlot(slot);
 	pfree(st.hits);
@@ -525,8 +573,9 @@ search_direct(Relation rel, Oid ginid, Oid btreeid, const SearchRel *cols,
  *		on audio_history either way (42501).
  */
 static void
-run_search(const pg_uuid_t *user_id, TSQuery query, int32 page_size,
-		   Tuplestorestate *store, int natts, MemoryContext per_query)
+run_search(const pg_uuid_t *user_id, TSQuery query, const AtCursor *cursor,
+		   uint32_t query_tag, int32 page_size, TupleDesc desc,
+		   Tuplestorestate *store)
 {
 	Oid			nsp = AtCheckSchema();
 	Oid			relid = get_relname_relid("audio_history", nsp);
@@ -547,6 +596,7 @@ run_search(const pg_uuid_t *user_id, TSQuery query, int32 page_size,
 	if (rls != RLS_ENABLED || AtHistoryPoliciesAreOurs(rel))
 	{
 		SearchRel	cols;
+		AtEntryCols entry;
 
 		cols.a_id = get_attnum(relid, "id");
 		cols.a_user_id = get_attnum(relid, "user_id");
@@ -555,41 +605,52 @@ run_search(const pg_uuid_t *user_id, TSQuery query, int32 page_size,
 		if (cols.a_id == InvalidAttrNumber || cols.a_user_id == InvalidAttrNumber ||
 			cols.a_created_at == InvalidAttrNumber || cols.a_tsv == InvalidAttrNumber)
 			elog(ERROR, "audiotricks.audio_history lacks a column the search reads");
-		search_direct(rel, ginid, btreeid, &cols, user_id, query, page_size, store);
+		AtEntryColsInit(relid, &entry);
+		search_direct(rel, ginid, btreeid, &cols, &entry, user_id, query,
+					  cursor, query_tag, page_size, desc, store);
 	}
 	else
-		search_through_spi(user_id, query, page_size, store, natts, per_query);
+		search_through_spi(user_id, query, cursor, query_tag, page_size,
+						   desc, store);
 	table_close(rel, AccessShareLock);
 }
 
 /*
- * at_history_search(query text, page_size integer DEFAULT 20)
- *		RETURNS SETOF audiotricks.audio_history
+ * at_history_search(query text, page_size integer DEFAULT 20,
+ *					 cursor text DEFAULT NULL)
+ *		RETURNS SETOF audiotricks.history_entry
  *		The current user's entries whose title, summary or transcript match
  *		the query (web search syntax: words, "phrases", or, -not), best match
- *		first (ts_rank; title counts most), then newest.  A NULL query or one
- *		without searchable words returns no rows.  The rows are materialized
- *		in the per-query context.  Raises 42501 without identity, 22023 for a
- *		page size outside 1..100 or a query longer than 1000 characters.
+ *		first (ts_rank, returned as rank; title counts most), then newest,
+ *		each with its cursor; with a cursor (of a row of this search, same
+ *		query text), the matches strictly after that row.  A NULL query or
+ *		one without searchable words returns no rows.  The rows are
+ *		materialized in the per-query context.  Raises 42501 without
+ *		identity, 22023 for a page size outside 1..100, a query longer than
+ *		1000 characters or an invalid cursor (AtCheckedCursor).
  */
 Datum
 at_history_search(PG_FUNCTION_ARGS)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	TupleDesc	tupdesc;
 	Tuplestorestate *store;
-	MemoryContext per_query;
 	pg_uuid_t	user_id;
 	pg_uuid_t	session_id;
 	int32		page_size;
 	TSQuery		query = NULL;
+	AtCursor	cursor;
+	bool		has_cursor;
+	uint32_t	query_tag;
+	text	   *input = PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0);
 
 	IdentityRequire(&user_id, &session_id);
 	page_size = AtCheckedPageSize(fcinfo, 1);
-	if (!PG_ARGISNULL(0))
+	/* a NULL query has no results, so no cursor of one: tag it as '' */
+	query_tag = input == NULL ? AtCursorQueryTag("", 0) :
+		AtCursorQueryTag(VARDATA_ANY(input), VARSIZE_ANY_EXHDR(input));
+	AtCheckedCursor(fcinfo, 2, AT_CURSOR_SEARCH, query_tag, &cursor, &has_cursor);
+	if (input != NULL)
 	{
-		text	   *input = PG_GETARG_TEXT_PP(0);
-
 		/* bounded: a query tree thousands of terms deep exhausts the stack */
 		if (pg_mbstrlen_with_len(VARDATA_ANY(input), VARSIZE_ANY_EXHDR(input)) >
 			AT_SEARCH_QUERY_MAX)
@@ -600,9 +661,10 @@ at_history_search(PG_FUNCTION_ARGS)
 		query = search_query(input, user_configs(&user_id));
 	}
 
-	per_query = rsinfo->econtext->ecxt_per_query_memory;
 	store = AtMaterialize(fcinfo, &tupdesc);
+	AtCheckEntryDesc(tupdesc);
 	if (query != NULL)
-		run_search(&user_id, query, page_size, store, tupdesc->natts, per_query);
+		run_search(&user_id, query, has_cursor ? &cursor : NULL, query_tag,
+				   page_size, tupdesc, store);
 	return (Datum) 0;
 }

@@ -8,7 +8,6 @@
 
 #include "executor/spi.h"
 #include "utils/snapmgr.h"
-#include "utils/tuplestore.h"
 
 #include "schema.h"
 #include "spi.h"
@@ -87,30 +86,4 @@ AtRunPlanLatest(AtPlan *p, Datum *values)
 	if (rc < 0)
 		elog(ERROR, "SPI_execute_snapshot failed: %s", SPI_result_code_string(rc));
 	return rc;
-}
-
-/*
- * AtRunPlanInto
- *		Runs the read-only query p (kept as AtRunPlan keeps it) in its own SPI
- *		connection, as the current user, and appends its rows, which must
- *		have natts columns, to store (tuples copied in per_query memory).
- *		The fallback of at_history_page and at_history_search under policies
- *		they cannot apply themselves.
- */
-void
-AtRunPlanInto(AtPlan *p, Datum *values, long count, Tuplestorestate *store,
-			  int natts, MemoryContext per_query)
-{
-	MemoryContext oldcxt;
-
-	AtSpiConnect();
-	if (AtRunPlan(p, values, NULL, true, count) != SPI_OK_SELECT)
-		elog(ERROR, "query did not return rows: %s", p->sql);
-	if (SPI_tuptable->tupdesc->natts != natts)
-		elog(ERROR, "query result does not match its function's row type");
-	oldcxt = MemoryContextSwitchTo(per_query);
-	for (uint64 i = 0; i < SPI_processed; i++)
-		tuplestore_puttuple(store, SPI_tuptable->vals[i]);
-	MemoryContextSwitchTo(oldcxt);
-	AtSpiFinish();
 }

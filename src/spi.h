@@ -6,7 +6,6 @@
 #define AT_SPI_H
 
 #include "executor/spi.h"
-#include "utils/tuplestore.h"
 
 /* a parameterized SPI plan, prepared on first use and kept */
 typedef struct AtPlan
@@ -22,8 +21,5 @@ extern void AtSpiFinish(void);
 extern int	AtRunPlan(AtPlan *p, Datum *values, const char *nulls,
 					  bool read_only, long count);
 extern int	AtRunPlanLatest(AtPlan *p, Datum *values);
-extern void AtRunPlanInto(AtPlan *p, Datum *values, long count,
-						  Tuplestorestate *store, int natts,
-						  MemoryContext per_query);
 
 #endif							/* AT_SPI_H */

@@ -248,7 +248,7 @@ CREATE FUNCTION audiotricks_internal.at_check_transcript(transcript text) RETURN
     LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
     AS 'MODULE_PATHNAME', 'at_check_transcript';
 COMMENT ON FUNCTION audiotricks_internal.at_check_transcript(text) IS
-    'True for a transcript of at most 4 MB (4194304 bytes); raises 23514 naming the column and the limit otherwise. Used by a CHECK constraint.';
+    'True for a transcript of at most 8 MiB (8388608 bytes); raises 23514 naming the column and the limit otherwise. Used by a CHECK constraint.';
 
 CREATE FUNCTION audiotricks_internal.at_check_summary(summary text) RETURNS boolean
     LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
@@ -258,27 +258,29 @@ COMMENT ON FUNCTION audiotricks_internal.at_check_summary(text) IS
 
 -- Full-text search (src/history_index.c): the configuration of an entry's
 -- language and its search document, for audio_history's generated column
--- and indexes.
-CREATE FUNCTION audiotricks.at_search_config(language text) RETURNS regconfig
+-- and indexes.  A configuration is named by its schema-qualified name as
+-- text ('pg_catalog.english'), never regconfig: pg_upgrade refuses a user
+-- column of a reg* type that holds OIDs.
+CREATE FUNCTION audiotricks_internal.at_search_config(language text) RETURNS text
     LANGUAGE C IMMUTABLE PARALLEL SAFE
     AS 'MODULE_PATHNAME', 'at_search_config';
-COMMENT ON FUNCTION audiotricks.at_search_config(text) IS
-    'The text search configuration for a language code (ISO 639-1 such as de, a tag such as pt-BR, or a name such as german); simple for NULL or an unknown language.';
+COMMENT ON FUNCTION audiotricks_internal.at_search_config(text) IS
+    'The schema-qualified name of the text search configuration for a language code (ISO 639-1 such as de, a tag such as pt-BR, or a name such as german); pg_catalog.simple for NULL or an unknown language.';
 
-CREATE FUNCTION audiotricks.at_history_tsv(search_config regconfig, processing_options jsonb,
-                                           title text, summary text, transcript text)
+CREATE FUNCTION audiotricks_internal.at_history_tsv(search_config text, processing_options jsonb,
+                                                    title text, summary text, transcript text)
     RETURNS tsvector
     LANGUAGE C IMMUTABLE PARALLEL SAFE
     AS 'MODULE_PATHNAME', 'at_history_tsv';
-COMMENT ON FUNCTION audiotricks.at_history_tsv(regconfig, jsonb, text, text, text) IS
-    'The search document of a history entry: title (weight A), summary (B), transcript (C) in the configuration of processing_options.language, else search_config. Bounded: reads at most the first 1 MB of each text and keeps words while the lexemes and positions fit in a tsvector (1 MB).';
+COMMENT ON FUNCTION audiotricks_internal.at_history_tsv(text, jsonb, text, text, text) IS
+    'The search document of a history entry: title (weight A), summary (B), transcript (C) in the configuration of processing_options.language, else search_config (a schema-qualified name; 42704 if it names none). Bounded, so that it never fails for size: reads at most the first 1 MB of each text and keeps words while the lexemes and positions fit in a tsvector (1 MB); words past that are stored but not searchable.';
 
-CREATE FUNCTION audiotricks.at_history_tsv_config(search_config regconfig, processing_options jsonb)
-    RETURNS regconfig
+CREATE FUNCTION audiotricks_internal.at_history_tsv_config(search_config text, processing_options jsonb)
+    RETURNS text
     LANGUAGE C IMMUTABLE PARALLEL SAFE
     AS 'MODULE_PATHNAME', 'at_history_tsv_config';
-COMMENT ON FUNCTION audiotricks.at_history_tsv_config(regconfig, jsonb) IS
-    'The configuration a history entry''s search document is made in: that of processing_options.language, else search_config.';
+COMMENT ON FUNCTION audiotricks_internal.at_history_tsv_config(text, jsonb) IS
+    'The schema-qualified name of the configuration a history entry''s search document is made in: that of processing_options.language, else search_config (42704 if it names none).';
 
 ------------------------------------------------------------------------------
 -- 4. Tables
@@ -476,15 +478,15 @@ GRANT UPDATE (preferred_language, summary_quality, settings_json)
 -- renamed later and replaced by someone else's audiotricks never changes
 -- what they read or write (a body in quotes is parsed by name at every first
 -- call).
-CREATE FUNCTION audiotricks.at_default_search_config() RETURNS regconfig
+CREATE FUNCTION audiotricks_internal.at_default_search_config() RETURNS text
     LANGUAGE SQL STABLE PARALLEL RESTRICTED
 BEGIN ATOMIC
-SELECT audiotricks.at_search_config(
+SELECT audiotricks_internal.at_search_config(
     (SELECT s.preferred_language::pg_catalog.text FROM audiotricks.user_settings s
       WHERE s.user_id OPERATOR(pg_catalog.=) audiotricks.at_current_user_id()));
 END;
-COMMENT ON FUNCTION audiotricks.at_default_search_config() IS
-    'Default of audio_history.search_config: the configuration of the current user''s preferred_language, or simple without identity.';
+COMMENT ON FUNCTION audiotricks_internal.at_default_search_config() IS
+    'Default of audio_history.search_config: the schema-qualified name of the configuration of the current user''s preferred_language, or pg_catalog.simple without identity.';
 
 -- search_config is fixed when the entry is written (the writer's
 -- preferred_language; processing_options.language wins when given);
@@ -501,10 +503,10 @@ CREATE TABLE audiotricks.audio_history (
     key_moments         jsonb,
     processing_options  jsonb,
     created_at          timestamptz     NOT NULL DEFAULT pg_catalog.now(),
-    search_config       regconfig       NOT NULL
-        DEFAULT audiotricks.at_default_search_config(),
+    search_config       text            NOT NULL
+        DEFAULT audiotricks_internal.at_default_search_config(),
     search_tsv          tsvector        NOT NULL
-        GENERATED ALWAYS AS (audiotricks.at_history_tsv(search_config, processing_options,
+        GENERATED ALWAYS AS (audiotricks_internal.at_history_tsv(search_config, processing_options,
                                                         title, summary, transcript)) STORED,
     CONSTRAINT audio_history_pkey PRIMARY KEY (id),
     CONSTRAINT audio_history_user_id_fkey FOREIGN KEY (user_id)
@@ -536,7 +538,7 @@ CREATE INDEX audio_history_search_idx
 -- query only in those (src/history_search.c, user_configs).
 CREATE INDEX audio_history_config_idx
     ON audiotricks.audio_history
-    (user_id, audiotricks.at_history_tsv_config(search_config, processing_options));
+    (user_id, audiotricks_internal.at_history_tsv_config(search_config, processing_options));
 CREATE TRIGGER audio_history_audit_delete AFTER DELETE ON audiotricks.audio_history
     REFERENCING OLD TABLE AS deleted
     FOR EACH STATEMENT EXECUTE FUNCTION audiotricks_internal.at_audit_history_delete();
@@ -554,7 +556,7 @@ COMMENT ON COLUMN audiotricks.audio_history.key_moments IS 'Key moments data';
 COMMENT ON COLUMN audiotricks.audio_history.processing_options IS 'Processing settings used';
 COMMENT ON COLUMN audiotricks.audio_history.created_at IS 'Processing time';
 COMMENT ON COLUMN audiotricks.audio_history.search_config IS
-    'Extra column: text search configuration of the entry''s language when it was written (processing_options.language wins over this)';
+    'Extra column: schema-qualified name of the text search configuration of the entry''s language when it was written, such as pg_catalog.english (processing_options.language wins over this)';
 COMMENT ON COLUMN audiotricks.audio_history.search_tsv IS
     'Extra column, generated: the full-text search document (title A, summary B, transcript C) that at_history_search matches';
 SELECT pg_catalog.pg_extension_config_dump('audiotricks.audio_history', '');
@@ -873,22 +875,45 @@ END;
 COMMENT ON FUNCTION audiotricks.at_history_add(text, text, bigint, integer, text, text, jsonb, jsonb) IS
     'Adds a history entry for the current user and returns its id; raises 42501 without identity, 23514 or 22001 for invalid values (sizes are checked before the insert).';
 
--- Keyset paging in C (src/history_page.c): the call descends the (user_id,
--- created_at DESC, id DESC) index once and stops after page_size rows, with
--- nothing to parse or plan, so a page costs the same whether the caller's
--- statement gets a generic or a custom plan.  It applies the shipped policy's
--- rule (the identity's own rows) itself; if an administrator adds policies of
--- their own to audio_history it runs the equivalent query under row-level
--- security instead, so those apply too.
+-- The rows of at_history_page and at_history_search: the user-facing
+-- columns of audio_history (not its search internals), the rank of a search
+-- result and the row's cursor.
+CREATE TYPE audiotricks.history_entry AS (
+    id                  uuid,
+    user_id             uuid,
+    title               varchar(500),
+    audio_url           text,
+    file_size_bytes     bigint,
+    duration_seconds    integer,
+    transcript          text,
+    summary             text,
+    key_moments         jsonb,
+    processing_options  jsonb,
+    created_at          timestamptz,
+    rank                real,
+    cursor              text
+);
+COMMENT ON TYPE audiotricks.history_entry IS
+    'A history entry as at_history_page and at_history_search return it: the columns of audio_history a user sees, rank (at_history_search: its ts_rank; at_history_page: NULL) and cursor (pass it back to continue after this row).';
+
+-- Cursor paging in C (src/history_page.c, src/cursor.h): the call descends
+-- the (user_id, created_at DESC, id DESC) index once, right after the
+-- cursor's row, and stops after page_size rows, with nothing to parse or
+-- plan, so a page costs the same at any depth and whether the caller's
+-- statement gets a generic or a custom plan.  A cursor is opaque, URL-safe
+-- text holding the row's exact sort key (microseconds, id), which a client's
+-- own copy of created_at may not (a JavaScript Date keeps milliseconds).
+-- It applies the shipped policy's rule (the identity's own rows) itself; if
+-- an administrator adds policies of their own to audio_history it runs the
+-- equivalent query under row-level security instead, so those apply too.
 CREATE FUNCTION audiotricks.at_history_page(
         page_size integer DEFAULT 20,
-        before_created_at timestamptz DEFAULT NULL,
-        before_id uuid DEFAULT NULL)
-    RETURNS SETOF audiotricks.audio_history
+        cursor text DEFAULT NULL)
+    RETURNS SETOF audiotricks.history_entry
     LANGUAGE C STABLE PARALLEL RESTRICTED ROWS 20
     AS 'MODULE_PATHNAME', 'at_history_page';
-COMMENT ON FUNCTION audiotricks.at_history_page(integer, timestamptz, uuid) IS
-    'The current user''s history, newest first, keyset-paged: pass the last row''s (created_at, id) for the next page; before_id NULL means rows created before before_created_at. page_size NULL means 20, outside 1-100 raises 22023; 42501 without identity.';
+COMMENT ON FUNCTION audiotricks.at_history_page(integer, text) IS
+    'The current user''s history, newest first, each row with its cursor: pass a row''s cursor to continue after it (every row exactly once, also among rows sharing a created_at). page_size NULL means 20, outside 1-100 raises 22023; an invalid cursor (damaged, or of a search) raises 22023; 42501 without identity.';
 
 CREATE FUNCTION audiotricks.at_history_count()
     RETURNS bigint
@@ -902,12 +927,13 @@ COMMENT ON FUNCTION audiotricks.at_history_count() IS
 
 -- PARALLEL UNSAFE: it parses the query in a subtransaction, which a parallel
 -- query does not allow.
-CREATE FUNCTION audiotricks.at_history_search(query text, page_size integer DEFAULT 20)
-    RETURNS SETOF audiotricks.audio_history
+CREATE FUNCTION audiotricks.at_history_search(query text, page_size integer DEFAULT 20,
+                                              cursor text DEFAULT NULL)
+    RETURNS SETOF audiotricks.history_entry
     LANGUAGE C STABLE PARALLEL UNSAFE ROWS 20
     AS 'MODULE_PATHNAME', 'at_history_search';
-COMMENT ON FUNCTION audiotricks.at_history_search(text, integer) IS
-    'Full-text search (web search syntax) over the current user''s titles, summaries and transcripts, best match first; 42501 without identity, 22023 for a page size outside 1-100.';
+COMMENT ON FUNCTION audiotricks.at_history_search(text, integer, text) IS
+    'Full-text search (web search syntax) over the current user''s titles, summaries and transcripts, best match first (rank DESC, then newest), each row with its rank and cursor: pass a row''s cursor with the same query to continue after it. 42501 without identity; 22023 for a page size outside 1-100, a query over 1000 characters, or an invalid cursor (damaged, of a page, or of another query).';
 
 CREATE FUNCTION audiotricks.at_history_delete(id uuid)
     RETURNS boolean
@@ -1204,10 +1230,10 @@ GRANT EXECUTE ON FUNCTION
     audiotricks_internal.at_check_audio_url(text),
     audiotricks_internal.at_check_transcript(text),
     audiotricks_internal.at_check_summary(text),
-    audiotricks.at_search_config(text),
-    audiotricks.at_history_tsv(regconfig, jsonb, text, text, text),
-    audiotricks.at_history_tsv_config(regconfig, jsonb),
-    audiotricks.at_default_search_config(),
+    audiotricks_internal.at_search_config(text),
+    audiotricks_internal.at_history_tsv(text, jsonb, text, text, text),
+    audiotricks_internal.at_history_tsv_config(text, jsonb),
+    audiotricks_internal.at_default_search_config(),
     -- 5a identity
     audiotricks.at_authenticate(text),
     audiotricks.at_postgrest_pre_request(),
@@ -1232,9 +1258,9 @@ GRANT EXECUTE ON FUNCTION
     -- 5d history
     audiotricks_internal.at_check_history_sizes(text, text, jsonb, jsonb),
     audiotricks.at_history_add(text, text, bigint, integer, text, text, jsonb, jsonb),
-    audiotricks.at_history_page(integer, timestamptz, uuid),
+    audiotricks.at_history_page(integer, text),
     audiotricks.at_history_count(),
-    audiotricks.at_history_search(text, integer),
+    audiotricks.at_history_search(text, integer, text),
     audiotricks.at_history_delete(uuid)
     TO audiotricks_user;
 
@@ -1522,43 +1548,20 @@ END;
 COMMENT ON FUNCTION audiotricks_api.at_history_delete(uuid) IS
     'Deletes one of the signed-in user''s history entries; false if there is no such entry of theirs.';
 
-------------------------------------------------------------------------------
--- MERGE (branch hist): at_history_page and at_history_search in the API.
--- Their final declarations, once audiotricks.history_entry and the cursor
--- signatures exist (the same C symbols, as for the functions above):
---
--- CREATE FUNCTION audiotricks_api.at_history_page(page_size integer DEFAULT 20, cursor text DEFAULT NULL)
---     RETURNS SETOF audiotricks.history_entry
---     LANGUAGE C STABLE PARALLEL RESTRICTED ROWS 20
---     AS 'MODULE_PATHNAME', 'at_history_page';
--- CREATE FUNCTION audiotricks_api.at_history_search(query text, page_size integer DEFAULT 20, cursor text DEFAULT NULL)
---     RETURNS SETOF audiotricks.history_entry
---     LANGUAGE C STABLE PARALLEL UNSAFE ROWS 20
---     AS 'MODULE_PATHNAME', 'at_history_search';
--- (with the COMMENTs below and, in the GRANT below, the new argument lists)
---
--- This branch still has the old signatures and no history_entry type, so
--- the two live declarations below mirror audiotricks' current ones (they
--- return the table's row type, search columns included) and are replaced
--- at the merge.
-CREATE FUNCTION audiotricks_api.at_history_page(
-        page_size integer DEFAULT 20,
-        before_created_at timestamptz DEFAULT NULL,
-        before_id uuid DEFAULT NULL)
-    RETURNS SETOF audiotricks.audio_history
+CREATE FUNCTION audiotricks_api.at_history_page(page_size integer DEFAULT 20, cursor text DEFAULT NULL)
+    RETURNS SETOF audiotricks.history_entry
     LANGUAGE C STABLE PARALLEL RESTRICTED ROWS 20
     AS 'MODULE_PATHNAME', 'at_history_page';
-COMMENT ON FUNCTION audiotricks_api.at_history_page(integer, timestamptz, uuid) IS
-    'The signed-in user''s history, newest first, a page at a time; page_size 1-100 (default 20).';
+COMMENT ON FUNCTION audiotricks_api.at_history_page(integer, text) IS
+    'The signed-in user''s history, newest first, a page at a time; page_size 1-100 (default 20); pass a row''s cursor to continue after it.';
 
-CREATE FUNCTION audiotricks_api.at_history_search(query text, page_size integer DEFAULT 20)
-    RETURNS SETOF audiotricks.audio_history
+CREATE FUNCTION audiotricks_api.at_history_search(query text, page_size integer DEFAULT 20, cursor text DEFAULT NULL)
+    RETURNS SETOF audiotricks.history_entry
     LANGUAGE C STABLE PARALLEL UNSAFE ROWS 20
     AS 'MODULE_PATHNAME', 'at_history_search';
-COMMENT ON FUNCTION audiotricks_api.at_history_search(text, integer) IS
-    'Full-text search (web search syntax) over the signed-in user''s titles, summaries and transcripts, best match first.';
--- end of MERGE (branch hist)
-------------------------------------------------------------------------------
+COMMENT ON FUNCTION audiotricks_api.at_history_search(text, integer, text) IS
+    'Full-text search (web search syntax) over the signed-in user''s titles, summaries and transcripts, best match first, with its rank; pass a row''s cursor to continue after it.';
+
 
 -- Privileges: nothing for PUBLIC; anon's list, then the signed-in user's.
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA audiotricks_api FROM PUBLIC;
@@ -1594,8 +1597,8 @@ GRANT EXECUTE ON FUNCTION
     audiotricks_api.at_history_add(text, text, bigint, integer, text, text, jsonb, jsonb),
     audiotricks_api.at_history_count(),
     audiotricks_api.at_history_delete(uuid),
-    audiotricks_api.at_history_page(integer, timestamptz, uuid),     -- MERGE (hist): (integer, text)
-    audiotricks_api.at_history_search(text, integer)                 -- MERGE (hist): (text, integer, text)
+    audiotricks_api.at_history_page(integer, text),
+    audiotricks_api.at_history_search(text, integer, text)
     TO audiotricks_user;
 
 ------------------------------------------------------------------------------

@@ -24,10 +24,11 @@ BEGIN
 END
 $$;
 
--- page_loop(impl, ca, cid, depth, uid, budget_ms): one 20-row page per
--- iteration, as the caller's role (the identity is set by the caller)
+-- page_loop(impl, ca, cid, depth, uid, budget_ms, acur): one 20-row page per
+-- iteration, as the caller's role (the identity is set by the caller);
+-- audiotricks continues after its cursor acur (NULL: the first page)
 CREATE FUNCTION bench.page_loop(impl text, ca timestamptz, cid uuid, depth int,
-                                uid uuid, budget_ms int DEFAULT 400)
+                                uid uuid, budget_ms int DEFAULT 400, acur text DEFAULT NULL)
 RETURNS TABLE(us_per_call float8, calls bigint)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -42,7 +43,7 @@ BEGIN
                  WHERE h.user_id = uid AND (h.created_at, h.id) < (ca, cid)
                  ORDER BY h.created_at DESC, h.id DESC LIMIT 20) s;
         ELSIF impl = 'audiotricks' THEN
-            SELECT count(*) INTO c FROM audiotricks.at_history_page(20, ca, cid);
+            SELECT count(*) INTO c FROM audiotricks.at_history_page(20, acur);
         ELSIF impl = 'keyset' THEN
             SELECT count(*) INTO c FROM plainsql.history_page(20, ca, cid);
         ELSIF impl = 'offset' THEN
@@ -136,6 +137,32 @@ CREATE FUNCTION bench.cursor_at(p_user uuid, depth int, OUT ca timestamptz, OUT 
 LANGUAGE sql AS $$
     SELECT created_at, id FROM audiotricks.audio_history
      WHERE user_id = p_user ORDER BY created_at DESC, id DESC OFFSET depth - 1 LIMIT 1
+$$;
+
+-- the at_history_page cursor of entry cid of the token's user, found by
+-- walking the user's pages 100 at a time (the cursor is opaque)
+CREATE FUNCTION bench.at_cursor_of(token text, cid uuid) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    c text;
+    r record;
+    got int;
+BEGIN
+    PERFORM audiotricks.at_authenticate(token);
+    LOOP
+        got := 0;
+        FOR r IN SELECT id, cursor FROM audiotricks.at_history_page(100, c) LOOP
+            got := got + 1;
+            c := r.cursor;
+            IF r.id = cid THEN
+                RETURN c;
+            END IF;
+        END LOOP;
+        IF got = 0 THEN
+            RAISE EXCEPTION 'entry % not found', cid;
+        END IF;
+    END LOOP;
+END
 $$;
 
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA bench TO PUBLIC;

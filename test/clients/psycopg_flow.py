@@ -133,26 +133,44 @@ class Flow(unittest.TestCase):
 
     def test_06_page(self):
         seen = []
-        cursor = (None, None)
+        cursor = None
         with self.as_user() as c:
-            # bounded by the row count: a keyset bug that never reaches the
+            # bounded by the row count: a cursor bug that never reaches the
             # end fails here instead of looping forever
             for _ in range(len(self.state["history"]) + 2):
-                rows = c.execute("SELECT id, created_at FROM audiotricks.at_history_page(%s, %s, %s)",
-                                 (2, *cursor)).fetchall()
+                rows = c.execute("SELECT id, rank, cursor FROM audiotricks.at_history_page(%s, %s)",
+                                 (2, cursor)).fetchall()
                 if not rows:
                     break
+                self.assertTrue(all(r["rank"] is None for r in rows), "a page has no rank")
                 seen += [r["id"] for r in rows]
-                cursor = (rows[-1]["created_at"], rows[-1]["id"])
+                cursor = rows[-1]["cursor"]
             else:
                 self.fail("the walk did not end after %d pages: %r" % (len(self.state["history"]) + 2, seen))
         self.assertEqual(seen, list(reversed(self.state["history"])), "newest first, each once")
+        with self.assertRaises(errors.InvalidParameterValue):
+            with self.as_user() as c:
+                c.execute("SELECT * FROM audiotricks.at_history_page(%s, %s)", (2, cursor[:-1]))
 
     def test_07_search(self):
         with self.as_user() as c:
-            rows = c.execute("SELECT title FROM audiotricks.at_history_search(%s, %s)",
+            rows = c.execute("SELECT title, rank, cursor FROM audiotricks.at_history_search(%s, %s)",
                              ("zebra budget", 10)).fetchall()
-        self.assertEqual([r["title"] for r in rows], ["Meeting 2"])
+            self.assertEqual([r["title"] for r in rows], ["Meeting 2"])
+            self.assertGreater(rows[0]["rank"], 0)
+            # the search walked one row at a time: every match of "notes" once
+            seen, cursor = [], None
+            for _ in range(len(self.state["history"]) + 2):
+                page = c.execute("SELECT title, cursor FROM audiotricks.at_history_search(%s, %s, %s)",
+                                 ("notes", 1, cursor)).fetchall()
+                if not page:
+                    break
+                seen.append(page[0]["title"])
+                cursor = page[0]["cursor"]
+            self.assertEqual(sorted(seen), ["Meeting %d" % i for i in (0, 1, 3, 4)])
+        with self.assertRaises(errors.InvalidParameterValue):
+            with self.as_user() as c:
+                c.execute("SELECT * FROM audiotricks.at_history_search(%s, %s, %s)", ("zebra", 1, cursor))
 
     def test_08_delete(self):
         victim = self.state["history"][0]

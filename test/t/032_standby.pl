@@ -46,8 +46,7 @@ SELECT audiotricks.at_authenticate('$token');
 SELECT audiotricks.at_current_user_id();
 SELECT p::text FROM audiotricks.at_history_page(20) p;
 SELECT p::text FROM audiotricks.at_history_page(20,
-  (SELECT created_at FROM audiotricks.at_history_page(20) OFFSET 19 LIMIT 1),
-  (SELECT id FROM audiotricks.at_history_page(20) OFFSET 19 LIMIT 1)) p;
+  (SELECT cursor FROM audiotricks.at_history_page(20) OFFSET 19 LIMIT 1)) p;
 SELECT h.title, h.id FROM audiotricks.at_history_search('audio', 20) h;
 SELECT h.title FROM audiotricks.at_history_search('seed -"talk 3"', 5) h;
 SELECT audiotricks.at_history_count();

@@ -53,8 +53,7 @@ sub user_view
 SELECT audiotricks.at_authenticate('$token');
 SELECT p::text FROM audiotricks.at_history_page(20) p;
 SELECT p::text FROM audiotricks.at_history_page(20,
-  (SELECT created_at FROM audiotricks.at_history_page(20) OFFSET 19 LIMIT 1),
-  (SELECT id FROM audiotricks.at_history_page(20) OFFSET 19 LIMIT 1)) p;
+  (SELECT cursor FROM audiotricks.at_history_page(20) OFFSET 19 LIMIT 1)) p;
 SELECT h.id, h.title FROM audiotricks.at_history_search('fox', 20) h;
 SELECT h.id FROM audiotricks.at_history_search('seed', 20) h;
 SELECT audiotricks.at_history_count();

@@ -1,6 +1,6 @@
 -- role: postgres
 -- the query at_history_search runs, with the tsquery it builds (:tsq)
--- requires: audiotricks.at_history_search(text,integer)
+-- requires: audiotricks.at_history_search(text,integer,text)
 BEGIN;
 SELECT user_id FROM audiotricks.sessions WHERE token_hash = :hash;
 SELECT h.* FROM audiotricks.audio_history h

@@ -1,5 +1,5 @@
 -- role: bench_app
--- requires: audiotricks.at_history_search(text,integer)
+-- requires: audiotricks.at_history_search(text,integer,text)
 BEGIN;
 SELECT audiotricks.at_authenticate(:at_token);
 SELECT * FROM audiotricks.at_history_search(:q, 20);
