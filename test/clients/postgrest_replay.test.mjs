@@ -630,9 +630,6 @@ const PUBLIC_USER = [...PUBLIC_ANON, 'at_api_key_status', 'at_change_password', 
   'at_history_delete', 'at_history_page', 'at_history_search', 'at_list_sessions', 'at_logout_all',
   'at_logout_session', 'at_set_api_key', 'at_update_settings', 'at_uuid_v7',
   'at_request_email_verification', 'at_change_email', 'at_change_username'].sort();
-// MERGE (hist): at_default_search_config, at_history_tsv, at_history_tsv_config
-// and at_search_config move to audiotricks_internal there; drop them here then
-const HIST_HELPERS = ['at_default_search_config', 'at_history_tsv', 'at_history_tsv_config', 'at_search_config'];
 
 test('catalog: anon and authenticated can execute exactly the public list; nothing internal is exposed', async () => {
   const executable = async (role, schema) => (await su.query(`SELECT p.proname FROM pg_proc p
@@ -643,7 +640,7 @@ test('catalog: anon and authenticated can execute exactly the public list; nothi
   // in audiotricks: the same list, plus PostgREST's hook (anon too)
   assert.deepEqual(await executable('anon', 'audiotricks'), [...PUBLIC_ANON, 'at_postgrest_pre_request'].sort());
   assert.deepEqual(await executable('authenticated', 'audiotricks'),
-    [...PUBLIC_USER, 'at_postgrest_pre_request', ...HIST_HELPERS].sort());
+    [...PUBLIC_USER, 'at_postgrest_pre_request'].sort());
   // nothing of audiotricks_internal is an endpoint: PostgREST's schema is
   // audiotricks_api, and a call there finds no such function
   const internal = await executable('authenticated', 'audiotricks_internal');
