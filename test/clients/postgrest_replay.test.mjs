@@ -622,6 +622,42 @@ test('every function of audiotricks_api was called through /rpc/ above', async (
   assert.deepEqual([...called].sort(), rows.map((x) => x.proname).sort());
 });
 
+// GET /rpc/at_history_page?page_size=7&cursor=<last row's cursor>, page by
+// page: the cursor travels in the URL and in JSON unchanged, and the walk
+// returns every row once, also the 60 that share one created_at
+test('a cursor walk through /rpc/at_history_page and /rpc/at_history_search: every row once', async () => {
+  const id = (await su.query('SELECT audiotricks.at_register($1, $2, $3) AS id',
+    ['carol@example.com', 'carol', 'Pass-carol-1'])).rows[0].id;
+  await su.query('BEGIN');
+  await su.query(`INSERT INTO audiotricks.audio_history (user_id, title, transcript)
+    SELECT $1, 'carol ' || g, 'walnut harvest notes ' || g FROM generate_series(1, 60) g`, [id]);
+  await su.query('COMMIT');
+  for (let g = 61; g <= 100; g++) {
+    await su.query(`INSERT INTO audiotricks.audio_history (user_id, title, transcript)
+      VALUES ($1, 'carol ' || $2::int, 'walnut notes ' || $2::int)`, [id, g]);
+  }
+  const token = await loginToken('carol');
+  for (const [fn, args] of [['at_history_page', {}], ['at_history_search', { query: 'walnut' }]]) {
+    const seen = [];
+    let cursor;
+    for (let pages = 0; ; pages++) {
+      assert.ok(pages <= 20, `${fn}: the walk did not end`);
+      const params = { ...args, page_size: 7, ...(cursor ? { cursor } : {}) };
+      const body = ok(await rpc(fn, params, { token, scalar: false }), fn);
+      if (body.length === 0) break;
+      assert.ok(body.length <= 7);
+      assert.ok(body.every((r) => /^[A-Za-z0-9_-]+$/.test(r.cursor)), 'URL-safe cursors');
+      assert.ok(body.every((r) => !('search_tsv' in r) && !('search_config' in r)), 'lean rows');
+      seen.push(...body.map((r) => r.id));
+      cursor = body[body.length - 1].cursor;
+    }
+    assert.equal(seen.length, 100, `${fn}: 100 rows`);
+    assert.equal(new Set(seen).size, 100, `${fn}: each once`);
+  }
+  const bad = await rpc('at_history_page', { page_size: 7, cursor: 'not-a-cursor' }, { token, scalar: false });
+  assert.equal(bad.error?.code, '22023', 'a damaged cursor is 22023 (HTTP 400)');
+});
+
 // what each role may execute, in each schema
 const PUBLIC_ANON = ['at_authenticate', 'at_current_user_id', 'at_login', 'at_logout', 'at_refresh', 'at_register',
   'at_request_password_reset', 'at_reset_password', 'at_verify_email'];
