@@ -140,13 +140,13 @@ test('the client extension: every query as the token\'s user', async () => {
 });
 
 test('a cursor walk through $queryRaw with bind parameters', async () => {
-  // 30 entries: 24 added in one transaction share one created_at
+  // 100 entries: 60 added in one transaction share one created_at
   await prisma.$transaction(async (tx) => {
     await tx.$executeRaw`SELECT audiotricks.at_authenticate(${tokens.quinn})`;
-    for (let i = 0; i < 24; i++)
+    for (let i = 0; i < 60; i++)
       await tx.$queryRaw`SELECT audiotricks.at_history_add(title => ${`walk ${i}`}, transcript => ${'walk notes'})`;
   });
-  for (let i = 24; i < 30; i++) {
+  for (let i = 60; i < 100; i++) {
     await prisma.$transaction(async (tx) => {
       await tx.$executeRaw`SELECT audiotricks.at_authenticate(${tokens.quinn})`;
       await tx.$queryRaw`SELECT audiotricks.at_history_add(title => ${`walk ${i}`}, transcript => ${'walk notes'})`;
@@ -154,7 +154,7 @@ test('a cursor walk through $queryRaw with bind parameters', async () => {
   }
   const { rows: [r] } = await su.query(
     "SELECT count(DISTINCT created_at)::int AS n FROM audiotricks.audio_history WHERE title LIKE 'walk %'");
-  assert.equal(r.n, 7, '24 entries share one created_at');
+  assert.equal(r.n, 41, '60 entries share one created_at');
   const walk = async (page) => {
     const seen = [];
     let cursor = null;
@@ -170,14 +170,14 @@ test('a cursor walk through $queryRaw with bind parameters', async () => {
     assert.fail('the walk did not end');
   };
   const paged = await walk((tx, cursor) =>
-    tx.$queryRaw`SELECT title, cursor FROM audiotricks.at_history_page(${4}::int, ${cursor}::text)`);
+    tx.$queryRaw`SELECT title, cursor FROM audiotricks.at_history_page(${7}::int, ${cursor}::text)`);
   assert.equal(paged.length, new Set(paged).size, 'no entry twice');
   assert.deepEqual(paged.filter((t) => t.startsWith('walk ')),
-    Array.from({ length: 30 }, (_, i) => `walk ${29 - i}`), 'every entry once, newest first');
+    Array.from({ length: 100 }, (_, i) => `walk ${99 - i}`), 'every entry once, newest first');
   const found = await walk((tx, cursor) =>
-    tx.$queryRaw`SELECT title, cursor FROM audiotricks.at_history_search(${'walk'}, ${4}::int, ${cursor}::text)`);
-  assert.equal(found.length, 30);
-  assert.equal(new Set(found).size, 30, 'every match once');
+    tx.$queryRaw`SELECT title, cursor FROM audiotricks.at_history_search(${'walk'}, ${7}::int, ${cursor}::text)`);
+  assert.equal(found.length, 100);
+  assert.equal(new Set(found).size, 100, 'every match once');
   const bad = await errorOf(() => prisma.$transaction(async (tx) => {
     await tx.$executeRaw`SELECT audiotricks.at_authenticate(${tokens.quinn})`;
     return tx.$queryRaw`SELECT * FROM audiotricks.at_history_page(${4}::int, ${'not a cursor'}::text)`;
