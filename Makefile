@@ -14,6 +14,7 @@ OBJS = \
 	src/uuid.o \
 	src/jwt.o \
 	src/token.o \
+	src/request_headers.o \
 	src/identity.o \
 	src/client_addr.o \
 	src/throttle.o \

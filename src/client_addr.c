@@ -31,6 +31,7 @@
 #include "utils/inet.h"
 
 #include "client_addr.h"
+#include "request_headers.h"
 
 char	   *audiotricks_client_address_header = NULL;
 
@@ -109,34 +110,6 @@ connection_addr(char buf[CLIENT_ADDR_LEN])
 	if (!ClientAddrParse(s, strlen(s), buf))
 		strlcpy(buf, s, CLIENT_ADDR_LEN);
 	pfree(s);
-}
-
-/* as identity.c: request.headers has its current value from this transaction */
-static bool
-headers_are_transaction_local(void)
-{
-	struct config_generic *gconf = NULL;
-
-#if PG_VERSION_NUM >= 160000
-	gconf = find_option("request.headers", false, true, ERROR);
-#else
-	struct config_generic **vars = get_guc_variables();
-	int			n = GetNumConfigOptions();
-
-	for (int i = 0; i < n; i++)
-	{
-		if (pg_strcasecmp(vars[i]->name, "request.headers") == 0)
-		{
-			gconf = vars[i];
-			break;
-		}
-	}
-#endif
-	if (gconf == NULL || gconf->stack == NULL)
-		return false;
-	return gconf->stack->state == GUC_LOCAL ||
-		gconf->stack->state == GUC_SET_LOCAL ||
-		gconf->stack->state == GUC_SAVE;
 }
 
 /* walking request.headers for one top-level member's string value */
@@ -222,7 +195,7 @@ ClientAddr(char buf[CLIENT_ADDR_LEN])
 	{
 		headers = GetConfigOption("request.headers", true, false);
 		if (headers != NULL && headers[0] != '\0' &&
-			headers_are_transaction_local() && header_addr(headers, buf))
+			RequestHeadersAreTransactionLocal() && header_addr(headers, buf))
 			return;
 	}
 	connection_addr(buf);

@@ -45,6 +45,7 @@
 
 #include "audiotricks.h"
 #include "identity.h"
+#include "request_headers.h"
 #include "jwt.h"
 #include "schema.h"
 #include "token.h"
@@ -317,42 +318,6 @@ IdentityForgetSession(const pg_uuid_t *session_id)
 }
 
 /*
- * headers_are_transaction_local
- *		True when request.headers has its current value from this transaction
- *		(SET LOCAL or set_config(..., true), as PostgREST sets it, or a
- *		function's SET clause), so that it ends with the transaction.  A value
- *		that outlives it (a session-level SET, ALTER ROLE/DATABASE SET,
- *		postgresql.conf) is never trusted: on a pooled server connection it
- *		would authenticate the next client with the token of another.
- */
-static bool
-headers_are_transaction_local(void)
-{
-	struct config_generic *gconf = NULL;
-
-#if PG_VERSION_NUM >= 160000
-	gconf = find_option("request.headers", false, true, ERROR);
-#else
-	struct config_generic **vars = get_guc_variables();
-	int			n = GetNumConfigOptions();
-
-	for (int i = 0; i < n; i++)
-	{
-		if (pg_strcasecmp(vars[i]->name, "request.headers") == 0)
-		{
-			gconf = vars[i];
-			break;
-		}
-	}
-#endif
-	if (gconf == NULL || gconf->stack == NULL)
-		return false;
-	return gconf->stack->state == GUC_LOCAL ||
-		gconf->stack->state == GUC_SET_LOCAL ||
-		gconf->stack->state == GUC_SAVE;
-}
-
-/*
  * identity_from_headers
  *		Verifies the bearer token of PostgREST's request.headers, if any, when
  *		it was set for this transaction only (see above).
@@ -381,7 +346,7 @@ identity_from_headers(pg_uuid_t *user_id, pg_uuid_t *session_id)
 	}
 
 	ok = false;
-	if (headers_are_transaction_local() &&
+	if (RequestHeadersAreTransactionLocal() &&
 		BearerFromHeaders(headers, strlen(headers), &token, &token_len) == JWT_BEARER_FOUND)
 		ok = TokenVerify(token, token_len, user_id, session_id);
 
