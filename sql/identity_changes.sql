@@ -160,6 +160,14 @@ SELECT audiotricks.at_request_password_reset('ie');
 SELECT pg_temp.try(format('SELECT audiotricks.at_reset_password(%L, %L)', pg_temp.last_token(), 'Passw0rdE2')) AS reset;
 SELECT pg_temp.try($$SELECT * FROM audiotricks.at_login('ie', 'Passw0rdE2')$$) AS after_reset;
 RESET audiotricks.allow_unverified_login;
+-- the event goes through the detached audit writer: wait for it (20 s at most)
+DO $$
+BEGIN
+  FOR i IN 1..200 LOOP
+    EXIT WHEN EXISTS (SELECT FROM audiotricks.audit_log WHERE event = 'login_unverified');
+    PERFORM pg_sleep(0.1);
+  END LOOP;
+END $$;
 SELECT count(*) > 0 AS unverified_events FROM audiotricks.audit_log WHERE event = 'login_unverified';
 
 ------------------------------------------------------------ username change
