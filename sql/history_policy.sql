@@ -104,6 +104,46 @@ SET ROLE regress_hpol_app;
 SELECT * FROM pg_temp.seen(:'tok');
 RESET ROLE;
 
+-- at_history_add keeps its INSERT plan for the backend (src/history_add.c):
+-- a policy added after that plan was made, and a change of role, apply to
+-- the next call all the same
+CREATE POLICY regress_no_blocked ON audiotricks.audio_history AS RESTRICTIVE FOR INSERT
+    WITH CHECK (title IS DISTINCT FROM 'blocked');
+SET ROLE regress_hpol_app;
+BEGIN;
+SELECT audiotricks.at_authenticate(:'tok') IS NOT NULL AS authenticated;
+SELECT audiotricks.at_history_add('allowed') IS NOT NULL AS added;
+SAVEPOINT s;
+SELECT audiotricks.at_history_add('blocked');
+ROLLBACK TO s;
+COMMIT;
+RESET ROLE;
+DROP POLICY regress_no_blocked ON audiotricks.audio_history;
+SET ROLE regress_hpol_app;
+BEGIN;
+SELECT audiotricks.at_authenticate(:'tok') IS NOT NULL AS authenticated;
+SELECT audiotricks.at_history_add('blocked') IS NOT NULL AS added_once_the_policy_is_gone;
+COMMIT;
+RESET ROLE;
+-- a role with the functions but not the table's privileges: refused by the
+-- table's grants, though the plan was made for a role that had them
+GRANT EXECUTE ON FUNCTION audiotricks.at_authenticate(text),
+    audiotricks.at_history_add(text, text, bigint, integer, text, text, jsonb, jsonb)
+    TO regress_hpol_other;
+GRANT USAGE ON SCHEMA audiotricks TO regress_hpol_other;
+SET ROLE regress_hpol_other;
+BEGIN;
+SELECT audiotricks.at_authenticate(:'tok') IS NOT NULL AS authenticated;
+SELECT audiotricks.at_history_add('other role');
+ROLLBACK;
+RESET ROLE;
+REVOKE ALL ON FUNCTION audiotricks.at_authenticate(text),
+    audiotricks.at_history_add(text, text, bigint, integer, text, text, jsonb, jsonb)
+    FROM regress_hpol_other;
+REVOKE USAGE ON SCHEMA audiotricks FROM regress_hpol_other;
+SELECT title, count(*) FROM audiotricks.audio_history
+ WHERE title IN ('allowed', 'blocked', 'other role') GROUP BY title ORDER BY title;
+
 DELETE FROM audiotricks.users WHERE username = 'hpol_user';
 DROP FUNCTION pg_temp.seen(text);
 DROP ROLE regress_hpol_app;

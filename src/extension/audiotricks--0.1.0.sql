@@ -838,9 +838,10 @@ COMMENT ON FUNCTION audiotricks.at_decrypt_key(text, text) IS
 -- 5d. Audio history (src/history_*.c, src/validate.c)
 --
 -- The history functions touch only the caller's rows and run as the caller
--- (SECURITY INVOKER).  at_history_add, at_history_count and
--- at_history_delete are SQL functions, so the policies apply to their
--- statements.  at_history_page and at_history_search are C functions: they
+-- (SECURITY INVOKER).  at_history_count and at_history_delete are SQL
+-- functions, and at_history_add runs its INSERT through a kept SPI plan
+-- (src/history_add.c), so the policies apply to their statements.
+-- at_history_page and at_history_search are C functions: they
 -- require SELECT on audio_history and read its indexes directly, restricted
 -- to the verified identity (which is what the shipped policy allows):
 -- at_history_page so that a page costs no planning, at_history_search
@@ -863,15 +864,8 @@ CREATE FUNCTION audiotricks.at_history_add(
         transcript text DEFAULT NULL, summary text DEFAULT NULL,
         key_moments jsonb DEFAULT NULL, processing_options jsonb DEFAULT NULL)
     RETURNS uuid
-    LANGUAGE SQL VOLATILE PARALLEL UNSAFE
-BEGIN ATOMIC
-INSERT INTO audiotricks.audio_history
-    (user_id, title, audio_url, file_size_bytes, duration_seconds,
-     transcript, summary, key_moments, processing_options)
-SELECT (SELECT audiotricks_internal.at_require_user_id()), $1, $2, $3, $4, $5, $6, $7, $8
- WHERE audiotricks_internal.at_check_history_sizes($5, $6, $7, $8)
-RETURNING id;
-END;
+    LANGUAGE C VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'at_history_add';
 COMMENT ON FUNCTION audiotricks.at_history_add(text, text, bigint, integer, text, text, jsonb, jsonb) IS
     'Adds a history entry for the current user and returns its id; raises 42501 without identity, 23514 or 22001 for invalid values (sizes are checked before the insert).';
 
@@ -1525,10 +1519,8 @@ CREATE FUNCTION audiotricks_api.at_history_add(
         transcript text DEFAULT NULL, summary text DEFAULT NULL,
         key_moments jsonb DEFAULT NULL, processing_options jsonb DEFAULT NULL)
     RETURNS uuid
-    LANGUAGE SQL VOLATILE PARALLEL UNSAFE
-BEGIN ATOMIC
-SELECT audiotricks.at_history_add($1, $2, $3, $4, $5, $6, $7, $8);
-END;
+    LANGUAGE C VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'at_history_add';
 COMMENT ON FUNCTION audiotricks_api.at_history_add(text, text, bigint, integer, text, text, jsonb, jsonb) IS
     'Adds a history entry for the signed-in user and returns its id; 23514 names the field and rule of an invalid value.';
 
