@@ -6,7 +6,7 @@
 #    (CREATE EXTENSION, cron.schedule_in_database into "app" with README's job
 #    names and schedules); every job it schedules has an entry in %JOBS below
 #    (what to prepare before it runs, what to check after), and every entry
-#    is scheduled by README.
+#    is scheduled by README (a partition-maintenance job goes in both).
 #  - each job is then moved to '* * * * *' (pg_cron 1.4 has minute
 #    schedules only) and the test polls cron.job_run_details until it has
 #    run once (at most about a minute and a half; the poll's bound is the
