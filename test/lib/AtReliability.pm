@@ -33,12 +33,14 @@ sub at_write_key_file
 }
 
 # at_node(NAME, key_file => PATH, secret => S, allows_streaming => 1,
-#         extra_conf => TEXT): an initialised node (not started)
+#         has_archiving => 1, extra_conf => TEXT): an initialised node (not
+#         started)
 sub at_node
 {
 	my ($name, %opt) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init(allows_streaming => $opt{allows_streaming} ? 1 : 0);
+	$node->init(allows_streaming => $opt{allows_streaming} ? 1 : 0,
+		has_archiving => $opt{has_archiving} ? 1 : 0);
 	my $secret = $opt{secret} // $SECRET;
 	my $conf = qq{
 shared_preload_libraries = 'audiotricks'
@@ -51,6 +53,9 @@ log_min_error_statement = error
 	my $kf = $opt{key_file}
 	  // at_write_key_file(File::Spec->rel2abs($node->basedir . '/master.keys'));
 	$conf .= "audiotricks.key_file = '$kf'\n";
+	# the archive by absolute path (Cluster.pm's is relative without TESTDIR)
+	$conf .= sprintf(qq{archive_command = 'cp "%%p" "%s/%%f"'\n},
+		File::Spec->rel2abs($node->archive_dir)) if $opt{has_archiving};
 	$node->{at_key_file} = $kf;
 	$conf .= $opt{extra_conf} if $opt{extra_conf};
 	$node->append_conf('postgresql.conf', $conf);
