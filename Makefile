@@ -28,6 +28,7 @@ OBJS = \
 	src/history_rows.o \
 	src/history_index.o \
 	src/history_page.o \
+	src/history_partitions.o \
 	src/history_search.o \
 	src/validate.o \
 	src/ciphertext.o \
@@ -58,6 +59,7 @@ REGRESS = \
 	history \
 	history_policy \
 	history_upgrade \
+	history_partitions \
 	settings \
 	limits \
 	keys \
