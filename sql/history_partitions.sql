@@ -88,6 +88,7 @@ SELECT 'audiotricks.audio_history_p' || to_char(:'m0'::timestamptz + interval '3
 -- (in one transaction: the DROP holds the parent, so the background
 -- maintenance the insert starts waits and then finds nothing to do)
 BEGIN;
+ALTER EXTENSION audiotricks DROP TABLE :last_part;
 DROP TABLE :last_part;
 INSERT INTO audiotricks.audio_history (user_id, title, created_at)
 VALUES (:'alice_id', 'lands in default', :'m0'::timestamptz + interval '3 months 2 days');

@@ -11,10 +11,20 @@
  * the extension's schema, owned by the extension's owner, with row-level
  * security enabled and no policy and no grant: an application role that
  * names one directly is refused (42501), and only the parent's policies
- * ever apply to its rows.  They are not members of the extension: pg_dump
- * dumps each with its rows, and CREATE EXTENSION at restore makes only the
- * DEFAULT partition (a member and configuration table), so a restore never
- * meets a partition it made itself.  Bounds are UTC midnights.
+ * ever apply to its rows.  Bounds are UTC midnights.
+ *
+ * Dump and restore.  pg_dump cannot restore partitions of its own of a
+ * table an extension makes: the extension's indexes and primary key on
+ * audio_history exist before the dump's ATTACH PARTITION, which makes the
+ * partition's copies, and the dump's own copies then fail.  So every
+ * partition is a member of the extension (ALTER EXTENSION ADD TABLE), whose
+ * definition pg_dump leaves to CREATE EXTENSION, and the rows of all of
+ * them are dumped as the rows of the DEFAULT partition, the one
+ * configuration table of the history: its pg_extension_config_dump filter
+ * ends in UNION ALL over audio_history.  A restore loads them into the
+ * DEFAULT partition (CREATE EXTENSION makes no range partition); the next
+ * maintenance makes a partition for every period the default partition
+ * holds rows of and moves them in.
  *
  * Maintenance: audiotricks.at_maintain_history_partitions() makes the
  * partitions of the period containing now() and the next
@@ -41,6 +51,8 @@
 #include "catalog/namespace.h"
 #include "commands/extension.h"
 #include "catalog/partition.h"
+#include "catalog/pg_class.h"
+#include "catalog/dependency.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -542,6 +554,8 @@ make_partition(const char *nsp, Oid default_relid, const char *name,
 	run_sql(psprintf("ALTER TABLE %s.audio_history ATTACH PARTITION %s FOR VALUES FROM (%s) TO (%s)",
 					 quote_identifier(nsp), qname, slo, shi), SPI_OK_UTILITY);
 	run_sql(psprintf("ALTER TABLE %s DROP CONSTRAINT %s", qname, bound), SPI_OK_UTILITY);
+	/* a member: pg_dump leaves its definition to CREATE EXTENSION */
+	run_sql(psprintf("ALTER EXTENSION audiotricks ADD TABLE %s", qname), SPI_OK_UTILITY);
 	run_sql(psprintf("ALTER TABLE %s ENABLE ROW LEVEL SECURITY", qname), SPI_OK_UTILITY);
 	run_sql(psprintf("REVOKE ALL ON %s FROM PUBLIC", qname), SPI_OK_UTILITY);
 	run_sql(psprintf("COMMENT ON TABLE %s IS %s", qname,
@@ -622,6 +636,10 @@ maintain(void)
 			a->partition = qualified_name(parts[i].relid);
 			a->lo = parts[i].lower;
 			a->hi = parts[i].upper;
+			if (getExtensionOfObject(RelationRelationId, parts[i].relid) ==
+				get_extension_oid("audiotricks", false))
+				run_sql(psprintf("ALTER EXTENSION audiotricks DROP TABLE %s", a->partition),
+						SPI_OK_UTILITY);
 			run_sql(psprintf("DROP TABLE %s", a->partition), SPI_OK_UTILITY);
 			/* the names and bounds are ours: no quoting needed in JSON */
 			detail = psprintf("{\"partition\": \"%s\", \"from\": \"%s\", \"to\": \"%s\"}",
@@ -629,6 +647,69 @@ maintain(void)
 			AuditEvent("history_partition_dropped", NULL, NULL, detail);
 			actions = lappend(actions, a);
 			parts[i].relid = InvalidOid;
+		}
+	}
+
+	/*
+	 * every period the default partition holds rows of (a restore, an
+	 * import, a clock jump), oldest first, one scan of it each; periods
+	 * past retention are left there
+	 */
+	if (OidIsValid(default_relid))
+	{
+		char	   *qdef = qualified_name(default_relid);
+		TimestampTz cutoff = (retention_span.months > 0 || retention_span.days > 0) ?
+		span_before(&retention_span, now) : DT_NOBEGIN;
+		TimestampTz from = DT_NOBEGIN;
+
+		for (;;)
+		{
+			bool		isnull;
+			Datum		d;
+			TimestampTz t;
+			int64		k;
+			TimestampTz lo,
+						hi,
+						glo,
+						ghi;
+
+			CHECK_FOR_INTERRUPTS();
+			run_sql(psprintf("SELECT pg_catalog.min(created_at) FROM %s WHERE created_at"
+							 " OPERATOR(pg_catalog.>=) %s::pg_catalog.timestamptz",
+							 qdef, from == DT_NOBEGIN ? "'-infinity'" :
+							 quote_literal_cstr(utc_literal(from))), SPI_OK_SELECT);
+			if (SPI_processed != 1)
+				break;
+			d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+			if (isnull)
+				break;
+			t = DatumGetTimestampTz(d);
+			if (TIMESTAMP_NOT_FINITE(t))
+				break;			/* infinities stay in the default partition */
+			k = period_of(&span, t);
+			lo = period_start(&span, k);
+			hi = period_start(&span, k + 1);
+			from = hi;
+			if (hi <= cutoff)
+				continue;
+			while (first_gap(parts, nparts, lo, hi, &glo, &ghi))
+			{
+				MaintAction *a = palloc0(sizeof(MaintAction));
+				char	   *name = partition_name(&span, glo);
+
+				a->action = "created";
+				a->partition = quote_qualified_identifier(nsp, name);
+				a->lo = glo;
+				a->hi = ghi;
+				a->moved = (int64) make_partition(nsp, default_relid, name, glo, ghi, now);
+				a->has_moved = true;
+				actions = lappend(actions, a);
+				parts = repalloc(parts, sizeof(AtHistoryPart) * (nparts + 1));
+				memset(&parts[nparts], 0, sizeof(AtHistoryPart));
+				parts[nparts].lower = glo;
+				parts[nparts].upper = ghi;
+				nparts++;
+			}
 		}
 	}
 

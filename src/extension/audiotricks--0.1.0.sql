@@ -578,19 +578,26 @@ GRANT UPDATE (title, audio_url, file_size_bytes, duration_seconds,
 -- audio_history partitions (src/history_partitions.c) ------------------------
 -- Partitioned by RANGE (created_at), the leading key of every read's order,
 -- so a page walks the partitions newest first and stops when full.  The
--- primary key must hold the partition key: (id, created_at).  The month
--- partitions are made by at_maintain_history_partitions (as the owner, not
--- members of the extension, so pg_dump dumps them with their rows); the
--- DEFAULT partition made here holds any row no month partition covers yet
--- (imports, clock jumps, the first rows of a fresh install) until the
--- maintenance moves them out.  Partitions have row-level security enabled,
--- no policy and no grant: only the parent's policies apply to their rows.
+-- primary key must hold the partition key: (id, created_at).  The range
+-- partitions are made by at_maintain_history_partitions, as the owner, and
+-- added to the extension; the DEFAULT partition made here holds any row no
+-- range partition covers yet (imports, clock jumps, the first rows of a
+-- fresh install, a restore) until the maintenance moves them out.
+-- Partitions have row-level security enabled, no policy and no grant: only
+-- the parent's policies apply to their rows.  pg_dump writes the rows of
+-- every partition as the DEFAULT partition's (the filter below ends in a
+-- UNION ALL over the parent, in the column order pg_dump lists): it cannot
+-- restore partitions of its own under the extension's indexes
+-- (history_partitions.c explains).
 CREATE TABLE audiotricks.audio_history_default PARTITION OF audiotricks.audio_history DEFAULT;
 ALTER TABLE audiotricks.audio_history_default ENABLE ROW LEVEL SECURITY;
 REVOKE ALL ON audiotricks.audio_history_default FROM PUBLIC;
 COMMENT ON TABLE audiotricks.audio_history_default IS
     'Default partition of audio_history: rows no range partition covers yet; maintenance moves them into the partitions it makes. Read it through audio_history.';
-SELECT pg_catalog.pg_extension_config_dump('audiotricks.audio_history_default', '');
+SELECT pg_catalog.pg_extension_config_dump('audiotricks.audio_history_default',
+    'WHERE false UNION ALL SELECT id, user_id, title, audio_url, file_size_bytes, duration_seconds,'
+    ' transcript, summary, key_moments, processing_options, created_at, search_config'
+    ' FROM audiotricks.audio_history');
 
 CREATE FUNCTION audiotricks_internal.at_history_partitions_due() RETURNS trigger
     LANGUAGE C
