@@ -70,6 +70,9 @@
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/memutils.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -386,18 +389,80 @@ AtHistoryParts(Relation parent, AtHistoryPart **parts)
 }
 
 /*
+ * Partition indexes by (partition, parent index), per backend: finding one
+ * reads pg_inherits for each of the partition's indexes, which would cost a
+ * page more than its rows.  Any relcache invalidation empties the map
+ * (attaching, detaching or dropping a partition or an index sends one).
+ */
+typedef struct PartIndexKey
+{
+	Oid			partition;
+	Oid			parent_index;
+} PartIndexKey;
+
+typedef struct PartIndexEntry
+{
+	PartIndexKey key;
+	Oid			index;
+} PartIndexEntry;
+
+static HTAB *part_index_map = NULL;
+static bool part_index_callback = false;
+
+static void
+part_index_flush(Datum arg, Oid relid)
+{
+	if (part_index_map != NULL)
+	{
+		hash_destroy(part_index_map);
+		part_index_map = NULL;
+	}
+}
+
+/*
  * AtPartitionIndex
  *		The index of partition (open) that is attached to parent_index (an
- *		index of audio_history); raises if there is none.
+ *		index of audio_history), cached; raises if there is none.
  */
 Oid
 AtPartitionIndex(Relation partition, Oid parent_index)
 {
-	Oid			idx = index_get_partition(partition, parent_index);
+	PartIndexKey key;
+	PartIndexEntry *e;
+	bool		found;
+	Oid			idx;
 
+	if (!part_index_callback)
+	{
+		CacheRegisterRelcacheCallback(part_index_flush, (Datum) 0);
+		part_index_callback = true;
+	}
+	memset(&key, 0, sizeof(key));
+	key.partition = RelationGetRelid(partition);
+	key.parent_index = parent_index;
+	if (part_index_map != NULL)
+	{
+		e = hash_search(part_index_map, &key, HASH_FIND, NULL);
+		if (e != NULL)
+			return e->index;
+	}
+	idx = index_get_partition(partition, parent_index);
 	if (!OidIsValid(idx))
 		elog(ERROR, "partition %s has no index of %s",
 			 RelationGetRelationName(partition), get_rel_name(parent_index));
+	/* the lookup may have processed an invalidation: create the map now */
+	if (part_index_map == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(PartIndexKey);
+		ctl.entrysize = sizeof(PartIndexEntry);
+		ctl.hcxt = CacheMemoryContext;
+		part_index_map = hash_create("audiotricks partition indexes", 64, &ctl,
+									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	e = hash_search(part_index_map, &key, HASH_ENTER, &found);
+	e->index = idx;
 	return idx;
 }
 
