@@ -51,6 +51,8 @@
 #include "catalog/namespace.h"
 #include "commands/extension.h"
 #include "catalog/partition.h"
+#include "catalog/pg_inherits.h"
+#include "catalog/index.h"
 #include "catalog/pg_class.h"
 #include "catalog/dependency.h"
 #include "catalog/pg_type.h"
@@ -390,9 +392,9 @@ AtHistoryParts(Relation parent, AtHistoryPart **parts)
 
 /*
  * Partition indexes by (partition, parent index), per backend: finding one
- * reads pg_inherits for each of the partition's indexes, which would cost a
- * page more than its rows.  Any relcache invalidation empties the map
- * (attaching, detaching or dropping a partition or an index sends one).
+ * reads pg_inherits, which would cost a page more than its rows.  Any
+ * relcache invalidation empties the map (attaching, detaching, dropping or
+ * rebuilding a partition or an index sends one) and is counted.
  */
 typedef struct PartIndexKey
 {
@@ -408,10 +410,12 @@ typedef struct PartIndexEntry
 
 static HTAB *part_index_map = NULL;
 static bool part_index_callback = false;
+static uint64 part_index_invals = 0;
 
 static void
 part_index_flush(Datum arg, Oid relid)
 {
+	part_index_invals++;
 	if (part_index_map != NULL)
 	{
 		hash_destroy(part_index_map);
@@ -420,17 +424,41 @@ part_index_flush(Datum arg, Oid relid)
 }
 
 /*
+ * the child of parent_index whose table is partition, from pg_inherits
+ * (index_get_partition instead asks each of the partition's indexes for its
+ * parent, and raises for one that REINDEX CONCURRENTLY has just detached)
+ */
+static Oid
+lookup_partition_index(Oid partition, Oid parent_index)
+{
+	List	   *children = find_inheritance_children(parent_index, NoLock);
+	ListCell   *lc;
+	Oid			result = InvalidOid;
+
+	foreach(lc, children)
+	{
+		if (IndexGetRelation(lfirst_oid(lc), true) == partition)
+		{
+			result = lfirst_oid(lc);
+			break;
+		}
+	}
+	list_free(children);
+	return result;
+}
+
+/*
  * AtPartitionIndex
  *		The index of partition (open) that is attached to parent_index (an
- *		index of audio_history), cached; raises if there is none.
+ *		index of audio_history), cached, and locked (AccessShareLock) for
+ *		the caller to open; raises if there is none.  An invalidation that
+ *		arrives while it locks (the index rebuilt or dropped meanwhile)
+ *		makes it look again.
  */
 Oid
 AtPartitionIndex(Relation partition, Oid parent_index)
 {
 	PartIndexKey key;
-	PartIndexEntry *e;
-	bool		found;
-	Oid			idx;
 
 	if (!part_index_callback)
 	{
@@ -440,30 +468,39 @@ AtPartitionIndex(Relation partition, Oid parent_index)
 	memset(&key, 0, sizeof(key));
 	key.partition = RelationGetRelid(partition);
 	key.parent_index = parent_index;
-	if (part_index_map != NULL)
+	for (;;)
 	{
-		e = hash_search(part_index_map, &key, HASH_FIND, NULL);
-		if (e != NULL)
-			return e->index;
-	}
-	idx = index_get_partition(partition, parent_index);
-	if (!OidIsValid(idx))
-		elog(ERROR, "partition %s has no index of %s",
-			 RelationGetRelationName(partition), get_rel_name(parent_index));
-	/* the lookup may have processed an invalidation: create the map now */
-	if (part_index_map == NULL)
-	{
-		HASHCTL		ctl;
+		uint64		seen = part_index_invals;
+		PartIndexEntry *e = NULL;
+		Oid			idx;
+		bool		found;
 
-		ctl.keysize = sizeof(PartIndexKey);
-		ctl.entrysize = sizeof(PartIndexEntry);
-		ctl.hcxt = CacheMemoryContext;
-		part_index_map = hash_create("audiotricks partition indexes", 64, &ctl,
-									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		if (part_index_map != NULL)
+			e = hash_search(part_index_map, &key, HASH_FIND, NULL);
+		idx = e != NULL ? e->index : lookup_partition_index(key.partition, parent_index);
+		if (!OidIsValid(idx))
+			elog(ERROR, "partition %s has no index of %s",
+				 RelationGetRelationName(partition), get_rel_name(parent_index));
+		LockRelationOid(idx, AccessShareLock);
+		if (seen != part_index_invals)
+		{
+			UnlockRelationOid(idx, AccessShareLock);
+			continue;
+		}
+		if (part_index_map == NULL)
+		{
+			HASHCTL		ctl;
+
+			ctl.keysize = sizeof(PartIndexKey);
+			ctl.entrysize = sizeof(PartIndexEntry);
+			ctl.hcxt = CacheMemoryContext;
+			part_index_map = hash_create("audiotricks partition indexes", 64, &ctl,
+										 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		}
+		e = hash_search(part_index_map, &key, HASH_ENTER, &found);
+		e->index = idx;
+		return idx;
 	}
-	e = hash_search(part_index_map, &key, HASH_ENTER, &found);
-	e->index = idx;
-	return idx;
 }
 
 /* the schema-qualified, quoted name of a relation */
@@ -576,17 +613,11 @@ make_partition(const char *nsp, Oid default_relid, const char *name,
 	char	   *shi = quote_literal_cstr(utc_literal(hi));
 	uint64		moved = 0;
 	bool		has_rows = false;
+	bool		locked = false;
 	char	   *qdef = NULL;
 	char	   *range = psprintf("created_at OPERATOR(pg_catalog.>=) %s::pg_catalog.timestamptz"
 								 " AND created_at OPERATOR(pg_catalog.<) %s::pg_catalog.timestamptz",
 								 slo, shi);
-
-	if (OidIsValid(default_relid))
-	{
-		qdef = qualified_name(default_relid);
-		run_sql(psprintf("SELECT FROM %s WHERE %s LIMIT 1", qdef, range), SPI_OK_SELECT);
-		has_rows = SPI_processed > 0;
-	}
 
 	/*
 	 * An insert routed to the default partition by a query planned before
@@ -594,10 +625,24 @@ make_partition(const char *nsp, Oid default_relid, const char *name,
 	 * receives no inserts, so SHARE UPDATE EXCLUSIVE (held) lets reads and
 	 * writes go on; a range that does (the present or the past: a fresh
 	 * install, an outage longer than the periods made ahead) or whose rows
-	 * wait in the default partition is made under ACCESS EXCLUSIVE, for the
-	 * few milliseconds it takes: inserts wait, never fail.
+	 * wait in the default partition is made under ACCESS EXCLUSIVE, for as
+	 * long as it takes: inserts wait, never fail.  The default partition is
+	 * read after the lock (each statement takes a new snapshot), so the rows
+	 * of a transaction that was inserting meanwhile are moved too.
 	 */
-	if (lo <= now || has_rows)
+	if (lo <= now)
+	{
+		locked = true;
+		run_sql(psprintf("LOCK TABLE %s.audio_history IN ACCESS EXCLUSIVE MODE",
+						 quote_identifier(nsp)), SPI_OK_UTILITY);
+	}
+	if (OidIsValid(default_relid))
+	{
+		qdef = qualified_name(default_relid);
+		run_sql(psprintf("SELECT FROM %s WHERE %s LIMIT 1", qdef, range), SPI_OK_SELECT);
+		has_rows = SPI_processed > 0;
+	}
+	if (has_rows && !locked)
 		run_sql(psprintf("LOCK TABLE %s.audio_history IN ACCESS EXCLUSIVE MODE",
 						 quote_identifier(nsp)), SPI_OK_UTILITY);
 

@@ -47,6 +47,17 @@ my $fingerprint_sql = q{SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FR
   FROM audiotricks.users u JOIN audiotricks.user_settings s ON s.user_id = u.id
   JOIN audiotricks.audio_history h ON h.user_id = u.id) t};
 
+# without a scheduler: the first insert found no partition for this month
+# and started the maintenance in a background worker, which made this
+# month's and the next three and moved the rows out of the default partition
+ok($node->poll_query_until('app', q{SELECT count(*) = 4 FROM pg_partition_tree('audiotricks.audio_history')
+  WHERE relid::text ~ '_p[0-9]{6}$'}), 'a background worker made the month partitions');
+ok($node->poll_query_until('app', q{SELECT count(*) = 0 FROM audiotricks.audio_history_default}),
+	'and moved the rows out of the default partition');
+is($node->safe_psql('app', q{SELECT bool_and(tableoid::regclass::text =
+  'audiotricks.audio_history_p' || to_char(created_at AT TIME ZONE 'UTC', 'YYYYMM'))
+  FROM audiotricks.audio_history}), 't', "every row is in its month's partition");
+
 # audio_history's partitions: rows over three months, the default partition
 # and a partition whose rows were moved out of it
 $node->safe_psql('app', q{
