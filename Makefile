@@ -28,6 +28,7 @@ OBJS = \
 	src/history_rows.o \
 	src/history_index.o \
 	src/history_page.o \
+	src/history_partitions.o \
 	src/history_search.o \
 	src/history_add.o \
 	src/validate.o \
@@ -59,6 +60,7 @@ REGRESS = \
 	history \
 	history_policy \
 	history_upgrade \
+	history_partitions \
 	settings \
 	limits \
 	keys \

@@ -27,4 +27,5 @@ SELECT c.relname, pg_get_expr(d.adbin, d.adrelid)
   FROM pg_attrdef d JOIN pg_class c ON c.oid = d.adrelid
   JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
  WHERE c.relnamespace = 'audiotricks'::regnamespace AND a.attname = 'id'
+   AND NOT c.relispartition
  ORDER BY 1;

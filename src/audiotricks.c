@@ -16,6 +16,7 @@
 #include "admission.h"
 #include "audiotricks.h"
 #include "audit.h"
+#include "history_partitions.h"
 #include "identity.h"
 #include "keyring.h"
 #include "logscrub.h"
@@ -197,6 +198,7 @@ _PG_init(void)
 	ThrottleDefineGucs();
 	AdmissionDefineGucs();
 	RecoveryDefineGucs();
+	HistoryPartitionsDefineGucs();
 	/* Encrypted API keys (src/keys.c) define their GUCs before the prefix is reserved */
 	KeyringInit();
 

@@ -29,6 +29,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "catalog/index.h"
+#include "catalog/partition.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
@@ -51,6 +52,7 @@
 #include "utils/uuid.h"
 
 #include "audiotricks.h"
+#include "history_partitions.h"
 #include "history_rows.h"
 #include "identity.h"
 #include "schema.h"
@@ -78,7 +80,6 @@ typedef struct PageCache
 	Oid			indexid;
 	AttrNumber	a_id;
 	AttrNumber	a_created_at;
-	AtEntryCols cols;			/* the columns a history_entry carries */
 } PageCache;
 
 static PageCache page_cache;
@@ -144,7 +145,6 @@ page_cache_fill(void)
 		a_user_id = page_attnum(page_cache.relid, "user_id");
 		page_cache.a_id = page_attnum(page_cache.relid, "id");
 		page_cache.a_created_at = page_attnum(page_cache.relid, "created_at");
-		AtEntryColsInit(page_cache.relid, &page_cache.cols);
 
 		idx = irel->rd_index;
 		if (idx->indrelid != page_cache.relid || irel->rd_rel->relam != BTREE_AM_OID ||
@@ -184,29 +184,115 @@ page_cache_lock(void)
 	page_cache_fill();
 }
 
+/* one partition's index scan in a page walk, and the row at its head */
+typedef struct PageStream
+{
+	Relation	rel;
+	Relation	irel;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	AtEntryCols cols;
+	AttrNumber	a_id;
+	AttrNumber	a_created_at;
+	bool		open;
+	bool		stale;			/* its head was returned: read the next */
+	bool		has;			/* a row at the head */
+	TimestampTz at;
+	pg_uuid_t	id;
+} PageStream;
+
+/* the next row of st, if any, with its sort key */
+static void
+stream_advance(PageStream *st)
+{
+	bool		isnull;
+	Datum		d;
+
+	st->stale = false;
+	st->has = index_getnext_slot(st->scan, ForwardScanDirection, st->slot);
+	if (!st->has)
+		return;
+	d = slot_getattr(st->slot, st->a_created_at, &isnull);
+	st->at = isnull ? DT_NOBEGIN : DatumGetTimestampTz(d);
+	d = slot_getattr(st->slot, st->a_id, &isnull);
+	if (isnull)
+		elog(ERROR, "audio_history.id is null");
+	st->id = *DatumGetUUIDP(d);
+}
+
+/*
+ * stream_open
+ *		Starts the scan of partition relid's index of the paging index with
+ *		keys (built on the parent index: the same columns, collations and
+ *		operators) and reads its first row.
+ */
+static void
+stream_open(PageStream *st, Oid relid, ScanKey keys, int nkeys)
+{
+	st->rel = table_open(relid, AccessShareLock);
+	st->irel = index_open(AtPartitionIndex(st->rel, page_cache.indexid), AccessShareLock);
+	AtEntryColsInit(relid, &st->cols);
+	st->a_id = page_attnum(relid, "id");
+	st->a_created_at = page_attnum(relid, "created_at");
+	st->slot = table_slot_create(st->rel, NULL);
+	st->scan = index_beginscan(st->rel, st->irel, GetActiveSnapshot(), nkeys, 0);
+	index_rescan(st->scan, keys, nkeys, NULL, 0);
+	st->open = true;
+	stream_advance(st);
+}
+
+static void
+stream_close(PageStream *st)
+{
+	if (!st->open)
+		return;
+	index_endscan(st->scan);
+	ExecDropSingleTupleTableSlot(st->slot);
+	index_close(st->irel, AccessShareLock);
+	table_close(st->rel, AccessShareLock);
+	st->open = false;
+	st->has = false;
+}
+
+/* true when a's head sorts before b's (created_at DESC, id DESC) */
+static bool
+stream_before(const PageStream *a, const PageStream *b)
+{
+	if (a->at != b->at)
+		return a->at > b->at;
+	return memcmp(a->id.data, b->id.data, UUID_LEN) > 0;
+}
+
 /*
  * page_direct
  *		Appends up to page_size of user_id's entries that sort strictly after
- *		the cursor (created_at DESC, id DESC) to store, reading the index
- *		forwards (newest first).  The cursor is a row comparison key
- *		(created_at, id) < (cursor's), as the planner makes for ROW(...) <
- *		ROW(...): the scan starts right after the cursor's position, so a
- *		page reads about page_size index entries at any depth, also among
- *		many entries that share one created_at.
+ *		the cursor (created_at DESC, id DESC) to store, reading each
+ *		partition's (user_id, created_at DESC, id DESC) index forwards
+ *		(newest first).  The cursor is a row comparison key (created_at, id)
+ *		< (cursor's), as the planner makes for ROW(...) < ROW(...): each scan
+ *		starts right after the cursor's position.  The range partitions are
+ *		disjoint in created_at, so they are read one after another, newest
+ *		first, skipping those that start after the cursor without opening
+ *		them, and the walk stops after page_size rows: a page reads about
+ *		page_size index entries at any depth, plus one descent per empty
+ *		partition it crosses.  The default partition may hold rows of any
+ *		time, so its scan runs alongside and is merged in by sort key.
  */
 static void
-page_direct(Relation rel, const AtEntryCols *cols, const pg_uuid_t *user_id,
-			const AtCursor *cursor, int32 page_size, TupleDesc desc,
-			Tuplestorestate *store)
+page_direct(Relation rel, const pg_uuid_t *user_id, const AtCursor *cursor,
+			int32 page_size, TupleDesc desc, Tuplestorestate *store)
 {
 	Relation	irel;
-	IndexScanDesc scan;
 	ScanKeyData keys[2];
 	ScanKeyData row[2];
 	pg_uuid_t	after_id;
 	int			nkeys = 1;
-	TupleTableSlot *slot;
 	int32		n = 0;
+	AtHistoryPart *parts;
+	int			nparts;
+	int			next = 0;
+	PageStream	range;
+	PageStream	dflt;
 
 	irel = index_open(page_cache.indexid, AccessShareLock);
 	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
@@ -230,18 +316,48 @@ page_direct(Relation rel, const AtEntryCols *cols, const pg_uuid_t *user_id,
 		keys[1].sk_argument = PointerGetDatum(row);
 		nkeys = 2;
 	}
-
-	slot = table_slot_create(rel, NULL);
-	scan = index_beginscan(rel, irel, GetActiveSnapshot(), nkeys, 0);
-	index_rescan(scan, keys, nkeys, NULL, 0);
-	while (n < page_size && index_getnext_slot(scan, ForwardScanDirection, slot))
-	{
-		AtPutEntry(cols, slot, desc, store, false, 0, 0);
-		n++;
-	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
 	index_close(irel, AccessShareLock);
+
+	memset(&range, 0, sizeof(range));
+	memset(&dflt, 0, sizeof(dflt));
+	nparts = AtHistoryParts(rel, &parts);
+	if (nparts > 0 && parts[nparts - 1].is_default)
+	{
+		nparts--;
+		stream_open(&dflt, parts[nparts].relid, keys, nkeys);
+	}
+	while (n < page_size)
+	{
+		PageStream *from;
+
+		/* only now: a full page reads no entry past its last row */
+		if (range.open && range.stale)
+			stream_advance(&range);
+		if (dflt.open && dflt.stale)
+			stream_advance(&dflt);
+		/* the next range partition that may hold rows after the cursor */
+		while (!range.has && next < nparts)
+		{
+			AtHistoryPart *p = &parts[next++];
+
+			stream_close(&range);
+			if (cursor != NULL && !p->lower_inf && p->lower > cursor->created_at)
+				continue;
+			stream_open(&range, p->relid, keys, nkeys);
+		}
+		if (range.has && (!dflt.has || stream_before(&range, &dflt)))
+			from = &range;
+		else if (dflt.has)
+			from = &dflt;
+		else
+			break;
+		AtPutEntry(&from->cols, from->slot, desc, store, false, 0, 0);
+		n++;
+		from->stale = true;
+	}
+	stream_close(&range);
+	stream_close(&dflt);
+	pfree(parts);
 }
 
 static AtPlan plan_page = {
@@ -328,8 +444,8 @@ at_history_page(PG_FUNCTION_ARGS)
 	AtCheckEntryDesc(tupdesc);
 	rel = table_open(page_cache.relid, AccessShareLock);
 	if (rls != RLS_ENABLED || AtHistoryPoliciesAreOurs(rel))
-		page_direct(rel, &page_cache.cols, &user_id,
-					has_cursor ? &cursor : NULL, page_size, tupdesc, store);
+		page_direct(rel, &user_id, has_cursor ? &cursor : NULL, page_size,
+					tupdesc, store);
 	else
 		page_through_spi(&user_id, has_cursor ? &cursor : NULL, page_size,
 						 tupdesc, store);

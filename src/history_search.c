@@ -41,6 +41,7 @@
 #include "access/xact.h"
 
 #include "catalog/namespace.h"
+#include "catalog/partition.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -71,6 +72,7 @@
 
 #include "audiotricks.h"
 #include "history_index.h"
+#include "history_partitions.h"
 #include "history_rows.h"
 #include "identity.h"
 #include "schema.h"
@@ -90,25 +92,12 @@ PG_FUNCTION_INFO_V1(at_history_search);
  *		add a configuration: that costs a query arm, never a wrong result.
  *		Configurations dropped since are left out.
  */
-static List *
-user_configs(const pg_uuid_t *user_id)
+/* the distinct configurations of user_id in one partition's config index */
+static void
+partition_configs(Relation rel, Relation irel, const pg_uuid_t *user_id,
+				  List **configs)
 {
-	Oid			nsp = AtCheckSchema();
-	Oid			relid = get_relname_relid("audio_history", nsp);
-	Oid			indexid = get_relname_relid("audio_history_config_idx", nsp);
-	Relation	rel;
-	Relation	irel;
-	List	   *configs = NIL;
 	text	   *last = NULL;
-
-	if (!OidIsValid(relid) || !OidIsValid(indexid))
-		elog(ERROR, "audiotricks.audio_history or its index audio_history_config_idx is missing");
-	rel = table_open(relid, AccessShareLock);
-	irel = index_open(indexid, AccessShareLock);
-	if (irel->rd_index->indrelid != relid || irel->rd_index->indnkeyatts != 2 ||
-		irel->rd_rel->relam != BTREE_AM_OID ||
-		TupleDescAttr(RelationGetDescr(irel), 1)->atttypid != TEXTOID)
-		elog(ERROR, "index audiotricks.audio_history_config_idx is not (user_id, configuration)");
 
 	for (;;)
 	{
@@ -152,9 +141,42 @@ user_configs(const pg_uuid_t *user_id)
 												VARSIZE_ANY_EXHDR(last),
 												true, NULL);
 
-			if (OidIsValid(cfg) && !list_member_oid(configs, cfg))
-				configs = lappend_oid(configs, cfg);
+			if (OidIsValid(cfg) && !list_member_oid(*configs, cfg))
+				*configs = lappend_oid(*configs, cfg);
 		}
+	}
+}
+
+static List *
+user_configs(const pg_uuid_t *user_id)
+{
+	Oid			nsp = AtCheckSchema();
+	Oid			relid = get_relname_relid("audio_history", nsp);
+	Oid			indexid = get_relname_relid("audio_history_config_idx", nsp);
+	Relation	rel;
+	Relation	irel;
+	List	   *configs = NIL;
+	AtHistoryPart *parts;
+	int			nparts;
+
+	if (!OidIsValid(relid) || !OidIsValid(indexid))
+		elog(ERROR, "audiotricks.audio_history or its index audio_history_config_idx is missing");
+	rel = table_open(relid, AccessShareLock);
+	irel = index_open(indexid, AccessShareLock);
+	if (irel->rd_index->indrelid != relid || irel->rd_index->indnkeyatts != 2 ||
+		irel->rd_rel->relam != BTREE_AM_OID ||
+		TupleDescAttr(RelationGetDescr(irel), 1)->atttypid != TEXTOID)
+		elog(ERROR, "index audiotricks.audio_history_config_idx is not (user_id, configuration)");
+
+	nparts = AtHistoryParts(rel, &parts);
+	for (int i = 0; i < nparts; i++)
+	{
+		Relation	prel = table_open(parts[i].relid, AccessShareLock);
+		Relation	pirel = index_open(AtPartitionIndex(prel, indexid), AccessShareLock);
+
+		partition_configs(prel, pirel, user_id, &configs);
+		index_close(pirel, AccessShareLock);
+		table_close(prel, AccessShareLock);
 	}
 	index_close(irel, AccessShareLock);
 	table_close(rel, AccessShareLock);
@@ -318,6 +340,7 @@ typedef struct SearchHit
 	TimestampTz created_at;
 	pg_uuid_t	id;
 	ItemPointerData tid;
+	int			part;			/* which partition (search_direct's list) */
 } SearchHit;
 
 /* true when a sorts before b: rank, then created_at, then id, all descending */
@@ -350,6 +373,7 @@ typedef struct SearchState
 	int32		page_size;
 	SearchHit  *hits;
 	int			nhits;
+	int			part;			/* the partition being read */
 	MemoryContext rowcxt;
 } SearchState;
 
@@ -391,6 +415,7 @@ search_consider(SearchState *st, TupleTableSlot *slot)
 		elog(ERROR, "audio_history.id is null");
 	h.id = *DatumGetUUIDP(d);
 	h.tid = slot->tts_tid;
+	h.part = st->part;
 
 	if (st->has_cursor && !hit_before(&st->after, &h))
 		return;
@@ -493,8 +518,9 @@ search_by_gin(SearchState *st, Relation rel, Relation gin, TupleTableSlot *slot)
 
 /*
  * search_direct
- *		The search without the planner.  A small user's entries are all read
- *		and rechecked; a larger user's matching entries come from one bitmap
+ *		The search without the planner, partition by partition (ranks are
+ *		global, so every partition is read; the cost follows the user's rows
+ *		in each).  A small user's entries are all read and rechecked; a larger user's matching entries come from one bitmap
  *		scan of the GIN index audio_history_search_idx on (user_id,
  *		search_tsv) with both keys, so only they are read.  Either way each
  *		row is rechecked (user and match) and ranked, those that sort
@@ -504,29 +530,53 @@ search_by_gin(SearchState *st, Relation rel, Relation gin, TupleTableSlot *slot)
  *		at the average user's size and, for a user with 200,000 entries,
  *		picks a btree on user_id and reads every one of them.
  */
+/* a partition a search read: where its matches are fetched from */
+typedef struct SearchPart
+{
+	Relation	rel;
+	AtEntryCols entry;
+	TupleTableSlot *slot;
+} SearchPart;
+
+static AttrNumber
+search_attnum(Oid relid, const char *name)
+{
+	AttrNumber	a = get_attnum(relid, name);
+
+	if (a == InvalidAttrNumber)
+		elog(ERROR, "audiotricks.audio_history lacks a column the search reads");
+	return a;
+}
+
 static void
-search_direct(Relation rel, Oid ginid, Oid btreeid, const SearchRel *cols,
-			  const AtEntryCols *entry, const pg_uuid_t *user_id, TSQuery query,
-			  const AtCursor *cursor, uint32_t query_tag, int32 page_size,
-			  TupleDesc desc, Tuplestorestate *store)
+search_direct(Relation parent, Oid ginid, Oid btreeid, const pg_uuid_t *user_id,
+			  TSQuery query, const AtCursor *cursor, uint32_t query_tag,
+			  int32 page_size, TupleDesc desc, Tuplestorestate *store)
 {
 	Relation	gin;
 	Relation	btree;
-	TupleTableSlot *slot;
 	SearchState st;
+	AtHistoryPart *parts;
+	int			nparts;
+	SearchPart *sp;
+	SearchRel	pcols;
 
+	/* the shape, on the parent's indexes (the partitions' copy it) */
 	gin = index_open(ginid, AccessShareLock);
 	btree = index_open(btreeid, AccessShareLock);
-	if (gin->rd_rel->relam != GIN_AM_OID || gin->rd_index->indrelid != RelationGetRelid(rel) ||
+	pcols.a_user_id = search_attnum(RelationGetRelid(parent), "user_id");
+	pcols.a_tsv = search_attnum(RelationGetRelid(parent), "search_tsv");
+	if (gin->rd_rel->relam != GIN_AM_OID || gin->rd_index->indrelid != RelationGetRelid(parent) ||
 		gin->rd_index->indnkeyatts != 2 ||
-		gin->rd_index->indkey.values[0] != cols->a_user_id ||
-		gin->rd_index->indkey.values[1] != cols->a_tsv)
+		gin->rd_index->indkey.values[0] != pcols.a_user_id ||
+		gin->rd_index->indkey.values[1] != pcols.a_tsv)
 		elog(ERROR, "index audiotricks.audio_history_search_idx is not a GIN index on (user_id, search_tsv)");
-	if (btree->rd_rel->relam != BTREE_AM_OID || btree->rd_index->indrelid != RelationGetRelid(rel) ||
-		btree->rd_index->indkey.values[0] != cols->a_user_id)
+	if (btree->rd_rel->relam != BTREE_AM_OID || btree->rd_index->indrelid != RelationGetRelid(parent) ||
+		btree->rd_index->indkey.values[0] != pcols.a_user_id)
 		elog(ERROR, "index audiotricks.audio_history_user_created_idx does not start with user_id");
+	index_close(btree, AccessShareLock);
+	index_close(gin, AccessShareLock);
 
-	st.cols = cols;
 	st.user_id = user_id;
 	st.query = query;
 	st.has_cursor = cursor != NULL;
@@ -542,25 +592,56 @@ search_direct(Relation rel, Oid ginid, Oid btreeid, const SearchRel *cols,
 	st.nhits = 0;
 	st.rowcxt = AllocSetContextCreate(CurrentMemoryContext, "at_history_search row",
 									  ALLOCSET_SMALL_SIZES);
-	slot = table_slot_create(rel, NULL);
-	if (search_user_is_small(rel, btree, user_id))
-		search_by_user(&st, rel, btree, slot);
-	else
-		search_by_gin(&st, rel, gin, slot);
+
+	/* ranks are global: every partition with the user's matches is read */
+	nparts = AtHistoryParts(parent, &parts);
+	sp = palloc0(sizeof(SearchPart) * Max(nparts, 1));
+	for (int i = 0; i < nparts; i++)
+	{
+		Oid			relid = parts[i].relid;
+		SearchRel	cols;
+		Relation	pgin;
+		Relation	pbtree;
+
+		CHECK_FOR_INTERRUPTS();
+		sp[i].rel = table_open(relid, AccessShareLock);
+		AtEntryColsInit(relid, &sp[i].entry);
+		sp[i].slot = table_slot_create(sp[i].rel, NULL);
+		cols.a_id = search_attnum(relid, "id");
+		cols.a_user_id = search_attnum(relid, "user_id");
+		cols.a_created_at = search_attnum(relid, "created_at");
+		cols.a_tsv = search_attnum(relid, "search_tsv");
+		st.cols = &cols;
+		st.part = i;
+		pgin = index_open(AtPartitionIndex(sp[i].rel, ginid), AccessShareLock);
+		pbtree = index_open(AtPartitionIndex(sp[i].rel, btreeid), AccessShareLock);
+		if (search_user_is_small(sp[i].rel, pbtree, user_id))
+			search_by_user(&st, sp[i].rel, pbtree, sp[i].slot);
+		else
+			search_by_gin(&st, sp[i].rel, pgin, sp[i].slot);
+		index_close(pbtree, AccessShareLock);
+		index_close(pgin, AccessShareLock);
+	}
 	MemoryContextDelete(st.rowcxt);
-	index_close(btree, AccessShareLock);
-	index_close(gin, AccessShareLock);
 
 	/* the rows themselves, best first, under the same snapshot */
 	for (int i = 0; i < st.nhits; i++)
 	{
-		if (!table_tuple_fetch_row_version(rel, &st.hits[i].tid, GetActiveSnapshot(), slot))
+		SearchPart *p = &sp[st.hits[i].part];
+
+		if (!table_tuple_fetch_row_version(p->rel, &st.hits[i].tid, GetActiveSnapshot(), p->slot))
 			elog(ERROR, "search match at (%u,%u) vanished",
 				 ItemPointerGetBlockNumber(&st.hits[i].tid),
 				 ItemPointerGetOffsetNumber(&st.hits[i].tid));
-		AtPutEntry(entry, slot, desc, store, true, st.hits[i].rank, query_tag);
+		AtPutEntry(&p->entry, p->slot, desc, store, true, st.hits[i].rank, query_tag);
 	}
-	ExecDropSingleTupleTableSlot(slot);
+	for (int i = 0; i < nparts; i++)
+	{
+		ExecDropSingleTupleTableSlot(sp[i].slot);
+		table_close(sp[i].rel, AccessShareLock);
+	}
+	pfree(sp);
+	pfree(parts);
 	pfree(st.hits);
 }
 
@@ -594,21 +675,8 @@ run_search(const pg_uuid_t *user_id, TSQuery query, const AtCursor *cursor,
 
 	rel = table_open(relid, AccessShareLock);
 	if (rls != RLS_ENABLED || AtHistoryPoliciesAreOurs(rel))
-	{
-		SearchRel	cols;
-		AtEntryCols entry;
-
-		cols.a_id = get_attnum(relid, "id");
-		cols.a_user_id = get_attnum(relid, "user_id");
-		cols.a_created_at = get_attnum(relid, "created_at");
-		cols.a_tsv = get_attnum(relid, "search_tsv");
-		if (cols.a_id == InvalidAttrNumber || cols.a_user_id == InvalidAttrNumber ||
-			cols.a_created_at == InvalidAttrNumber || cols.a_tsv == InvalidAttrNumber)
-			elog(ERROR, "audiotricks.audio_history lacks a column the search reads");
-		AtEntryColsInit(relid, &entry);
-		search_direct(rel, ginid, btreeid, &cols, &entry, user_id, query,
-					  cursor, query_tag, page_size, desc, store);
-	}
+		search_direct(rel, ginid, btreeid, user_id, query, cursor, query_tag,
+					  page_size, desc, store);
 	else
 		search_through_spi(user_id, query, cursor, query_tag, page_size,
 						   desc, store);

@@ -508,7 +508,7 @@ CREATE TABLE audiotricks.audio_history (
     search_tsv          tsvector        NOT NULL
         GENERATED ALWAYS AS (audiotricks_internal.at_history_tsv(search_config, processing_options,
                                                         title, summary, transcript)) STORED,
-    CONSTRAINT audio_history_pkey PRIMARY KEY (id),
+    CONSTRAINT audio_history_pkey PRIMARY KEY (id, created_at),
     CONSTRAINT audio_history_user_id_fkey FOREIGN KEY (user_id)
         REFERENCES audiotricks.users (id) ON DELETE CASCADE,
     CONSTRAINT audio_history_audio_url_check
@@ -527,7 +527,7 @@ CREATE TABLE audiotricks.audio_history (
         CHECK (audiotricks_internal.at_check_transcript(transcript)),
     CONSTRAINT audio_history_summary_check
         CHECK (audiotricks_internal.at_check_summary(summary))
-);
+) PARTITION BY RANGE (created_at);
 CREATE INDEX audio_history_user_created_idx
     ON audiotricks.audio_history (user_id, created_at DESC, id DESC);
 -- btree_gin puts user_id in the same GIN index, so a search reads only the
@@ -559,7 +559,6 @@ COMMENT ON COLUMN audiotricks.audio_history.search_config IS
     'Extra column: schema-qualified name of the text search configuration of the entry''s language when it was written, such as pg_catalog.english (processing_options.language wins over this)';
 COMMENT ON COLUMN audiotricks.audio_history.search_tsv IS
     'Extra column, generated: the full-text search document (title A, summary B, transcript C) that at_history_search matches';
-SELECT pg_catalog.pg_extension_config_dump('audiotricks.audio_history', '');
 
 ALTER TABLE audiotricks.audio_history ENABLE ROW LEVEL SECURITY;
 ALTER TABLE audiotricks.audio_history FORCE ROW LEVEL SECURITY;
@@ -575,6 +574,47 @@ GRANT INSERT (user_id, title, audio_url, file_size_bytes, duration_seconds,
 GRANT UPDATE (title, audio_url, file_size_bytes, duration_seconds,
               transcript, summary, key_moments, processing_options)
     ON audiotricks.audio_history TO audiotricks_user;
+
+-- audio_history partitions (src/history_partitions.c) ------------------------
+-- Partitioned by RANGE (created_at), the leading key of every read's order,
+-- so a page walks the partitions newest first and stops when full.  The
+-- primary key must hold the partition key: (id, created_at).  The range
+-- partitions are made by at_maintain_history_partitions, as the owner, and
+-- added to the extension; the DEFAULT partition made here holds any row no
+-- range partition covers yet (imports, clock jumps, the first rows of a
+-- fresh install, a restore) until the maintenance moves them out.
+-- Partitions have row-level security enabled, no policy and no grant: only
+-- the parent's policies apply to their rows.  pg_dump writes the rows of
+-- every partition as the DEFAULT partition's (the filter below ends in a
+-- UNION ALL over the parent, in the column order pg_dump lists): it cannot
+-- restore partitions of its own under the extension's indexes
+-- (history_partitions.c explains).
+CREATE TABLE audiotricks.audio_history_default PARTITION OF audiotricks.audio_history DEFAULT;
+ALTER TABLE audiotricks.audio_history_default ENABLE ROW LEVEL SECURITY;
+REVOKE ALL ON audiotricks.audio_history_default FROM PUBLIC;
+COMMENT ON TABLE audiotricks.audio_history_default IS
+    'Default partition of audio_history: rows no range partition covers yet; maintenance moves them into the partitions it makes. Read it through audio_history.';
+SELECT pg_catalog.pg_extension_config_dump('audiotricks.audio_history_default',
+    'WHERE false UNION ALL SELECT id, user_id, title, audio_url, file_size_bytes, duration_seconds,'
+    ' transcript, summary, key_moments, processing_options, created_at, search_config'
+    ' FROM audiotricks.audio_history');
+
+CREATE FUNCTION audiotricks_internal.at_history_partitions_due() RETURNS trigger
+    LANGUAGE C
+    AS 'MODULE_PATHNAME', 'at_history_partitions_due';
+COMMENT ON FUNCTION audiotricks_internal.at_history_partitions_due() IS
+    'BEFORE INSERT statement trigger on audio_history: starts partition maintenance in a background worker when the current period or the last one it keeps made has no partition (at most once a minute per backend); never waits or fails the insert.';
+CREATE TRIGGER audio_history_partitions_due BEFORE INSERT ON audiotricks.audio_history
+    FOR EACH STATEMENT EXECUTE FUNCTION audiotricks_internal.at_history_partitions_due();
+
+CREATE FUNCTION audiotricks.at_maintain_history_partitions()
+    RETURNS TABLE (action text, partition text, range_from timestamptz,
+                   range_to timestamptz, moved_rows bigint)
+    LANGUAGE C VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'at_maintain_history_partitions';
+COMMENT ON FUNCTION audiotricks.at_maintain_history_partitions() IS
+    'Makes the missing audio_history partitions of the current period and the next audiotricks.history_partitions_ahead (moving the default partition''s rows of their ranges in), and drops those whose range ended before now() - audiotricks.history_retention, recording a history_partition_dropped audit event each. One row per action. Extension owner or superuser only (42501).';
+REVOKE ALL ON FUNCTION audiotricks.at_maintain_history_partitions() FROM PUBLIC;
 
 -- audit_log -----------------------------------------------------------------
 -- The audit trail of account events (src/audit.c).
@@ -597,7 +637,7 @@ COMMENT ON TABLE audiotricks.audit_log IS 'Append-only trail of account events. 
 COMMENT ON COLUMN audiotricks.audit_log.id IS 'Event identifier (time-ordered)';
 COMMENT ON COLUMN audiotricks.audit_log.user_id IS 'The user the event is about; no foreign key, so events outlive the user (set to NULL when the account is deleted)';
 COMMENT ON COLUMN audiotricks.audit_log.session_id IS 'The session involved, if any';
-COMMENT ON COLUMN audiotricks.audit_log.event IS 'What happened: registered, login, login_failed, login_throttled, logout, logout_session, logout_all, refresh, refresh_reuse, password_changed, api_key_set, api_key_cleared, keys_rotated, history_deleted, account_deactivated, account_deleted, password_reset_requested, password_reset, email_verification_requested, email_verified, email_change_requested, email_changed, username_changed, registration_requested, registration_for_existing_email, login_unverified, throttle_cleared';
+COMMENT ON COLUMN audiotricks.audit_log.event IS 'What happened: registered, login, login_failed, login_throttled, logout, logout_session, logout_all, refresh, refresh_reuse, password_changed, api_key_set, api_key_cleared, keys_rotated, history_deleted, history_partition_dropped, account_deactivated, account_deleted, password_reset_requested, password_reset, email_verification_requested, email_verified, email_change_requested, email_changed, username_changed, registration_requested, registration_for_existing_email, login_unverified, throttle_cleared';
 COMMENT ON COLUMN audiotricks.audit_log.detail IS 'Small JSON detail from fixed strings (never secrets)';
 COMMENT ON COLUMN audiotricks.audit_log.client_addr IS 'Client IP address of the connection, if TCP';
 COMMENT ON COLUMN audiotricks.audit_log.created_at IS 'When it happened';

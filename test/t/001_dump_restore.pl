@@ -47,8 +47,38 @@ my $fingerprint_sql = q{SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FR
   FROM audiotricks.users u JOIN audiotricks.user_settings s ON s.user_id = u.id
   JOIN audiotricks.audio_history h ON h.user_id = u.id) t};
 
+# without a scheduler: the first insert found no partition for this month
+# and started the maintenance in a background worker, which made this
+# month's and the next three and moved the rows out of the default partition
+ok($node->poll_query_until('app', q{SELECT count(*) = 4 FROM pg_partition_tree('audiotricks.audio_history')
+  WHERE relid::text ~ '_p[0-9]{6}$'}), 'a background worker made the month partitions');
+ok($node->poll_query_until('app', q{SELECT count(*) = 0 FROM audiotricks.audio_history_default}),
+	'and moved the rows out of the default partition');
+is($node->safe_psql('app', q{SELECT bool_and(tableoid::regclass::text =
+  'audiotricks.audio_history_p' || to_char(created_at AT TIME ZONE 'UTC', 'YYYYMM'))
+  FROM audiotricks.audio_history}), 't', "every row is in its month's partition");
+
+# audio_history's partitions: rows over three months, the default partition
+# and a partition whose rows were moved out of it
+$node->safe_psql('app', q{
+INSERT INTO audiotricks.audio_history (user_id, title, created_at)
+  SELECT u.id, 'month ' || m, date_trunc('month', now()) + m * interval '1 month' + interval '1 day'
+    FROM audiotricks.users u, generate_series(0, 2) m;
+INSERT INTO audiotricks.audio_history (user_id, title, created_at)
+  SELECT u.id, 'old', '2001-01-15' FROM audiotricks.users u;
+SELECT count(*) FROM audiotricks.at_maintain_history_partitions();
+INSERT INTO audiotricks.audio_history (user_id, title, created_at)
+  SELECT u.id, 'no partition', 'infinity' FROM audiotricks.users u LIMIT 1;
+});
+# rows per partition, by name
+my $per_partition_sql = q{SELECT string_agg(p || '=' || n, ',' ORDER BY p) FROM (
+  SELECT tableoid::regclass::text AS p, count(*) AS n FROM audiotricks.audio_history GROUP BY 1) s};
+my $source_partitions = $node->safe_psql('app', $per_partition_sql);
+like($source_partitions, qr/audio_history_default=1,.*audio_history_p200101=50,/,
+	'source rows are in the default partition and in month partitions');
+
 my $source_counts = $node->safe_psql('app', $counts_sql);
-like($source_counts, qr/^50,50,50,500,\d+$/, 'source has rows in all four tables');
+like($source_counts, qr/^50,50,50,701,\d+$/, 'source has rows in all four tables');
 my $fp = $node->safe_psql('app', $fingerprint_sql);
 
 my $dump = $node->basedir . '/app.dump';
@@ -62,6 +92,11 @@ $node->command_ok([ 'pg_restore', '--exit-on-error', '-d', $node->connstr('app2'
 is($node->safe_psql('app2', $counts_sql), $source_counts,
 	'every row restored, policies not duplicated (new database)');
 is($node->safe_psql('app2', $fingerprint_sql), $fp, 'restored data is identical (new database)');
+# the rows come back in the default partition; the maintenance moves them
+$node->safe_psql('app2', 'SELECT count(*) FROM audiotricks.at_maintain_history_partitions()');
+is($node->safe_psql('app2', $per_partition_sql), $source_partitions,
+	'after maintenance every partition holds the rows it held (new database)');
+is($node->safe_psql('app2', $counts_sql), $source_counts, 'no row lost or doubled by the move');
 
 # into a new cluster
 my $other = new_node('other');
@@ -71,6 +106,9 @@ $other->command_ok([ 'pg_restore', '--exit-on-error', '-d', $other->connstr('app
 is($other->safe_psql('app', $counts_sql), $source_counts,
 	'every row restored, policies not duplicated (new cluster)');
 is($other->safe_psql('app', $fingerprint_sql), $fp, 'restored data is identical (new cluster)');
+$other->safe_psql('app', 'SELECT count(*) FROM audiotricks.at_maintain_history_partitions()');
+is($other->safe_psql('app', $per_partition_sql), $source_partitions,
+	'after maintenance every partition holds the rows it held (new cluster)');
 is($other->safe_psql('app', q{SELECT relforcerowsecurity FROM pg_class WHERE oid = 'audiotricks.audio_history'::regclass}),
 	't', 'RLS still forced after restore');
 

@@ -48,8 +48,11 @@ my @rebuild = (
 	  CREATE INDEX audio_history_user_created_idx ON audiotricks.audio_history
 	    (user_id, created_at DESC, id DESC); COMMIT},
 );
+# (audio_history is partitioned: REINDEX CONCURRENTLY gives its partitions'
+# copies of the index new OIDs and keeps the partitioned index's)
 my $oids = q{SELECT 'audiotricks.sessions_token_hash_key'::regclass::oid || ',' ||
-	'audiotricks.audio_history_user_created_idx'::regclass::oid};
+	(SELECT string_agg(relid::oid::text, ',' ORDER BY relid::oid)
+	   FROM pg_partition_tree('audiotricks.audio_history_user_created_idx'))};
 
 # one long-lived session: fill the caches, rebuild elsewhere, call again
 my ($in, $out, $err) = ('', '', '');

@@ -81,6 +81,24 @@ for my $i (1 .. $USERS)
 	is($on_standby, $on_primary, "user $i: the standby gives the same answers as the primary");
 }
 
+# audio_history's partitions replay: one made and filled on the primary
+# after the base backup holds the same rows on the standby, and a page walks
+# across the partitions there as on the primary
+$primary->safe_psql('app', q{
+INSERT INTO audiotricks.audio_history (user_id, title, created_at)
+  SELECT user_id, 'replayed', '2001-02-03' FROM bench.tokens WHERE i <= 3;
+SELECT count(*) FROM audiotricks.at_maintain_history_partitions();
+});
+$primary->wait_for_catchup($standby);
+my $parts_sql = q{SELECT string_agg(p || '=' || n, ',' ORDER BY p) FROM (
+  SELECT tableoid::regclass::text AS p, count(*) AS n FROM audiotricks.audio_history GROUP BY 1) s};
+my $on_primary_parts = $primary->safe_psql('app', $parts_sql);
+like($on_primary_parts, qr/audio_history_p200102=3/, 'the primary made a partition for the new rows');
+is($standby->safe_psql('app', $parts_sql), $on_primary_parts,
+	'the standby holds the same rows in the same partitions');
+my ($mret, $mstate) = at_sqlstate($standby, 'app', 'SELECT * FROM audiotricks.at_maintain_history_partitions()');
+is($mstate, '25006', 'partition maintenance on the standby fails with 25006');
+
 # at_authenticate on the standby is as strict as on the primary
 my ($ret, $state) = at_sqlstate($standby, 'app',
 	q{SELECT audiotricks.at_authenticate('eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.e30.AAAA')}, 'app');
