@@ -198,12 +198,22 @@ static AtPlan plan_purge_range = {
 	2, {UUIDOID, INT8OID}, NULL
 };
 
+/*
+ * One batch: the events of seq range ($2, $3] of the chain.  A range, not
+ * "the first $3 left", which would walk the index entries of the rows this
+ * transaction already deleted again at every batch.
+ */
 static AtPlan plan_purge = {
-	"DELETE FROM audiotricks.audit_log WHERE id OPERATOR(pg_catalog.=) ANY ("
-	" SELECT id FROM audiotricks.audit_log"
-	"  WHERE chain_id OPERATOR(pg_catalog.=) $1 AND seq OPERATOR(pg_catalog.<=) $2"
-	"  ORDER BY seq LIMIT $3)",
-	3, {UUIDOID, INT8OID, INT4OID}, NULL
+	"DELETE FROM audiotricks.audit_log"
+	" WHERE chain_id OPERATOR(pg_catalog.=) $1"
+	"   AND seq OPERATOR(pg_catalog.>) $2 AND seq OPERATOR(pg_catalog.<=) $3",
+	3, {UUIDOID, INT8OID, INT8OID}, NULL
+};
+
+static AtPlan plan_purge_first = {
+	"SELECT pg_catalog.min(seq) FROM audiotricks.audit_log"
+	" WHERE chain_id OPERATOR(pg_catalog.=) $1",
+	1, {UUIDOID}, NULL
 };
 
 /*
@@ -263,6 +273,7 @@ at_purge_audit_log(PG_FUNCTION_ARGS)
 		char	   *from;
 		char	   *to;
 		int64		n;
+		int64		lo;
 		StringInfoData detail;
 		AuditFields e;
 		Datum		d;
@@ -289,15 +300,22 @@ at_purge_audit_log(PG_FUNCTION_ARGS)
 		if (last_hash == NULL || from == NULL || to == NULL)
 			continue;			/* raced with nothing: rows are only deleted here */
 
-		values[2] = Int32GetDatum(batch);
-		for (;;)
+		if (AtRunPlan(&plan_purge_first, values, NULL, false, 1) != SPI_OK_SELECT ||
+			SPI_processed != 1)
+			elog(ERROR, "could not read an audit chain's range");
+		lo = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) - 1;
+		while (!isnull && lo < through[i])
 		{
+			Datum		pv[3];
+
 			CHECK_FOR_INTERRUPTS();
-			if (AtRunPlan(&plan_purge, values, NULL, false, 0) != SPI_OK_DELETE)
+			pv[0] = UUIDPGetDatum(&chains[i]);
+			pv[1] = Int64GetDatum(lo);
+			pv[2] = Int64GetDatum(Min(through[i], lo + batch));
+			if (AtRunPlan(&plan_purge, pv, NULL, false, 0) != SPI_OK_DELETE)
 				elog(ERROR, "could not purge the audit log");
 			total += SPI_processed;
-			if (SPI_processed < (uint64) batch)
-				break;
+			lo = DatumGetInt64(pv[2]);
 		}
 
 		initStringInfo(&detail);
