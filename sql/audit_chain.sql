@@ -27,9 +27,51 @@ SELECT seq, event, table_name, operation, changed_columns,
                                         WHERE h.chain_id = l.chain_id AND h.detached)
  ORDER BY seq;
 
--- no value reaches the log: not the key, not the transcript
+-- no value reaches the log: not the key (nor its ciphertext), not the
+-- transcript, not the password hash
 SELECT count(*) AS leaks FROM audiotricks.audit_log
- WHERE row(audit_log.*)::text ~ '(sk-chain-secret|secret transcript|another secret)';
+ WHERE row(audit_log.*)::text ~ '(sk-chain-secret|secret transcript|another secret|at1\.|\$2[aby]\$)';
+
+-- an application role's direct UPDATE: its role, the actor, the column names
+CREATE ROLE regress_chain_writer;
+GRANT audiotricks_user TO regress_chain_writer;
+SELECT token AS tb FROM audiotricks.at_login('chain_b', 'Passw0rdB') \gset
+SET ROLE regress_chain_writer;
+BEGIN;
+SELECT audiotricks.at_authenticate(:'tb') IS NOT NULL AS authenticated;
+UPDATE audiotricks.user_settings SET summary_quality = 'fast';
+SELECT event, table_name, operation, changed_columns, db_role, actor_id = :'ub' AS actor_recorded
+  FROM audiotricks.audit_log ORDER BY created_at DESC, seq DESC LIMIT 1;
+COMMIT;
+RESET ROLE;
+-- a password change: the hash's column name, never the hash
+BEGIN;
+SELECT audiotricks.at_authenticate(:'tb') IS NOT NULL AS authenticated;
+SELECT audiotricks.at_change_password('Passw0rdB', 'Passw0rdB2');
+COMMIT;
+SELECT table_name, operation, changed_columns FROM audiotricks.audit_log
+ WHERE user_id = :'ub' AND table_name = 'users' ORDER BY seq DESC LIMIT 1;
+DROP ROLE regress_chain_writer;
+
+-- the hash as README documents it, recomputed in plain SQL, matches every
+-- event: a chain can be checked outside the database
+CREATE FUNCTION pg_temp.f(b bytea) RETURNS bytea LANGUAGE sql IMMUTABLE AS
+$$ SELECT CASE WHEN b IS NULL THEN '\xffffffff'::bytea ELSE int4send(length(b)) || b END $$;
+CREATE FUNCTION pg_temp.t(s text) RETURNS bytea LANGUAGE sql IMMUTABLE AS
+$$ SELECT pg_temp.f(convert_to(s, 'UTF8')) $$;
+CREATE FUNCTION pg_temp.event_hash(l audiotricks.audit_log) RETURNS bytea LANGUAGE sql AS $$
+SELECT sha256(pg_temp.t('audiotricks audit event v1') || pg_temp.f(l.prev_hash)
+  || pg_temp.f(uuid_send(l.id)) || pg_temp.f(uuid_send(l.chain_id)) || pg_temp.f(int8send(l.seq))
+  || pg_temp.f(int8send((extract(epoch FROM l.created_at) * 1000000 - 946684800000000)::bigint))
+  || pg_temp.t(l.event) || pg_temp.t(l.db_role::text) || pg_temp.t(l.table_name)
+  || pg_temp.f(uuid_send(l.row_id)) || pg_temp.t(l.operation)
+  || CASE WHEN l.changed_columns IS NULL THEN '\xffffffff'::bytea
+          ELSE int4send(cardinality(l.changed_columns))
+               || coalesce((SELECT string_agg(pg_temp.t(c), ''::bytea ORDER BY o)
+                              FROM unnest(l.changed_columns) WITH ORDINALITY u(c, o)), ''::bytea) END
+  || pg_temp.t(l.detail::text) || pg_temp.f(uuid_send(l.session_id)) || pg_temp.f(l.subject_hash)) $$;
+SELECT count(*) > 20 AS many, count(*) FILTER (WHERE hash <> pg_temp.event_hash(l)) AS differ
+  FROM audiotricks.audit_log l;
 
 -- the chains verify
 SELECT events > 0 AS has_events, ok, first_bad_id IS NULL AS no_bad, reason
@@ -58,6 +100,32 @@ DELETE FROM audiotricks.audit_log WHERE id = :'gone_c';
 SELECT ok, first_bad_id = :'next_c' AS at_the_next, reason
   FROM audiotricks.at_verify_audit_chain(:'uc') WHERE NOT ok;
 
+-- a forger who recomputes the hash of the event they edit: the next event's
+-- link names it; the last event's, the chain head
+SELECT audiotricks.at_register('chain_d@example.com', 'chain_d', 'Passw0rdD') AS ud \gset
+SELECT audiotricks.at_register('chain_e@example.com', 'chain_e', 'Passw0rdE') AS ue \gset
+SELECT id AS next_d FROM audiotricks.audit_log WHERE user_id = :'ud' AND seq = 3 \gset
+UPDATE audiotricks.audit_log SET changed_columns = '{user_id}' WHERE user_id = :'ud' AND seq = 2;
+UPDATE audiotricks.audit_log l SET hash = pg_temp.event_hash(l) WHERE user_id = :'ud' AND seq = 2;
+SELECT ok, first_bad_id = :'next_d' AS at_the_next, reason
+  FROM audiotricks.at_verify_audit_chain(:'ud');
+SELECT id AS last_e FROM audiotricks.audit_log WHERE user_id = :'ue' ORDER BY seq DESC LIMIT 1 \gset
+UPDATE audiotricks.audit_log SET event = 'login' WHERE id = :'last_e';
+UPDATE audiotricks.audit_log l SET hash = pg_temp.event_hash(l) WHERE id = :'last_e';
+SELECT ok, first_bad_id = :'last_e' AS at_the_row, reason
+  FROM audiotricks.at_verify_audit_chain(:'ue');
+-- and a renumbered chain (an event deleted, the later ones moved down and
+-- rehashed): the first moved event's link names it
+SELECT audiotricks.at_register('chain_f@example.com', 'chain_f', 'Passw0rdF') AS uf \gset
+SELECT id AS moved_f FROM audiotricks.audit_log WHERE user_id = :'uf' AND seq = 3 \gset
+DELETE FROM audiotricks.audit_log WHERE user_id = :'uf' AND seq = 2;
+UPDATE audiotricks.audit_log SET seq = 2 WHERE id = :'moved_f';
+UPDATE audiotricks.audit_log l SET hash = pg_temp.event_hash(l) WHERE id = :'moved_f';
+UPDATE audiotricks.audit_chain_heads h SET seq = 2, hash = l.hash FROM audiotricks.audit_log l
+ WHERE l.id = :'moved_f' AND h.chain_id = l.chain_id;
+SELECT ok, first_bad_id = :'moved_f' AS at_the_row, reason
+  FROM audiotricks.at_verify_audit_chain(:'uf');
+
 -- a row inserted outside any chain is reported
 INSERT INTO audiotricks.audit_log (event, chain_id, seq, subject_hash, hash)
 VALUES ('login', audiotricks.at_uuid_v7(), 1, '\x00', '\x00');
@@ -74,7 +142,7 @@ SELECT count(*) AS left_with_user FROM audiotricks.audit_log WHERE user_id = :'u
 SELECT count(*) AS heads_with_user FROM audiotricks.audit_chain_heads WHERE user_id = :'ua';
 SELECT count(*) FILTER (WHERE NOT ok) AS bad, count(*) FILTER (WHERE ok AND user_id IS NULL) > 0 AS anonymous_ok
   FROM audiotricks.at_verify_audit_chain()
- WHERE chain_id NOT IN (SELECT chain_id FROM audiotricks.audit_chain_heads WHERE user_id IN (:'ub', :'uc'));
+ WHERE chain_id NOT IN (SELECT chain_id FROM audiotricks.audit_chain_heads WHERE user_id IN (:'ub', :'uc', :'ud', :'ue', :'uf'));
 
 -- retention: whole prefixes go, each chain records it and still verifies
 SELECT audiotricks.at_purge_audit_log('1 year') AS nothing_old;
@@ -82,7 +150,11 @@ SELECT audiotricks.at_purge_audit_log('-1 hour', 3) > 0 AS purged;
 SELECT count(*) = (SELECT count(*) FROM audiotricks.audit_chain_heads) AS one_record_per_chain,
        bool_and(detail ? 'through_seq' AND detail ? 'last_hash' AND detail ? 'from') AS with_range
   FROM audiotricks.audit_log WHERE event = 'audit_purged';
-SELECT count(*) FILTER (WHERE NOT ok) AS bad_after_purge FROM audiotricks.at_verify_audit_chain();
+SELECT count(*) FILTER (WHERE NOT ok AND user_id IS DISTINCT FROM :'ue') AS bad_after_purge
+  FROM audiotricks.at_verify_audit_chain();
+-- chain_e's replaced last event was purged, but its record does not link to
+-- the head's hash: the tampering stays on record
+SELECT ok, reason FROM audiotricks.at_verify_audit_chain(:'ue');
 -- a purge record edited afterwards no longer anchors its chain
 UPDATE audiotricks.audit_log SET detail = jsonb_set(detail, '{through_seq}', '0')
  WHERE event = 'audit_purged' AND user_id = :'ub';

@@ -788,9 +788,10 @@ verify_chain(const pg_uuid_t *chain_id, char kind, const pg_uuid_t *owner,
 			if (head_seq != 0)
 				fail(r, NULL, "the chain's events are missing");
 		}
-		else if (last_seq != head_seq || head_hash == NULL ||
-				 memcmp(last, head_hash, HASH_LEN) != 0)
+		else if (last_seq != head_seq)
 			fail(r, &last_id, "events are missing after this one (the chain head is further)");
+		else if (head_hash == NULL || memcmp(last, head_hash, HASH_LEN) != 0)
+			fail(r, &last_id, "the last event does not match the chain head (replaced)");
 	}
 }
 
