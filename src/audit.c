@@ -183,7 +183,7 @@ static AtPlan plan_purge_chains = {
 };
 
 static AtPlan plan_purge_head = {
-	"SELECT user_id FROM audiotricks.audit_chain_heads"
+	"SELECT user_id, detached FROM audiotricks.audit_chain_heads"
 	" WHERE chain_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
 	1, {UUIDOID}, NULL
 };
@@ -274,6 +274,7 @@ at_purge_audit_log(PG_FUNCTION_ARGS)
 		char	   *to;
 		int64		n;
 		int64		lo;
+		bool		detached;
 		StringInfoData detail;
 		AuditFields e;
 		Datum		d;
@@ -288,6 +289,7 @@ at_purge_audit_log(PG_FUNCTION_ARGS)
 		has_user = !isnull;
 		if (has_user)
 			user_id = *DatumGetUUIDP(d);
+		detached = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 
 		values[1] = Int64GetDatum(through[i]);
 		if (AtRunPlan(&plan_purge_range, values, NULL, false, 1) != SPI_OK_SELECT ||
@@ -332,7 +334,7 @@ at_purge_audit_log(PG_FUNCTION_ARGS)
 		e.db_role = role;
 		e.ncols = -1;
 		e.detail = detail.data;
-		(void) AuditAppend(&e, has_user ? &user_id : NULL, NULL, false, &chains[i]);
+		(void) AuditAppend(&e, has_user ? &user_id : NULL, NULL, detached, &chains[i]);
 	}
 	AtSpiFinish();
 	PG_RETURN_INT64((int64) total);

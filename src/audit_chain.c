@@ -8,7 +8,7 @@
  * hash.  A user has two chains: the events written in the application's
  * transactions (AuditEvent, the row trigger of audit_trigger.c), and the
  * events of the detached writer (audit_writer.c).  The writer takes its
- * chain's head with SKIP LOCKED and defers an event it cannot take, so no
+ * chain's lock only when it is free and defers an event it cannot take, so no
  * lock an application transaction holds ever makes it wait; and no
  * application transaction takes a writer's head (only at_delete_account's
  * anonymisation, after the writer's lock on the user row).  Events without a
@@ -28,6 +28,8 @@
 #include <sodium.h>
 
 #include "access/htup_details.h"
+#include "common/hashfn.h"
+#include "storage/lock.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "utils/rel.h"
@@ -183,39 +185,49 @@ AuditEventHash(const AuditFields *f, const unsigned char *prev,
 /* ------------------------------------------------------------- append */
 
 /*
- * The head row is only locked while events are appended (a row updated again
- * and again in one transaction grows a chain of versions every later update
- * walks); its seq and hash are moved once per transaction, at commit, by the
- * deferred trigger at_audit_chain_head.  Heads and last events are read in
- * the newest committed state (AtRunPlanLatest), as foreign-key checks do, so
- * that a REPEATABLE READ transaction appends after events committed since
- * its snapshot instead of failing with 40001.  The previous event is the chain's
- * last row, or the head when that is further (events deleted at the end).
+ * A chain's appenders serialize on a lock of their own (lock_chain), held
+ * until the transaction ends: an in-memory lock, so appending writes no
+ * row lock to the head.  The head's seq and hash are moved once per
+ * transaction, at commit, by the deferred trigger at_audit_chain_head (a
+ * row updated again and again in one transaction grows a chain of versions
+ * every later update walks).  Heads and last events are read in the newest
+ * committed state (AtRunPlanLatest), as foreign-key checks do, so that a
+ * REPEATABLE READ transaction appends after events committed since its
+ * snapshot instead of failing with 40001.  The previous event is the
+ * chain's last row, or the head when that is further (events deleted at the
+ * end).
  */
-static AtPlan plan_head_user_lock = {
+static AtPlan plan_head_user = {
 	"SELECT chain_id, seq, hash FROM audiotricks.audit_chain_heads"
-	" WHERE user_id OPERATOR(pg_catalog.=) $1 AND detached OPERATOR(pg_catalog.=) $2 FOR UPDATE",
+	" WHERE user_id OPERATOR(pg_catalog.=) $1 AND detached OPERATOR(pg_catalog.=) $2",
 	2, {UUIDOID, BOOLOID}, NULL
 };
 
-static AtPlan plan_head_user_skip = {
+static AtPlan plan_head_id = {
 	"SELECT chain_id, seq, hash FROM audiotricks.audit_chain_heads"
-	" WHERE user_id OPERATOR(pg_catalog.=) $1 AND detached OPERATOR(pg_catalog.=) $2"
-	" FOR UPDATE SKIP LOCKED",
-	2, {UUIDOID, BOOLOID}, NULL
-};
-
-static AtPlan plan_head_id_lock = {
-	"SELECT chain_id, seq, hash FROM audiotricks.audit_chain_heads"
-	" WHERE chain_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+	" WHERE chain_id OPERATOR(pg_catalog.=) $1",
 	1, {UUIDOID}, NULL
 };
 
-static AtPlan plan_head_id_skip = {
-	"SELECT chain_id, seq, hash FROM audiotricks.audit_chain_heads"
-	" WHERE chain_id OPERATOR(pg_catalog.=) $1 FOR UPDATE SKIP LOCKED",
-	1, {UUIDOID}, NULL
-};
+/*
+ * The lock of a chain until the transaction ends: an advisory lock in a
+ * class of its own (field4; SQL's advisory functions use 1 and 2), keyed by
+ * a hash of the user's id (of the chain id for chains without a user) and
+ * whether it is the audit writer's chain.  Two users whose ids hash alike
+ * only share a lock.  nowait: false instead of waiting when it is held.
+ */
+#define AUDIT_LOCK_CLASS	0xA7C0
+
+static bool
+lock_chain(const pg_uuid_t *key, bool detached, bool nowait)
+{
+	LOCKTAG		tag;
+	uint64		h = hash_bytes_extended(key->data, UUID_LEN, 0);
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (h >> 32), (uint32) h,
+						 AUDIT_LOCK_CLASS + (detached ? 1 : 0));
+	return LockAcquire(&tag, ExclusiveLock, false, nowait) != LOCKACQUIRE_NOT_AVAIL;
+}
 
 static AtPlan plan_head_create = {
 	"INSERT INTO audiotricks.audit_chain_heads (chain_id, user_id, detached, seq)"
@@ -284,12 +296,13 @@ read_head(pg_uuid_t *chain_id, int64 *seq, unsigned char *prev, bool *has_prev)
 /*
  * AuditAppend
  *		Inside an open SPI connection, as the extension's owner: appends one
- *		event to its chain and moves the chain's head.  Which chain:
- *		chain_id when given (taken FOR UPDATE: retention), else the detached
- *		chain of user_id or the global one when detached (taken SKIP LOCKED:
- *		returns false without writing when it is held), else the user's or
- *		the global chain, whose head the upsert locks until this transaction
- *		ends (one writer per chain at a time).  Fills e->id, seq, chain_id.
+ *		event to its chain (the head moves at commit).  Which chain:
+ *		chain_id when given (retention: waits for the chain's lock, of the
+ *		user's chain given by user_id and detached), else the detached
+ *		chain of user_id or the global one when detached (its lock taken
+ *		only if free: returns false without writing when it is held), else
+ *		the user's or the global chain, whose lock is held until this
+ *		transaction ends (one writer per chain at a time).  Fills e->id, seq, chain_id.
  *		Raises on failure.
  */
 bool
@@ -305,7 +318,11 @@ AuditAppend(AuditFields *e, const pg_uuid_t *user_id, const char *addr,
 	char	   *addr_norm = NULL;
 	Datum		hv[3];
 
-	/* the chain's head, locked; created first if missing */
+	/* the chain's lock, then its head (created first if missing) */
+	if (!lock_chain(user_id ? user_id : chain_id ? chain_id :
+					detached ? &global_detached_chain : &global_chain,
+					detached, detached && !chain_id))
+		return false;			/* held by someone else: deferred */
 	for (int attempt = 0;; attempt++)
 	{
 		int			rc;
@@ -314,16 +331,16 @@ AuditAppend(AuditFields *e, const pg_uuid_t *user_id, const char *addr,
 		{
 			hv[0] = UUIDPGetDatum(chain_id ? chain_id :
 								  detached ? &global_detached_chain : &global_chain);
-			rc = AtRunPlanLatest(detached && !chain_id ? &plan_head_id_skip : &plan_head_id_lock, hv);
+			rc = AtRunPlanLatest(&plan_head_id, hv);
 		}
 		else
 		{
 			hv[0] = UUIDPGetDatum(user_id);
 			hv[1] = BoolGetDatum(detached);
-			rc = AtRunPlanLatest(detached ? &plan_head_user_skip : &plan_head_user_lock, hv);
+			rc = AtRunPlanLatest(&plan_head_user, hv);
 		}
 		if (rc != SPI_OK_SELECT)
-			elog(ERROR, "could not take an audit chain head");
+			elog(ERROR, "could not read an audit chain head");
 		if (SPI_processed == 1)
 			break;
 		if (chain_id && attempt == 0 &&
@@ -331,11 +348,7 @@ AuditAppend(AuditFields *e, const pg_uuid_t *user_id, const char *addr,
 			memcmp(chain_id, &global_detached_chain, UUID_LEN) != 0)
 			elog(ERROR, "audit chain head not found");
 		if (attempt > 0)
-		{
-			if (detached)
-				return false;	/* held by someone else: deferred */
 			elog(ERROR, "could not create an audit chain head");
-		}
 		{
 			Datum		cv[3];
 			char		cn[3] = {user_id && !chain_id ? ' ' : 'n', ' ', ' '};
