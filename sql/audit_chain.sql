@@ -73,6 +73,26 @@ SELECT sha256(pg_temp.t('audiotricks audit event v1') || pg_temp.f(l.prev_hash)
 SELECT count(*) > 20 AS many, count(*) FILTER (WHERE hash <> pg_temp.event_hash(l)) AS differ
   FROM audiotricks.audit_log l;
 
+-- many events in one transaction, the last ones in a rolled-back
+-- savepoint: the chain's head moves to the last event that stays
+SELECT audiotricks.at_register('chain_g@example.com', 'chain_g', 'Passw0rdG') AS ug \gset
+SELECT token AS tg FROM audiotricks.at_login('chain_g', 'Passw0rdG') \gset
+BEGIN;
+SELECT audiotricks.at_authenticate(:'tg') IS NOT NULL AS authenticated;
+SELECT count(audiotricks.at_history_add('bulk ' || g)) FROM generate_series(1, 50) g;
+SAVEPOINT s;
+SELECT count(audiotricks.at_history_add('gone ' || g)) FROM generate_series(1, 5) g;
+ROLLBACK TO s;
+SELECT count(audiotricks.at_history_add('kept')) AS kept;
+SAVEPOINT s2;
+SELECT count(audiotricks.at_history_add('gone too')) AS gone;
+ROLLBACK TO s2;
+COMMIT;
+SELECT h.seq = (SELECT max(seq) FROM audiotricks.audit_log l WHERE l.chain_id = h.chain_id) AS head_at_last,
+       (SELECT count(*) FROM audiotricks.audit_log l WHERE l.chain_id = h.chain_id AND table_name = 'audio_history') AS history_events
+  FROM audiotricks.audit_chain_heads h WHERE user_id = :'ug' AND NOT detached;
+SELECT ok, reason FROM audiotricks.at_verify_audit_chain(:'ug');
+
 -- the chains verify
 SELECT events > 0 AS has_events, ok, first_bad_id IS NULL AS no_bad, reason
   FROM audiotricks.at_verify_audit_chain(:'ua') ORDER BY chain_id;

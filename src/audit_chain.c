@@ -28,20 +28,22 @@
 #include <sodium.h>
 
 #include "access/htup_details.h"
-#include "common/hashfn.h"
-#include "storage/lock.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
-#include "utils/rel.h"
+#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/lock.h"
+#include "storage/proc.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/jsonb.h"
 #include "utils/inet.h"
+#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/rel.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 #include "utils/uuid.h"
@@ -269,6 +271,70 @@ to_bytea(const unsigned char *p, size_t len)
 	return b;
 }
 
+/*
+ * The last seq this transaction appended to each of a few chains, so that
+ * at commit the deferred trigger moves a chain's head only for its last
+ * event instead of asking for every one (a bulk insert appends thousands).
+ * Valid for one local transaction; emptied when a subtransaction aborts
+ * (its events are gone, and the triggers then ask).
+ */
+#define APPENDED_SLOTS	8
+typedef struct Appended
+{
+	pg_uuid_t	chain_id;
+	int64		seq;
+} Appended;
+static Appended appended[APPENDED_SLOTS];
+static int	n_appended = 0;
+static LocalTransactionId appended_lxid = InvalidLocalTransactionId;
+static bool appended_callback = false;
+
+static void
+appended_forget(SubXactEvent event, SubTransactionId mySubid,
+				SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		n_appended = 0;
+}
+
+static void
+appended_note(const pg_uuid_t *chain_id, int64 seq)
+{
+	if (!appended_callback)
+	{
+		RegisterSubXactCallback(appended_forget, NULL);
+		appended_callback = true;
+	}
+	if (appended_lxid != MyProc->lxid)
+	{
+		n_appended = 0;
+		appended_lxid = MyProc->lxid;
+	}
+	for (int i = 0; i < n_appended; i++)
+		if (memcmp(&appended[i].chain_id, chain_id, UUID_LEN) == 0)
+		{
+			appended[i].seq = seq;
+			return;
+		}
+	if (n_appended < APPENDED_SLOTS)
+	{
+		appended[n_appended].chain_id = *chain_id;
+		appended[n_appended++].seq = seq;
+	}
+}
+
+/* true when this transaction appended an event after seq to the chain */
+static bool
+appended_later(const pg_uuid_t *chain_id, int64 seq)
+{
+	if (appended_lxid != MyProc->lxid)
+		return false;
+	for (int i = 0; i < n_appended; i++)
+		if (memcmp(&appended[i].chain_id, chain_id, UUID_LEN) == 0)
+			return appended[i].seq > seq;
+	return false;
+}
+
 /* the head row SPI just returned: chain id, new seq, previous hash */
 static void
 read_head(pg_uuid_t *chain_id, int64 *seq, unsigned char *prev, bool *has_prev)
@@ -473,6 +539,7 @@ AuditAppend(AuditFields *e, const pg_uuid_t *user_id, const char *addr,
 		(void) AtCheckSchema();
 	if (SPI_execute_plan(plan_insert, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not write an audit event");
+	appended_note(&e->chain_id, e->seq);
 
 	return true;
 }
@@ -512,6 +579,8 @@ at_audit_chain_head(PG_FUNCTION_ARGS)
 		if (isnull[i])
 			elog(ERROR, "at_audit_chain_head: %s is null", cols[i]);
 	}
+	if (appended_later(DatumGetUUIDP(v[0]), DatumGetInt64(v[1])))
+		return PointerGetDatum(NULL);	/* a later event moves the head */
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(AtOwnerOid(),
 						   save_sec | SECURITY_LOCAL_USERID_CHANGE);
