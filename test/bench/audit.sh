@@ -15,7 +15,9 @@
 #           (b) in-server: one transaction adding 2,000 entries in a loop
 #               after at_authenticate (no round trips, so the per-call cost
 #               shows);
-#           medians over the rounds, and the ratio audited / unaudited rate.
+#           medians over the rounds, and the median of each round's ratio
+#           audited / unaudited rate (the two ran back to back, so each pair
+#           saw about the same machine).
 #   verify  at_verify_audit_chain for a user with 100,000 events (median of
 #           3), and a writer appending to that same user's chain while the
 #           verifier runs: its transactions and worst latency against the
@@ -27,7 +29,7 @@
 #
 # Environment:
 #   AT_AUDIT_SECONDS   seconds per pgbench measurement (default 5)
-#   AT_AUDIT_ROUNDS    interleaved rounds (default 5)
+#   AT_AUDIT_ROUNDS    interleaved rounds (default 7)
 #   AT_AUDIT_EVENTS    events of the verified user (default 100000)
 #   AT_BENCH_SRC       source tree to build (default: this checkout)
 set -uo pipefail
@@ -36,7 +38,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BENCH="$ROOT/test/bench"
 SRC=${AT_BENCH_SRC:-$ROOT}
 DUR=${AT_AUDIT_SECONDS:-5}
-ROUNDS=${AT_AUDIT_ROUNDS:-5}
+ROUNDS=${AT_AUDIT_ROUNDS:-7}
 EVENTS=${AT_AUDIT_EVENTS:-100000}
 USERS=20
 RESULTS="$BENCH/results"
@@ -162,6 +164,8 @@ trigger() { sql "ALTER TABLE audiotricks.audio_history $1 TRIGGER audio_history_
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "n/a"; else if (NR % 2) print a[(NR + 1) / 2]; else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
 declare -A TPS LOOP
+RATIOS=""
+LRATIOS=""
 for r in $(seq 1 "$ROUNDS"); do
 	if [ $((r % 2)) = 1 ]; then order="on off"; else order="off on"; fi
 	for m in $order; do
@@ -172,7 +176,11 @@ for r in $(seq 1 "$ROUNDS"); do
 		TPS[$m]="${TPS[$m]:-} $t"
 		LOOP[$m]="${LOOP[$m]:-} $u"
 		say "round $r, audit $m: $t tps (pgbench), $u µs per call (in-server loop)"
+		eval "T_$m=\$t; U_$m=\$u"
 	done
+	# the round's pair: audited rate / unaudited rate
+	RATIOS="$RATIOS $(awk -v a="$T_on" -v b="$T_off" 'BEGIN { printf "%.3f", a / b }')"
+	LRATIOS="$LRATIOS $(awk -v a="$U_on" -v b="$U_off" 'BEGIN { printf "%.3f", b / a }')"
 done
 trigger ENABLE
 med() { printf '%s\n' $1 | median; }
@@ -180,8 +188,8 @@ TON=$(med "${TPS[on]}")
 TOFF=$(med "${TPS[off]}")
 LON=$(med "${LOOP[on]}")
 LOFF=$(med "${LOOP[off]}")
-RT=$(awk -v a="$TON" -v b="$TOFF" 'BEGIN { printf "%.2f", a / b }')
-RL=$(awk -v a="$LON" -v b="$LOFF" 'BEGIN { printf "%.2f", b / a }')
+RT=$(med "$RATIOS")
+RL=$(med "$LRATIOS")
 
 say "verifying bench0's chains (3 times)"
 V=()
@@ -209,12 +217,12 @@ mkdir -p "$RESULTS"
 	echo "Audit hash chains: at_history_add audited against unaudited, interleaved ($ROUNDS rounds, alternating order, medians), and the verifier."
 	echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, load $LOAD_START at start and $(cut -d' ' -f1-3 /proc/loadavg) at end, ${GIT_DESC:-unknown commit}"
 	echo
-	echo "| measurement | audited | unaudited | audited / unaudited rate |"
+	echo "| measurement | audited (median) | unaudited (median) | audited / unaudited rate (median of the rounds' pairs) |"
 	echo "|---|---:|---:|---:|"
 	echo "| pgbench, 1 client: authenticate + at_history_add (tps) | $TON | $TOFF | ${RT}× |"
 	echo "| in-server loop of 2,000 at_history_add (µs per call) | $LON | $LOFF | ${RL}× |"
 	echo
-	echo "Rounds (tps audited: ${TPS[on]}; unaudited: ${TPS[off]}; µs audited: ${LOOP[on]}; unaudited: ${LOOP[off]})."
+	echo "Rounds (tps audited: ${TPS[on]}; unaudited: ${TPS[off]}; pair ratios:$RATIOS; µs audited: ${LOOP[on]}; unaudited: ${LOOP[off]}; pair ratios:$LRATIOS)."
 	echo
 	echo "| verifier | |"
 	echo "|---|---|"
