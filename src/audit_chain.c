@@ -272,20 +272,25 @@ to_bytea(const unsigned char *p, size_t len)
 }
 
 /*
- * The last seq this transaction appended to each of a few chains, so that
- * at commit the deferred trigger moves a chain's head only for its last
- * event instead of asking for every one (a bulk insert appends thousands).
- * Valid for one local transaction; emptied when a subtransaction aborts
- * (its events are gone, and the triggers then ask).
+ * The last event this transaction appended to each of a few chains: at
+ * commit the deferred trigger moves a chain's head only for its last event
+ * instead of asking for every one (a bulk insert appends thousands), and an
+ * append takes its previous event from here or, when this transaction
+ * appended nothing to the chain, from the head (which the lock makes
+ * current) without reading the chain's last row.  Valid for one local
+ * transaction.  When a subtransaction aborts (its events are gone) or the
+ * slots run out, the note is lost: the triggers and appends then ask.
  */
 #define APPENDED_SLOTS	8
 typedef struct Appended
 {
 	pg_uuid_t	chain_id;
 	int64		seq;
+	unsigned char hash[HASH_LEN];
 } Appended;
 static Appended appended[APPENDED_SLOTS];
 static int	n_appended = 0;
+static bool appended_lost = false;
 static LocalTransactionId appended_lxid = InvalidLocalTransactionId;
 static bool appended_callback = false;
 
@@ -294,12 +299,17 @@ appended_forget(SubXactEvent event, SubTransactionId mySubid,
 				SubTransactionId parentSubid, void *arg)
 {
 	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
 		n_appended = 0;
+		appended_lost = true;
+	}
 }
 
 static void
-appended_note(const pg_uuid_t *chain_id, int64 seq)
+appended_note(const pg_uuid_t *chain_id, int64 seq, const unsigned char *hash)
 {
+	Appended   *a = NULL;
+
 	if (!appended_callback)
 	{
 		RegisterSubXactCallback(appended_forget, NULL);
@@ -308,19 +318,42 @@ appended_note(const pg_uuid_t *chain_id, int64 seq)
 	if (appended_lxid != MyProc->lxid)
 	{
 		n_appended = 0;
+		appended_lost = false;
 		appended_lxid = MyProc->lxid;
 	}
+	for (int i = 0; i < n_appended && a == NULL; i++)
+		if (memcmp(&appended[i].chain_id, chain_id, UUID_LEN) == 0)
+			a = &appended[i];
+	if (a == NULL)
+	{
+		if (n_appended == APPENDED_SLOTS)
+		{
+			appended_lost = true;
+			return;
+		}
+		a = &appended[n_appended++];
+		a->chain_id = *chain_id;
+	}
+	a->seq = seq;
+	memcpy(a->hash, hash, HASH_LEN);
+}
+
+/*
+ * What this transaction appended to the chain: 'y' an event (*a), 'n'
+ * nothing, '?' unknown (the note was lost).
+ */
+static char
+appended_get(const pg_uuid_t *chain_id, Appended **a)
+{
+	if (appended_lxid != MyProc->lxid)
+		return 'n';
 	for (int i = 0; i < n_appended; i++)
 		if (memcmp(&appended[i].chain_id, chain_id, UUID_LEN) == 0)
 		{
-			appended[i].seq = seq;
-			return;
+			*a = &appended[i];
+			return 'y';
 		}
-	if (n_appended < APPENDED_SLOTS)
-	{
-		appended[n_appended].chain_id = *chain_id;
-		appended[n_appended++].seq = seq;
-	}
+	return appended_lost ? '?' : 'n';
 }
 
 /* true when this transaction appended an event after seq to the chain */
@@ -432,23 +465,38 @@ AuditAppend(AuditFields *e, const pg_uuid_t *user_id, const char *addr,
 	}
 	read_head(&e->chain_id, &e->seq, prev, &has_prev);
 	{
-		/* the chain's last event, if further than the head (this transaction's) */
-		pg_uuid_t	c;
-		int64		last_seq;
-		unsigned char last[HASH_LEN];
-		bool		has_last;
+		/*
+		 * The chain's last event, if further than the head: this
+		 * transaction's (noted, or read when the note was lost)
+		 */
+		Appended   *a = NULL;
+		char		known = appended_get(&e->chain_id, &a);
 
-		hv[0] = UUIDPGetDatum(&e->chain_id);
-		if (AtRunPlanLatest(&plan_chain_last, hv) != SPI_OK_SELECT)
-			elog(ERROR, "could not read an audit chain");
-		if (SPI_processed == 1)
+		if (known == 'y' && a->seq > e->seq)
 		{
-			read_head(&c, &last_seq, last, &has_last);
-			if (last_seq > e->seq)
+			e->seq = a->seq;
+			has_prev = true;
+			memcpy(prev, a->hash, HASH_LEN);
+		}
+		else if (known == '?')
+		{
+			pg_uuid_t	c;
+			int64		last_seq;
+			unsigned char last[HASH_LEN];
+			bool		has_last;
+
+			hv[0] = UUIDPGetDatum(&e->chain_id);
+			if (AtRunPlanLatest(&plan_chain_last, hv) != SPI_OK_SELECT)
+				elog(ERROR, "could not read an audit chain");
+			if (SPI_processed == 1)
 			{
-				e->seq = last_seq;
-				has_prev = has_last;
-				memcpy(prev, last, HASH_LEN);
+				read_head(&c, &last_seq, last, &has_last);
+				if (last_seq > e->seq)
+				{
+					e->seq = last_seq;
+					has_prev = has_last;
+					memcpy(prev, last, HASH_LEN);
+				}
 			}
 		}
 		e->seq++;
@@ -539,7 +587,7 @@ AuditAppend(AuditFields *e, const pg_uuid_t *user_id, const char *addr,
 		(void) AtCheckSchema();
 	if (SPI_execute_plan(plan_insert, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not write an audit event");
-	appended_note(&e->chain_id, e->seq);
+	appended_note(&e->chain_id, e->seq, hash);
 
 	return true;
 }
