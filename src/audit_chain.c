@@ -502,6 +502,17 @@ AuditAppend(AuditFields *e, const pg_uuid_t *user_id, const char *addr,
 		e->seq++;
 	}
 
+	/* what the table's CHECK constraints would say (see the install script) */
+	{
+		size_t		len = e->event ? strlen(e->event) : 0;
+
+		if (len < 1 || len > 32 || strspn(e->event, "abcdefghijklmnopqrstuvwxyz_") != len)
+			elog(ERROR, "invalid audit event name");
+		if (e->operation && strcmp(e->operation, "INSERT") != 0 &&
+			strcmp(e->operation, "UPDATE") != 0 && strcmp(e->operation, "DELETE") != 0)
+			elog(ERROR, "invalid audit operation");
+	}
+
 	/* the stored forms of what the hash covers */
 	UuidV7Generate(&e->id);
 	detail = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
