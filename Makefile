@@ -22,6 +22,8 @@ OBJS = \
 	src/admission.o \
 	src/audit.o \
 	src/audit_writer.o \
+	src/audit_chain.o \
+	src/audit_trigger.o \
 	src/password.o \
 	src/session.o \
 	src/accounts.o \
@@ -69,7 +71,8 @@ REGRESS = \
 	attacks \
 	boundaries \
 	recovery \
-	identity_changes
+	identity_changes \
+	audit_chain
 
 REGRESS_OPTS = --inputdir=. --dbname=contrib_regression_audiotricks
 # A test run on its own (make installcheck REGRESS=keys) needs the extension

@@ -125,7 +125,14 @@ static AtPlan plan_deactivate = {
 };
 
 static AtPlan plan_anonymize_audit = {
-	"UPDATE audiotricks.audit_log SET user_id = NULL, client_addr = NULL"
+	"UPDATE audiotricks.audit_log SET user_id = NULL, actor_id = NULL, client_addr = NULL"
+	" WHERE user_id OPERATOR(pg_catalog.=) $1",
+	1, {UUIDOID}, NULL
+};
+
+/* the user's chains stay, no longer linked to the user (src/audit_chain.c) */
+static AtPlan plan_anonymize_chains = {
+	"UPDATE audiotricks.audit_chain_heads SET user_id = NULL"
 	" WHERE user_id OPERATOR(pg_catalog.=) $1",
 	1, {UUIDOID}, NULL
 };
@@ -607,15 +614,16 @@ end_account(FunctionCallInfo fcinfo, const char *what, AtPlan *change,
 	if (deleting)
 	{
 		AtRunPlan(&plan_delete_tokens, values, NULL, false, 0);
+		/* the last event of the user's chain, anonymised with the others */
+		AuditEvent(event, &user_id, NULL, NULL);
 		AtRunPlan(&plan_anonymize_audit, values, NULL, false, 0);
+		AtRunPlan(&plan_anonymize_chains, values, NULL, false, 0);
 	}
 	else
 		(void) SessionsEndAll(values[0], false);
 	AtSpiFinish();
 	IdentityForgetSession(NULL);
-	if (deleting)
-		AuditEvent(event, NULL, NULL, NULL);
-	else
+	if (!deleting)
 		AuditEvent(event, &user_id, &session_id, NULL);
 	AtHideStatementPop(&hide);
 }

@@ -32,6 +32,8 @@
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/inet.h"
+#include "utils/json.h"
+#include "lib/stringinfo.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 #include "utils/uuid.h"
@@ -59,39 +61,44 @@ AuditClientAddr(char *buf, size_t len)
 		strlcpy(buf, DatumGetCString(DirectFunctionCall1(inet_out, addr)), len);
 }
 
-static AtPlan plan_insert_event = {
-	"INSERT INTO audiotricks.audit_log (event, user_id, session_id, detail, client_addr, created_at)"
-	" VALUES ($1, $2, $3, pg_catalog.jsonb_in($4::pg_catalog.cstring),"
-	"         pg_catalog.inet_in($5::pg_catalog.cstring), $6)",
-	6, {TEXTOID, UUIDOID, UUIDOID, TEXTOID, TEXTOID, TIMESTAMPTZOID}, NULL
-};
+/*
+ * AuditDbRole
+ *		The role that ran the statement (SET ROLE's, not a SECURITY DEFINER
+ *		function's), palloc'd; NULL if it no longer exists.
+ */
+char *
+AuditDbRole(void)
+{
+	return GetUserNameFromId(GetOuterUserId(), true);
+}
 
-/* inside an open SPI connection: writes one event */
-void
+/*
+ * AuditInsertEvent
+ *		Inside an open SPI connection, as the owner: appends one account
+ *		event to its chain (audit_chain.c).  detached: the audit writer's
+ *		chain, taken only if nobody holds it; returns false (nothing written)
+ *		when it is held.  Otherwise returns true; raises on failure.
+ */
+bool
 AuditInsertEvent(const char *event, const pg_uuid_t *user_id,
 				 const pg_uuid_t *session_id, const char *detail,
-				 const char *addr, TimestampTz at)
+				 const char *addr, TimestampTz at, const char *db_role,
+				 bool detached)
 {
-	Datum		values[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	AuditFields e;
+	pg_uuid_t	actor;
+	pg_uuid_t	sess;
 
-	values[0] = CStringGetTextDatum(event);
-	if (user_id)
-		values[1] = UUIDPGetDatum(user_id);
-	else
-		nulls[1] = 'n';
-	if (session_id)
-		values[2] = UUIDPGetDatum(session_id);
-	else
-		nulls[2] = 'n';
-	values[3] = CStringGetTextDatum(detail ? detail : "{}");
-	if (addr && addr[0])
-		values[4] = CStringGetTextDatum(addr);
-	else
-		nulls[4] = 'n';
-	values[5] = TimestampTzGetDatum(at);
-	if (AtRunPlan(&plan_insert_event, values, nulls, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not write an audit event");
+	memset(&e, 0, sizeof(e));
+	e.created_at = at;
+	e.event = event;
+	e.db_role = db_role;
+	e.ncols = -1;
+	e.detail = detail;
+	e.session_id = session_id;
+	if (!detached && IdentityGet(&actor, &sess))
+		e.actor_id = &actor;
+	return AuditAppend(&e, user_id, addr, detached, NULL);
 }
 
 /*
@@ -108,17 +115,17 @@ AuditEvent(const char *event, const pg_uuid_t *user_id,
 	Oid			save_userid;
 	int			save_sec;
 	char		addr[AUDIT_ADDR_LEN];
+	char	   *role = AuditDbRole();
 
 	AuditClientAddr(addr, sizeof(addr));
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(AtOwnerOid(),
-						   save_sec | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	PG_TRY();
 	{
 		AtSpiConnect();
-		AuditInsertEvent(event, user_id, session_id, detail, addr,
-						 GetCurrentTransactionStartTimestamp());
+		(void) AuditInsertEvent(event, user_id, session_id, detail, addr,
+								GetCurrentTransactionStartTimestamp(), role, false);
 		AtSpiFinish();
 	}
 	PG_FINALLY();
@@ -128,27 +135,108 @@ AuditEvent(const char *event, const pg_uuid_t *user_id,
 	PG_END_TRY();
 }
 
+/*
+ * AuditRecord
+ *		AuditEvent for a row change (audit_trigger.c): e carries the table,
+ *		row, operation and changed columns; the identity, role, address and
+ *		time are filled in here.  Raises on failure.
+ */
+void
+AuditRecord(AuditFields *e, const pg_uuid_t *user_id)
+{
+	Oid			save_userid;
+	int			save_sec;
+	char		addr[AUDIT_ADDR_LEN];
+	pg_uuid_t	actor;
+	pg_uuid_t	sess;
+
+	e->db_role = AuditDbRole();
+	e->created_at = GetCurrentTransactionStartTimestamp();
+	if (IdentityGet(&actor, &sess))
+	{
+		e->actor_id = &actor;
+		e->session_id = &sess;
+	}
+	AuditClientAddr(addr, sizeof(addr));
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(AtOwnerOid(),
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	PG_TRY();
+	{
+		AtSpiConnect();
+		(void) AuditAppend(e, user_id, addr, false, NULL);
+		AtSpiFinish();
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_userid, save_sec);
+	}
+	PG_END_TRY();
+}
+
+/* the chains with events older than the cutoff, and the last such seq */
+static AtPlan plan_purge_chains = {
+	"SELECT chain_id, pg_catalog.max(seq) FROM audiotricks.audit_log"
+	" WHERE created_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $1)"
+	" GROUP BY chain_id ORDER BY chain_id",
+	1, {INTERVALOID}, NULL
+};
+
+static AtPlan plan_purge_head = {
+	"SELECT user_id, detached FROM audiotricks.audit_chain_heads"
+	" WHERE chain_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+	1, {UUIDOID}, NULL
+};
+
+static AtPlan plan_purge_range = {
+	"SELECT pg_catalog.encode((SELECT hash FROM audiotricks.audit_log"
+	"                          WHERE chain_id OPERATOR(pg_catalog.=) $1 AND seq OPERATOR(pg_catalog.=) $2), 'hex'),"
+	"       pg_catalog.min(created_at)::pg_catalog.text, pg_catalog.max(created_at)::pg_catalog.text,"
+	"       pg_catalog.count(*)"
+	"  FROM audiotricks.audit_log"
+	" WHERE chain_id OPERATOR(pg_catalog.=) $1 AND seq OPERATOR(pg_catalog.<=) $2",
+	2, {UUIDOID, INT8OID}, NULL
+};
+
+/*
+ * One batch: the events of seq range ($2, $3] of the chain.  A range, not
+ * "the first $3 left", which would walk the index entries of the rows this
+ * transaction already deleted again at every batch.
+ */
 static AtPlan plan_purge = {
-	"DELETE FROM audiotricks.audit_log WHERE id OPERATOR(pg_catalog.=) ANY ("
-	" SELECT id FROM audiotricks.audit_log"
-	"  WHERE created_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $1)"
-	"  ORDER BY created_at LIMIT $2)",
-	2, {INTERVALOID, INT4OID}, NULL
+	"DELETE FROM audiotricks.audit_log"
+	" WHERE chain_id OPERATOR(pg_catalog.=) $1"
+	"   AND seq OPERATOR(pg_catalog.>) $2 AND seq OPERATOR(pg_catalog.<=) $3",
+	3, {UUIDOID, INT8OID, INT8OID}, NULL
+};
+
+static AtPlan plan_purge_first = {
+	"SELECT pg_catalog.min(seq) FROM audiotricks.audit_log"
+	" WHERE chain_id OPERATOR(pg_catalog.=) $1",
+	1, {UUIDOID}, NULL
 };
 
 /*
  * at_purge_audit_log(older_than interval DEFAULT '1 year', batch_size integer
  *		DEFAULT 10000) RETURNS bigint
  *		Deletes events older than older_than, batch_size rows per statement,
- *		until none is left; returns how many.  For pg_cron.
+ *		and returns how many.  A chain loses a whole prefix: every event up
+ *		to its last one older than the cutoff.  Each chain it shortens gets
+ *		an audit_purged event recording the range (through_seq, the
+ *		last_hash purged, how many, from and to), which anchors the chain's
+ *		new start for at_verify_audit_chain.  For pg_cron.
  */
 Datum
 at_purge_audit_log(PG_FUNCTION_ARGS)
 {
 	Interval   *older_than;
 	int32		batch;
-	Datum		values[2];
+	Datum		values[3];
 	uint64		total = 0;
+	uint64		nchains;
+	pg_uuid_t  *chains;
+	int64	   *through;
+	char	   *role = AuditDbRole();
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -163,15 +251,90 @@ at_purge_audit_log(PG_FUNCTION_ARGS)
 
 	AtSpiConnect();
 	values[0] = IntervalPGetDatum(older_than);
-	values[1] = Int32GetDatum(batch);
-	for (;;)
+	if (AtRunPlan(&plan_purge_chains, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the audit log");
+	nchains = SPI_processed;
+	chains = palloc(sizeof(pg_uuid_t) * Max(nchains, 1));
+	through = palloc(sizeof(int64) * Max(nchains, 1));
+	for (uint64 i = 0; i < nchains; i++)
 	{
+		bool		isnull;
+
+		chains[i] = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		through[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+	}
+
+	for (uint64 i = 0; i < nchains; i++)
+	{
+		bool		isnull;
+		bool		has_user;
+		pg_uuid_t	user_id;
+		char	   *last_hash;
+		char	   *from;
+		char	   *to;
+		int64		n;
+		int64		lo;
+		bool		detached;
+		StringInfoData detail;
+		AuditFields e;
+		Datum		d;
+
 		CHECK_FOR_INTERRUPTS();
-		if (AtRunPlan(&plan_purge, values, NULL, false, 0) != SPI_OK_DELETE)
-			elog(ERROR, "could not purge the audit log");
-		total += SPI_processed;
-		if (SPI_processed < (uint64) batch)
-			break;
+		values[0] = UUIDPGetDatum(&chains[i]);
+		if (AtRunPlan(&plan_purge_head, values, NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not lock an audit chain head");
+		if (SPI_processed != 1)
+			continue;			/* events of no chain: the verifier reports them */
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		has_user = !isnull;
+		if (has_user)
+			user_id = *DatumGetUUIDP(d);
+		detached = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+
+		values[1] = Int64GetDatum(through[i]);
+		if (AtRunPlan(&plan_purge_range, values, NULL, false, 1) != SPI_OK_SELECT ||
+			SPI_processed != 1)
+			elog(ERROR, "could not read an audit chain's range");
+		last_hash = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		from = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+		to = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+		n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
+		if (last_hash == NULL || from == NULL || to == NULL)
+			continue;			/* raced with nothing: rows are only deleted here */
+
+		if (AtRunPlan(&plan_purge_first, values, NULL, false, 1) != SPI_OK_SELECT ||
+			SPI_processed != 1)
+			elog(ERROR, "could not read an audit chain's range");
+		lo = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) - 1;
+		while (!isnull && lo < through[i])
+		{
+			Datum		pv[3];
+
+			CHECK_FOR_INTERRUPTS();
+			pv[0] = UUIDPGetDatum(&chains[i]);
+			pv[1] = Int64GetDatum(lo);
+			pv[2] = Int64GetDatum(Min(through[i], lo + batch));
+			if (AtRunPlan(&plan_purge, pv, NULL, false, 0) != SPI_OK_DELETE)
+				elog(ERROR, "could not purge the audit log");
+			total += SPI_processed;
+			lo = DatumGetInt64(pv[2]);
+		}
+
+		initStringInfo(&detail);
+		appendStringInfo(&detail, "{\"through_seq\": " INT64_FORMAT ", \"last_hash\": \"%s\","
+						 " \"events\": " INT64_FORMAT ", \"from\": ", through[i], last_hash, n);
+		escape_json(&detail, from);
+		appendStringInfoString(&detail, ", \"to\": ");
+		escape_json(&detail, to);
+		appendStringInfoChar(&detail, '}');
+
+		memset(&e, 0, sizeof(e));
+		e.created_at = GetCurrentTransactionStartTimestamp();
+		e.event = "audit_purged";
+		e.db_role = role;
+		e.ncols = -1;
+		e.detail = detail.data;
+		(void) AuditAppend(&e, has_user ? &user_id : NULL, NULL, detached, &chains[i]);
 	}
 	AtSpiFinish();
 	PG_RETURN_INT64((int64) total);

@@ -68,6 +68,7 @@ typedef struct AuditQueued
 	pg_uuid_t	user_id;		/* for 'r': the family id */
 	char		event[AUDIT_EVENT_LEN];
 	char		addr[AUDIT_ADDR_LEN];	/* text form, '' if none */
+	char		role[NAMEDATALEN];	/* the role that ran the statement */
 	TimestampTz at;
 	TimestampTz not_before;		/* deferred until then (0: now) */
 } AuditQueued;
@@ -313,7 +314,10 @@ enqueue(char kind, const char *event, const pg_uuid_t *user_id, bool with_addr)
 	uint64		seq;
 	char		addr[AUDIT_ADDR_LEN];
 	Oid			role = writer_role();
+	char	   *role_name = AuditDbRole();
 
+	if (role_name == NULL)
+		role_name = "";
 	addr[0] = '\0';
 	if (with_addr)
 		AuditClientAddr(addr, sizeof(addr));
@@ -340,6 +344,7 @@ enqueue(char kind, const char *event, const pg_uuid_t *user_id, bool with_addr)
 	if (event)
 		strlcpy(q->event, event, sizeof(q->event));
 	strlcpy(q->addr, addr, sizeof(q->addr));
+	strlcpy(q->role, role_name, sizeof(q->role));
 	wake_or_launch_writer(MyDatabaseId, role);
 	LWLockRelease(audit->lock);
 	return seq;
@@ -624,16 +629,20 @@ write_batch(AuditQueued *batch, bool *written, int n)
 		if (q->kind == 'r')
 			revoke_family(&q->user_id);
 		else if (!q->has_user)
-			AuditInsertEvent(q->event, NULL, NULL, NULL, q->addr, q->at);
+			written[i] = AuditInsertEvent(q->event, NULL, NULL, NULL, q->addr, q->at,
+										  q->role[0] ? q->role : NULL, true);
 		else
 			switch (user_state(&q->user_id))
 			{
 				case 'y':
-					AuditInsertEvent(q->event, &q->user_id, NULL, NULL, q->addr, q->at);
+					/* false: its chain head is held (deferred like a locked user) */
+					written[i] = AuditInsertEvent(q->event, &q->user_id, NULL, NULL,
+												  q->addr, q->at, q->role[0] ? q->role : NULL, true);
 					break;
 				case 'n':
 					/* deleted meanwhile: keep the event, not the person */
-					AuditInsertEvent(q->event, NULL, NULL, NULL, NULL, q->at);
+					written[i] = AuditInsertEvent(q->event, NULL, NULL, NULL, NULL, q->at,
+												  q->role[0] ? q->role : NULL, true);
 					break;
 				default:
 					written[i] = false;

@@ -200,6 +200,21 @@ CREATE FUNCTION audiotricks_internal.at_audit_history_delete() RETURNS trigger
 COMMENT ON FUNCTION audiotricks_internal.at_audit_history_delete() IS
     'AFTER DELETE statement trigger on audio_history: records a history_deleted audit event.';
 
+-- Every INSERT, UPDATE and DELETE on users, user_settings and audio_history
+-- is audited row by row (src/audit_trigger.c): table, row id, operation and
+-- the names of the columns set, never their values.
+CREATE FUNCTION audiotricks_internal.at_audit_row() RETURNS trigger
+    LANGUAGE C
+    AS 'MODULE_PATHNAME', 'at_audit_row';
+COMMENT ON FUNCTION audiotricks_internal.at_audit_row() IS
+    'AFTER INSERT OR UPDATE OR DELETE row trigger (arguments: the user column, the id column, the table''s name, which a partition''s copy of the trigger keeps): records a data_changed audit event in the user''s chain, as the extension''s owner.';
+
+CREATE FUNCTION audiotricks_internal.at_audit_chain_head() RETURNS trigger
+    LANGUAGE C
+    AS 'MODULE_PATHNAME', 'at_audit_chain_head';
+COMMENT ON FUNCTION audiotricks_internal.at_audit_chain_head() IS
+    'Deferred AFTER INSERT row trigger on audit_log: at commit, moves the chain''s head (audit_chain_heads) to its last event.';
+
 -- Validation (src/validate.c).  Validation lives in table constraints, so
 -- at_history_add, a direct INSERT or UPDATE (PostgREST's POST/PATCH
 -- /audio_history) and at_update_settings are all covered.  The JSONB checks
@@ -321,6 +336,8 @@ CREATE TRIGGER users_end_sessions_on_deactivate
     AFTER UPDATE OF is_active ON audiotricks.users
     FOR EACH ROW WHEN (OLD.is_active AND NOT NEW.is_active)
     EXECUTE FUNCTION audiotricks_internal.at_end_sessions_on_deactivate();
+CREATE TRIGGER users_audit AFTER INSERT OR UPDATE OR DELETE ON audiotricks.users
+    FOR EACH ROW EXECUTE FUNCTION audiotricks_internal.at_audit_row('id', 'id', 'users');
 
 COMMENT ON TABLE audiotricks.users IS 'Stores user account information.';
 COMMENT ON COLUMN audiotricks.users.id IS 'Unique user identifier';
@@ -440,6 +457,8 @@ CREATE TABLE audiotricks.user_settings (
 );
 CREATE TRIGGER user_settings_touch_updated_at BEFORE UPDATE ON audiotricks.user_settings
     FOR EACH ROW EXECUTE FUNCTION audiotricks_internal.at_touch_updated_at();
+CREATE TRIGGER user_settings_audit AFTER INSERT OR UPDATE OR DELETE ON audiotricks.user_settings
+    FOR EACH ROW EXECUTE FUNCTION audiotricks_internal.at_audit_row('user_id', 'user_id', 'user_settings');
 
 COMMENT ON TABLE audiotricks.user_settings IS 'Stores user preferences and encrypted API keys.';
 COMMENT ON COLUMN audiotricks.user_settings.user_id IS 'Reference to users.id';
@@ -542,6 +561,8 @@ CREATE INDEX audio_history_config_idx
 CREATE TRIGGER audio_history_audit_delete AFTER DELETE ON audiotricks.audio_history
     REFERENCING OLD TABLE AS deleted
     FOR EACH STATEMENT EXECUTE FUNCTION audiotricks_internal.at_audit_history_delete();
+CREATE TRIGGER audio_history_audit AFTER INSERT OR UPDATE OR DELETE ON audiotricks.audio_history
+    FOR EACH ROW EXECUTE FUNCTION audiotricks_internal.at_audit_row('user_id', 'id', 'audio_history');
 
 COMMENT ON TABLE audiotricks.audio_history IS 'Tracks audio processing history for users.';
 COMMENT ON COLUMN audiotricks.audio_history.id IS 'History entry identifier';
@@ -617,7 +638,10 @@ COMMENT ON FUNCTION audiotricks.at_maintain_history_partitions() IS
 REVOKE ALL ON FUNCTION audiotricks.at_maintain_history_partitions() FROM PUBLIC;
 
 -- audit_log -----------------------------------------------------------------
--- The audit trail of account events (src/audit.c).
+-- The audit trail (src/audit.c, src/audit_chain.c, src/audit_trigger.c):
+-- account events and every row change of users, user_settings and
+-- audio_history.  Each row belongs to a hash chain (chain_id, seq); the
+-- chain's head is in audit_chain_heads.
 CREATE TABLE audiotricks.audit_log (
     id              uuid            NOT NULL DEFAULT audiotricks.at_uuid_v7(),
     user_id         uuid,
@@ -626,21 +650,49 @@ CREATE TABLE audiotricks.audit_log (
     detail          jsonb           NOT NULL DEFAULT '{}',
     client_addr     inet,
     created_at      timestamptz     NOT NULL DEFAULT pg_catalog.now(),
+    db_role         name,
+    actor_id        uuid,
+    table_name      text,
+    row_id          uuid,
+    operation       text,
+    changed_columns text[],
+    chain_id        uuid            NOT NULL,
+    seq             bigint          NOT NULL,
+    subject_hash    bytea           NOT NULL,
+    prev_hash       bytea,
+    hash            bytea           NOT NULL,
     CONSTRAINT audit_log_pkey PRIMARY KEY (id),
-    CONSTRAINT audit_log_event_check
-        CHECK (event OPERATOR(pg_catalog.~) '^[a-z_]{1,32}$')
+    CONSTRAINT audit_log_chain_seq_key UNIQUE (chain_id, seq)
 );
+-- No CHECK constraints: only the owner writes here, and AuditAppend
+-- (src/audit_chain.c) checks event (^[a-z_]{1,32}$) and operation (INSERT,
+-- UPDATE, DELETE) before it writes; a CHECK would be parsed again at every
+-- audited write (its executor starts afresh), a third of the audit's cost.
 CREATE INDEX audit_log_user_created_idx ON audiotricks.audit_log (user_id, created_at DESC);
 CREATE INDEX audit_log_created_idx ON audiotricks.audit_log (created_at);
+CREATE CONSTRAINT TRIGGER audit_log_chain_head AFTER INSERT ON audiotricks.audit_log
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION audiotricks_internal.at_audit_chain_head();
 
-COMMENT ON TABLE audiotricks.audit_log IS 'Append-only trail of account events. Never holds a password, token, key or plaintext.';
+COMMENT ON TABLE audiotricks.audit_log IS 'Append-only trail of account events and row changes, in per-user hash chains (at_verify_audit_chain). Never holds a password, token, key, transcript or other value.';
 COMMENT ON COLUMN audiotricks.audit_log.id IS 'Event identifier (time-ordered)';
 COMMENT ON COLUMN audiotricks.audit_log.user_id IS 'The user the event is about; no foreign key, so events outlive the user (set to NULL when the account is deleted)';
 COMMENT ON COLUMN audiotricks.audit_log.session_id IS 'The session involved, if any';
-COMMENT ON COLUMN audiotricks.audit_log.event IS 'What happened: registered, login, login_failed, login_throttled, logout, logout_session, logout_all, refresh, refresh_reuse, password_changed, api_key_set, api_key_cleared, keys_rotated, history_deleted, history_partition_dropped, account_deactivated, account_deleted, password_reset_requested, password_reset, email_verification_requested, email_verified, email_change_requested, email_changed, username_changed, registration_requested, registration_for_existing_email, login_unverified, throttle_cleared';
+COMMENT ON COLUMN audiotricks.audit_log.event IS 'What happened: registered, login, login_failed, login_throttled, logout, logout_session, logout_all, refresh, refresh_reuse, password_changed, api_key_set, api_key_cleared, keys_rotated, history_deleted, history_partition_dropped, account_deactivated, account_deleted, password_reset_requested, password_reset, email_verification_requested, email_verified, email_change_requested, email_changed, username_changed, registration_requested, registration_for_existing_email, login_unverified, throttle_cleared, data_changed (a row change), audit_purged (retention)';
 COMMENT ON COLUMN audiotricks.audit_log.detail IS 'Small JSON detail from fixed strings (never secrets)';
-COMMENT ON COLUMN audiotricks.audit_log.client_addr IS 'Client IP address of the connection, if TCP';
+COMMENT ON COLUMN audiotricks.audit_log.client_addr IS 'Client IP address of the connection, if TCP (set to NULL when the account is deleted)';
 COMMENT ON COLUMN audiotricks.audit_log.created_at IS 'When it happened';
+COMMENT ON COLUMN audiotricks.audit_log.db_role IS 'The database role that ran the statement (SET ROLE''s role, not a SECURITY DEFINER function''s)';
+COMMENT ON COLUMN audiotricks.audit_log.actor_id IS 'The user of the verified token that made the change, if any (set to NULL when the account is deleted)';
+COMMENT ON COLUMN audiotricks.audit_log.table_name IS 'A row change: the table (users, user_settings, audio_history)';
+COMMENT ON COLUMN audiotricks.audit_log.row_id IS 'A row change: the row''s id (user_settings: its user_id)';
+COMMENT ON COLUMN audiotricks.audit_log.operation IS 'A row change: INSERT, UPDATE or DELETE';
+COMMENT ON COLUMN audiotricks.audit_log.changed_columns IS 'A row change: the names of the columns set (INSERT: not null; UPDATE: changed; DELETE: NULL), never their values';
+COMMENT ON COLUMN audiotricks.audit_log.chain_id IS 'The hash chain of the event (audit_chain_heads); not the user id, so an anonymised chain names nobody';
+COMMENT ON COLUMN audiotricks.audit_log.seq IS 'Position in the chain, from 1 without gaps (retention removes whole prefixes)';
+COMMENT ON COLUMN audiotricks.audit_log.subject_hash IS 'SHA-256 of id, user_id, actor_id and client_addr: how the personal fields enter the chain, so anonymising them keeps it verifiable';
+COMMENT ON COLUMN audiotricks.audit_log.prev_hash IS 'hash of the previous event of the chain (NULL for the first)';
+COMMENT ON COLUMN audiotricks.audit_log.hash IS 'SHA-256 of prev_hash and the event''s fields (README, "Audit log")';
 SELECT pg_catalog.pg_extension_config_dump('audiotricks.audit_log', '');
 
 -- users read their own events; nobody but the owner writes, changes or deletes
@@ -651,6 +703,38 @@ CREATE POLICY audit_log_read_own ON audiotricks.audit_log FOR SELECT
 
 REVOKE ALL ON audiotricks.audit_log FROM PUBLIC;
 GRANT SELECT ON audiotricks.audit_log TO audiotricks_user;
+
+-- audit_chain_heads ---------------------------------------------------------
+-- The last event of each audit chain (src/audit_chain.c).  A user has two
+-- chains: events of the application's transactions (detached false), whose
+-- head each appending transaction locks until it ends, and events of the
+-- detached audit writer (detached true), whose head the writer takes with
+-- SKIP LOCKED.  Events without a user go to two global chains, chain_id
+-- 00000000-0000-0000-0000-000000000000 and ...0001.  No policy and no grant:
+-- application roles neither read nor write it.
+CREATE TABLE audiotricks.audit_chain_heads (
+    chain_id        uuid            NOT NULL,
+    user_id         uuid,
+    detached        boolean         NOT NULL,
+    seq             bigint          NOT NULL,
+    hash            bytea,
+    CONSTRAINT audit_chain_heads_pkey PRIMARY KEY (chain_id)
+);
+CREATE UNIQUE INDEX audit_chain_heads_user_key
+    ON audiotricks.audit_chain_heads (user_id, detached) WHERE user_id IS NOT NULL;
+
+COMMENT ON TABLE audiotricks.audit_chain_heads IS 'The last seq and hash of each audit chain; a chain''s writers serialize on its row.';
+COMMENT ON COLUMN audiotricks.audit_chain_heads.chain_id IS 'audit_log.chain_id (random; fixed for the two global chains)';
+COMMENT ON COLUMN audiotricks.audit_chain_heads.user_id IS 'The chain''s user; NULL for the global chains and once the account is deleted';
+COMMENT ON COLUMN audiotricks.audit_chain_heads.detached IS 'true: the audit writer''s chain of the user';
+COMMENT ON COLUMN audiotricks.audit_chain_heads.seq IS 'seq of the chain''s last event';
+COMMENT ON COLUMN audiotricks.audit_chain_heads.hash IS 'hash of the chain''s last event';
+SELECT pg_catalog.pg_extension_config_dump('audiotricks.audit_chain_heads', '');
+
+ALTER TABLE audiotricks.audit_chain_heads ENABLE ROW LEVEL SECURITY;
+ALTER TABLE audiotricks.audit_chain_heads FORCE ROW LEVEL SECURITY;
+
+REVOKE ALL ON audiotricks.audit_chain_heads FROM PUBLIC;
 
 ------------------------------------------------------------------------------
 -- 5. Functions by area
@@ -1003,7 +1087,16 @@ CREATE FUNCTION audiotricks.at_purge_audit_log(older_than interval DEFAULT '1 ye
     SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'at_purge_audit_log';
 COMMENT ON FUNCTION audiotricks.at_purge_audit_log(interval, integer) IS
-    'Deletes audit events older than older_than, batch_size rows per statement; returns how many (schedule it with pg_cron). Not executable by application roles.';
+    'Deletes audit events older than older_than (whole chain prefixes), batch_size rows per statement, recording an audit_purged event in each chain it shortens; returns how many (schedule it with pg_cron). Not executable by application roles.';
+
+CREATE FUNCTION audiotricks.at_verify_audit_chain(for_user_id uuid DEFAULT NULL)
+    RETURNS TABLE(user_id uuid, events bigint, ok boolean, first_bad_id uuid, reason text,
+                  chain_id uuid, last_hash bytea)
+    LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'at_verify_audit_chain';
+COMMENT ON FUNCTION audiotricks.at_verify_audit_chain(uuid) IS
+    'Verifies the audit hash chains of a user (both of theirs), or with NULL every chain: one row per chain with its events, ok, the first bad event and why, its chain_id and last hash. Reads one snapshot, locks nothing writers wait for. Superusers and pg_monitor only.';
 
 CREATE FUNCTION audiotricks.at_rotate_api_keys(batch_size integer DEFAULT 1000)
     RETURNS TABLE(rotated bigint, remaining bigint)
@@ -1299,6 +1392,7 @@ GRANT EXECUTE ON FUNCTION
     TO audiotricks_user;
 
 GRANT EXECUTE ON FUNCTION audiotricks.at_password_checks() TO pg_monitor;
+GRANT EXECUTE ON FUNCTION audiotricks.at_verify_audit_chain(uuid) TO pg_monitor;
 
 ------------------------------------------------------------------------------
 -- 7. The API schema audiotricks_api (what PostgREST exposes)

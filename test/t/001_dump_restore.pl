@@ -1,7 +1,9 @@
 # test/t/001_dump_restore.pl
 # pg_dump -Fc / pg_restore of a database with rows in all four tables brings
 # back every row (the tables are extension configuration tables), into a new
-# database and into a new cluster, without duplicating policies.
+# database and into a new cluster, without duplicating policies; the audit
+# log comes back as it was dumped (a restore writes no event) and every hash
+# chain verifies, also after new events are appended to the restored chains.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -81,6 +83,15 @@ my $source_counts = $node->safe_psql('app', $counts_sql);
 like($source_counts, qr/^50,50,50,701,\d+$/, 'source has rows in all four tables');
 my $fp = $node->safe_psql('app', $fingerprint_sql);
 
+# the audit log and its chains: the row changes above are in it
+my $audit_sql = q{SELECT (SELECT count(*) FROM audiotricks.audit_log) || ',' ||
+  (SELECT count(*) FROM audiotricks.audit_chain_heads) || ',' ||
+  (SELECT md5(string_agg(hash::text, '|' ORDER BY chain_id, seq)) FROM audiotricks.audit_log)};
+my $verify_sql = q{SELECT count(*) || ',' || count(*) FILTER (WHERE NOT ok) FROM audiotricks.at_verify_audit_chain()};
+my $source_audit = $node->safe_psql('app', $audit_sql);
+like($source_audit, qr/^(\d+),50,/, 'source: a chain per user');
+is($node->safe_psql('app', $verify_sql), '50,0', 'source: every chain verifies');
+
 my $dump = $node->basedir . '/app.dump';
 $node->command_ok([ 'pg_dump', '-Fc', '-d', $node->connstr('app'), '-f', $dump ],
 	'pg_dump -Fc succeeds');
@@ -98,6 +109,25 @@ is($node->safe_psql('app2', $per_partition_sql), $source_partitions,
 	'after maintenance every partition holds the rows it held (new database)');
 is($node->safe_psql('app2', $counts_sql), $source_counts, 'no row lost or doubled by the move');
 
+check_audit($node, 'app2', 'new database');
+
+# every chain verifies after a restore, and new events continue it
+sub check_audit
+{
+	my ($n, $db, $where) = @_;
+	is($n->safe_psql($db, $audit_sql), $source_audit,
+		"$where: the audit log and chain heads as dumped, no event added by the restore");
+	is($n->safe_psql($db, $verify_sql), '50,0', "$where: every chain verifies");
+	$n->safe_psql($db, q{
+		UPDATE audiotricks.user_settings SET summary_quality = 'fast';
+		INSERT INTO audiotricks.audio_history (user_id, title)
+		  SELECT id, 'after restore' FROM audiotricks.users;});
+	is($n->safe_psql($db, $verify_sql), '50,0', "$where: chains still verify after new events");
+	is($n->safe_psql($db, q{SELECT count(*) FROM audiotricks.audit_log
+		WHERE table_name = 'audio_history' AND operation = 'INSERT' AND seq > 1}), '550',
+		"$where: new events continue the users' chains");
+}
+
 # into a new cluster
 my $other = new_node('other');
 $other->safe_psql('postgres', 'CREATE DATABASE app');
@@ -109,6 +139,16 @@ is($other->safe_psql('app', $fingerprint_sql), $fp, 'restored data is identical 
 $other->safe_psql('app', 'SELECT count(*) FROM audiotricks.at_maintain_history_partitions()');
 is($other->safe_psql('app', $per_partition_sql), $source_partitions,
 	'after maintenance every partition holds the rows it held (new cluster)');
+
+check_audit($other, 'app', 'new cluster');
+
+# a plain-format dump piped into psql: the same
+$other->safe_psql('postgres', 'CREATE DATABASE app3');
+my $sqlfile = $node->basedir . '/app.sql';
+$node->command_ok([ 'pg_dump', '-d', $node->connstr('app'), '-f', $sqlfile ], 'pg_dump plain');
+$other->command_ok([ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $other->connstr('app3'), '-f', $sqlfile ],
+	'plain dump restored with psql');
+check_audit($other, 'app3', 'psql restore');
 is($other->safe_psql('app', q{SELECT relforcerowsecurity FROM pg_class WHERE oid = 'audiotricks.audio_history'::regclass}),
 	't', 'RLS still forced after restore');
 

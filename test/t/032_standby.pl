@@ -190,6 +190,14 @@ is($primary->safe_psql('app', q{SELECT count(*) FROM audiotricks.at_login('bench
 # still serving, nothing crashed
 $primary->wait_for_catchup($standby);
 is(reads($standby, token_of(5)), reads($primary, token_of(5)), 'the standby still answers like the primary');
+# the audit chains replayed: the verifier, read-only, finds the same chains
+# ok on the standby as on the primary
+my $chains_sql = q{SELECT count(*) || ',' || count(*) FILTER (WHERE NOT ok) || ',' ||
+  md5(string_agg(chain_id || ':' || events || ':' || encode(last_hash, 'hex'), ',' ORDER BY chain_id))
+  FROM audiotricks.at_verify_audit_chain()};
+my $chains = $primary->safe_psql('app', $chains_sql);
+like($chains, qr/^[1-9]\d*,0,/, 'the primary: every audit chain verifies');
+is($standby->safe_psql('app', $chains_sql), $chains, 'the standby: the same chains, every one verifies');
 my $log = slurp_file($standby->logfile);
 unlike($log, qr/terminated by signal|PANIC/, 'no backend crashed on the standby');
 my @states = $log =~ /^\[\d+\] ([0-9A-Z]{5}) (?:ERROR|FATAL|PANIC):/mg;
