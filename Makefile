@@ -29,6 +29,7 @@ OBJS = \
 	src/history_index.o \
 	src/history_page.o \
 	src/history_partitions.o \
+	src/history_maintain.o \
 	src/history_search.o \
 	src/validate.o \
 	src/ciphertext.o \
