@@ -31,6 +31,7 @@ OBJS = \
 	src/history_index.o \
 	src/history_page.o \
 	src/history_partitions.o \
+	src/history_maintain.o \
 	src/history_search.o \
 	src/history_add.o \
 	src/validate.o \

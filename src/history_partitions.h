@@ -19,7 +19,24 @@ typedef struct AtHistoryPart
 	TimestampTz upper;
 } AtHistoryPart;
 
+/* a length of time in whole months or whole days (never both) */
+typedef struct AtSpan
+{
+	int32		months;
+	int32		days;
+} AtSpan;
+
+/* the settings (history_partitions.c) */
+extern AtSpan at_partition_span;
+extern AtSpan at_retention_span;
+extern int	at_partitions_ahead;
+
 extern void HistoryPartitionsDefineGucs(void);
+extern int64 AtFloorDiv(int64 a, int64 b);
+extern TimestampTz AtPeriodStart(const AtSpan *span, int64 k);
+extern int64 AtPeriodOf(const AtSpan *span, TimestampTz t);
+extern TimestampTz AtSpanBefore(const AtSpan *span, TimestampTz t);
+extern char *AtUtcLiteral(TimestampTz t);
 extern int	AtHistoryParts(Relation parent, AtHistoryPart **parts);
 extern Oid	AtPartitionIndex(Relation partition, Oid parent_index);
 
