@@ -99,6 +99,12 @@ SELECT action, partition = :'last_part' AS is_last, moved_rows
 COMMIT;
 SELECT tableoid::regclass::text = :'last_part' AS moved
   FROM audiotricks.audio_history WHERE title = 'lands in default';
+-- the row's insert is audited once, as a change of audio_history (not of a
+-- partition); its move by the maintenance is no change and is not audited
+SELECT operation, table_name, count(*) FROM audiotricks.audit_log
+ WHERE event = 'data_changed' AND row_id = (SELECT id FROM audiotricks.audio_history
+                                             WHERE title = 'lands in default')
+ GROUP BY 1, 2 ORDER BY 1, 2;
 SELECT relrowsecurity, relacl IS NULL OR NOT relacl::text ~ 'audiotricks_user' AS no_app_grant,
        obj_description(oid, 'pg_class') IS NOT NULL AS commented
   FROM pg_class WHERE oid = :'last_part'::regclass;
