@@ -52,6 +52,10 @@ my %JOBS = (
 		prepare => \&prepare_audit,
 		check => \&check_audit,
 	},
+	'audiotricks-partitions' => {
+		prepare => \&prepare_partitions,
+		check => \&check_partitions,
+	},
 );
 
 is_deeply([ sort keys %readme_jobs ], [ sort keys %JOBS ],
@@ -192,6 +196,42 @@ sub check_audit
 	my $young = join ',', map { "'$_'" } split /,/, $s->{young};
 	is(app("SELECT count(*) FROM audiotricks.audit_log WHERE id IN ($young)"),
 		scalar(split /,/, $s->{young}), 'audit: every younger event stays, the one an hour inside too');
+}
+
+# ---------------------------------------------------------------- partitions
+# the last of the partitions made ahead is missing, and with a retention of
+# 12 months (set for the database, as an operator would) a partition of
+# 2000 has expired: the job makes the one and drops the other, recording it
+sub prepare_partitions
+{
+	app(q{SELECT count(*) FROM audiotricks.at_maintain_history_partitions()});
+	my $last = app(q{SELECT 'audiotricks.audio_history_p'
+  || to_char(date_trunc('month', now() AT TIME ZONE 'UTC') + interval '3 months', 'YYYYMM')});
+	# (the insert first: one that found a partition missing would start the
+	# maintenance in the background)
+	app(q{CREATE TABLE audiotricks.audio_history_p200001 PARTITION OF audiotricks.audio_history
+  FOR VALUES FROM ('2000-01-01') TO ('2000-02-01');
+INSERT INTO audiotricks.audio_history (user_id, title, created_at)
+  SELECT id, 'expired', '2000-01-15' FROM audiotricks.users WHERE username = 'cron1'});
+	app(qq{ALTER EXTENSION audiotricks DROP TABLE $last; DROP TABLE $last});
+	app(q{ALTER DATABASE app SET audiotricks.history_retention = '12 months'});
+	is(app(qq{SELECT to_regclass('$last') IS NULL}), 't', 'partitions: the last one ahead is missing before the job');
+	is(app(q{SELECT count(*) FROM audiotricks.audit_log WHERE event = 'history_partition_dropped'}), '0',
+		'partitions: no drop recorded before the job');
+	return { last => $last };
+}
+
+sub check_partitions
+{
+	my ($s) = @_;
+	is(app(qq{SELECT to_regclass('$s->{last}') IS NOT NULL}), 't', 'partitions: the job made the missing one');
+	is(app(q{SELECT to_regclass('audiotricks.audio_history_p200001') IS NULL}), 't',
+		'partitions: the job dropped the expired one');
+	is(app(q{SELECT count(*) FROM audiotricks.audio_history WHERE title = 'expired'}), '0',
+		'partitions: its rows went with it');
+	is(app(q{SELECT count(*) FROM audiotricks.audit_log WHERE event = 'history_partition_dropped'}), '1',
+		'partitions: the drop is recorded in the audit log');
+	app(q{ALTER DATABASE app RESET audiotricks.history_retention});
 }
 
 $node->stop;
