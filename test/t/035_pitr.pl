@@ -18,9 +18,9 @@
 #    before T works again; A reads the API key of T with the key file of T;
 #    with today's key file that key fails with 55000 (keep every version of
 #    the key file).
-# More changes after T (history across a new partition) go in
-# changes_after_T, more checks of the recovered cluster (the audit chain
-# verifying) in check_recovered.
+#  - after T a partition two periods further ahead is made and A adds an
+#    entry there; at T that partition does not exist, and every audit chain
+#    of T verifies (at_verify_audit_chain), without B's deletion.
 use strict;
 use warnings;
 use File::Copy;
@@ -183,8 +183,21 @@ sub changes_after_T
 	as_user($primary, $token{A},
 		"SELECT audiotricks.at_change_password('$password{A}', 'Passw0rdA-after-T')");
 	register($primary, 'D');
+
+	# history across a new partition: two more periods made ahead, and an
+	# entry of A in the last of them
+	$primary->safe_psql('app', q{SET audiotricks.history_partitions_ahead = 5;
+SELECT count(*) FROM audiotricks.at_maintain_history_partitions()});
+	$primary->safe_psql('app', q{INSERT INTO audiotricks.audio_history (user_id, title, created_at)
+  SELECT id, 'after T, new partition', date_trunc('month', now() AT TIME ZONE 'UTC') + interval '5 months 3 days'
+    FROM audiotricks.users WHERE username = 'usera'});
 }
 changes_after_T();
+my $new_partition = $primary->safe_psql('app', q{SELECT tableoid::regclass FROM audiotricks.audio_history
+  WHERE title = 'after T, new partition'});
+like($new_partition, qr/^audiotricks\.audio_history_p\d{6}$/, 'on the primary: the entry after T is in a month partition');
+is($primary->safe_psql('app', q{SELECT count(*) FILTER (WHERE NOT ok) || '/' || (count(*) > 0)
+  FROM audiotricks.at_verify_audit_chain()}), '0/true', 'on the primary: every audit chain verifies');
 isnt(digest($primary), $digest_at_T, 'on the primary: the digest has moved on from T');
 
 is($primary->safe_psql('app', q{SELECT string_agg(username, ',' ORDER BY username) FROM audiotricks.users}),
@@ -236,6 +249,13 @@ sub check_recovered
 		"A's API key of T, with the key file of T");
 	is(as_user($node, login($node, 'C'), q{SELECT audiotricks.at_get_api_key('elevenlabs')}), 'el-C-at-T',
 		"C's API key of T");
+	is($node->safe_psql('app', qq{SELECT to_regclass('$new_partition') IS NULL}), 't',
+		'the partition made after T does not exist');
+	is($node->safe_psql('app', q{SELECT count(*) FILTER (WHERE NOT ok) || '/' || (count(*) > 0)
+  FROM audiotricks.at_verify_audit_chain()}), '0/true', 'every audit chain of T verifies');
+	is($node->safe_psql('app', q{SELECT count(*) FROM audiotricks.audit_log
+  WHERE event = 'account_deleted' OR (event = 'data_changed' AND table_name = 'users' AND operation = 'DELETE')}),
+		'0', "B's deletion (after T) is not in the audit log");
 
 	# today's key file has only key 3: the values of T (key 2) do not open
 	$node->append_conf('postgresql.conf', "audiotricks.key_file = '$keyfile'\n");
