@@ -112,6 +112,9 @@ load_side() {
 		CROSS JOIN LATERAL (SELECT x.indexrelid::regclass AS i) r WHERE c.relam = (SELECT oid FROM pg_am WHERE amname = 'gin')
 		AND c.relnamespace = 'audiotricks'::regnamespace AND c.relkind = 'i'" >/dev/null
 	"$WORK/$s/install/usr/lib/postgresql/15/bin/vacuumdb" -h "$WORK/$s/pg" -p "${PORT[$s]}" -U postgres -q -j 2 --analyze -d bench || exit 1
+	# the partitions of this month and ahead (made by the first insert otherwise)
+	sql "$s" "SELECT count(*) FROM audiotricks.at_maintain_history_partitions()
+		WHERE to_regprocedure('audiotricks.at_maintain_history_partitions()') IS NOT NULL" >/dev/null 2>&1 || true
 	sql "$s" "CHECKPOINT"
 	sql "$s" "SELECT bench.prepare_cursors($DEPTH)" >/dev/null || exit 1
 }
