@@ -22,6 +22,7 @@ OBJS = \
 	src/admission.o \
 	src/audit.o \
 	src/audit_writer.o \
+	src/audit_verify.o \
 	src/audit_chain.o \
 	src/audit_trigger.o \
 	src/password.o \

@@ -56,5 +56,7 @@ extern bool AuditAppend(AuditFields *e, const pg_uuid_t *user_id, const char *ad
 extern char *AuditDbRole(void);
 extern void AuditRecord(AuditFields *e, const pg_uuid_t *user_id);
 extern void AuditRowsPause(bool pause);
+extern bool AuditIsGlobalChain(const pg_uuid_t *chain_id);
+extern bytea *AuditToBytea(const unsigned char *p, size_t len);
 
 #endif							/* AT_AUDIT_H */
