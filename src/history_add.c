@@ -9,6 +9,9 @@
  * (about half of the call's cost: test/bench/README.md, "The mixed
  * transaction"); the kept plan is planned once per backend and again only
  * after an invalidation (DDL on the table, a new partition, another role).
+ * Also at_default_search_config, the default of audio_history.search_config,
+ * which every insert evaluates: as a SQL function its statement was parsed
+ * and planned on every insert (a third of an insert's time).
  */
 #include "postgres.h"
 
@@ -21,9 +24,12 @@
 #include "spi.h"
 
 PG_FUNCTION_INFO_V1(at_history_add);
+PG_FUNCTION_INFO_V1(at_default_search_config);
 
 /* validate.c; raises 23514 for a value over its column's size limit */
 extern Datum at_check_history_sizes(PG_FUNCTION_ARGS);
+/* history_index.c: a language's text search configuration, by name */
+extern Datum at_search_config(PG_FUNCTION_ARGS);
 
 #define HISTORY_ADD_ARGS 8
 
@@ -98,4 +104,52 @@ at_history_add(PG_FUNCTION_ARGS)
 	id = SPI_datumTransfer(id, false, UUID_LEN);
 	AtSpiFinish();
 	PG_RETURN_DATUM(id);
+}
+
+/* the current user's preferred_language, read as the caller (under RLS) */
+static AtPlan plan_language = {
+	"SELECT s.preferred_language::pg_catalog.text FROM audiotricks.user_settings s"
+	" WHERE s.user_id OPERATOR(pg_catalog.=) $1",
+	1, {UUIDOID}
+};
+
+/*
+ * at_default_search_config() RETURNS text
+ *		The default of audio_history.search_config: at_search_config of the
+ *		current user's preferred_language (read as the caller, so under the
+ *		table's row-level security), or of NULL ('pg_catalog.simple') without
+ *		an identity or a settings row.  STABLE.
+ */
+Datum
+at_default_search_config(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t	user_id;
+	pg_uuid_t	session_id;
+	Datum		language = (Datum) 0;
+	bool		isnull = true;
+	Datum		result;
+
+	LOCAL_FCINFO(config, 1);
+
+	if (IdentityGet(&user_id, &session_id))
+	{
+		Datum		v[1];
+
+		v[0] = UUIDPGetDatum(&user_id);
+		AtSpiConnect();
+		if (AtRunPlan(&plan_language, v, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "at_default_search_config: could not read the settings");
+		if (SPI_processed == 1)
+		{
+			language = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+			if (!isnull)
+				language = SPI_datumTransfer(language, false, -1);
+		}
+		AtSpiFinish();
+	}
+	InitFunctionCallInfoData(*config, NULL, 1, InvalidOid, NULL, NULL);
+	config->args[0].value = language;
+	config->args[0].isnull = isnull;
+	result = at_search_config(config);
+	PG_RETURN_DATUM(result);
 }

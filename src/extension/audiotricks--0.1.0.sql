@@ -498,12 +498,8 @@ GRANT UPDATE (preferred_language, summary_quality, settings_json)
 -- what they read or write (a body in quotes is parsed by name at every first
 -- call).
 CREATE FUNCTION audiotricks_internal.at_default_search_config() RETURNS text
-    LANGUAGE SQL STABLE PARALLEL RESTRICTED
-BEGIN ATOMIC
-SELECT audiotricks_internal.at_search_config(
-    (SELECT s.preferred_language::pg_catalog.text FROM audiotricks.user_settings s
-      WHERE s.user_id OPERATOR(pg_catalog.=) audiotricks.at_current_user_id()));
-END;
+    LANGUAGE C STABLE PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'at_default_search_config';
 COMMENT ON FUNCTION audiotricks_internal.at_default_search_config() IS
     'Default of audio_history.search_config: the schema-qualified name of the configuration of the current user''s preferred_language, or pg_catalog.simple without identity.';
 
