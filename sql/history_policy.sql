@@ -144,6 +144,24 @@ REVOKE USAGE ON SCHEMA audiotricks FROM regress_hpol_other;
 SELECT title, count(*) FROM audiotricks.audio_history
  WHERE title IN ('allowed', 'blocked', 'other role') GROUP BY title ORDER BY title;
 
+-- search_config defaults to the writer's preferred_language, read each
+-- time (at_default_search_config keeps its plan, not the answer); without
+-- an identity it is pg_catalog.simple
+SET ROLE regress_hpol_app;
+BEGIN;
+SELECT audiotricks.at_authenticate(:'tok') IS NOT NULL AS authenticated;
+SELECT preferred_language FROM audiotricks.at_update_settings(preferred_language => 'de');
+SELECT audiotricks.at_history_add('sprache de') AS de_id \gset
+SELECT search_config FROM audiotricks.audio_history WHERE id = :'de_id';
+SELECT preferred_language FROM audiotricks.at_update_settings(preferred_language => 'en');
+SELECT audiotricks.at_history_add('language en') AS en_id \gset
+SELECT search_config FROM audiotricks.audio_history WHERE id = :'en_id';
+COMMIT;
+RESET ROLE;
+INSERT INTO audiotricks.audio_history (user_id, title)
+SELECT id, 'no identity' FROM audiotricks.users WHERE username = 'hpol_user'
+RETURNING search_config;
+
 DELETE FROM audiotricks.users WHERE username = 'hpol_user';
 DROP FUNCTION pg_temp.seen(text);
 DROP ROLE regress_hpol_app;
