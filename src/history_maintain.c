@@ -447,6 +447,21 @@ at_maintain_history_partitions(PG_FUNCTION_ARGS)
 	{
 		AtSpiConnect();
 		actions = maintain();
+		/* the list lives in SPI's memory: the rows are copied out before SPI_finish */
+		foreach(lc, actions)
+		{
+			MaintAction *a = lfirst(lc);
+			Datum		values[5];
+			bool		nulls[5] = {false, false, false, false, !a->has_moved};
+
+			values[0] = CStringGetTextDatum(a->action);
+			values[1] = CStringGetTextDatum(a->partition);
+			values[2] = TimestampTzGetDatum(a->lo);
+			values[3] = TimestampTzGetDatum(a->hi);
+			values[4] = Int64GetDatum(a->moved);
+			nulls[2] = a->lo == DT_NOBEGIN;
+			tuplestore_putvalues(store, tupdesc, values, nulls);
+		}
 		AtSpiFinish();
 	}
 	PG_FINALLY();
@@ -455,21 +470,6 @@ at_maintain_history_partitions(PG_FUNCTION_ARGS)
 	}
 	PG_END_TRY();
 	AtEOXact_GUC(true, nestlevel);
-
-	foreach(lc, actions)
-	{
-		MaintAction *a = lfirst(lc);
-		Datum		values[5];
-		bool		nulls[5] = {false, false, false, false, !a->has_moved};
-
-		values[0] = CStringGetTextDatum(a->action);
-		values[1] = CStringGetTextDatum(a->partition);
-		values[2] = TimestampTzGetDatum(a->lo);
-		values[3] = TimestampTzGetDatum(a->hi);
-		values[4] = Int64GetDatum(a->moved);
-		nulls[2] = a->lo == DT_NOBEGIN;
-		tuplestore_putvalues(store, tupdesc, values, nulls);
-	}
 	return (Datum) 0;
 }
 
