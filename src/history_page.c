@@ -44,6 +44,7 @@
 #include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "storage/bufmgr.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
 #include "utils/snapmgr.h"
@@ -230,10 +231,18 @@ static void
 stream_open(PageStream *st, Oid relid, ScanKey keys, int nkeys)
 {
 	st->rel = table_open(relid, AccessShareLock);
+	/* a partition never written to (an empty month ahead) has no rows */
+	if (RelationGetNumberOfBlocks(st->rel) == 0)
+	{
+		table_close(st->rel, AccessShareLock);
+		st->open = false;
+		st->has = false;
+		return;
+	}
 	st->irel = index_open(AtPartitionIndex(st->rel, page_cache.indexid), AccessShareLock);
-	AtEntryColsInit(relid, &st->cols);
-	st->a_id = page_attnum(relid, "id");
-	st->a_created_at = page_attnum(relid, "created_at");
+	AtEntryColsInit(st->rel, &st->cols);
+	st->a_id = st->cols.att[0];
+	st->a_created_at = st->cols.att[AT_ENTRY_TABLE_COLS - 1];
 	st->slot = table_slot_create(st->rel, NULL);
 	st->scan = index_beginscan(st->rel, st->irel, GetActiveSnapshot(), nkeys, 0);
 	index_rescan(st->scan, keys, nkeys, NULL, 0);

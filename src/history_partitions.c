@@ -310,21 +310,6 @@ AtUtcLiteral(TimestampTz t)
 
 /* ---- the partitions ---- */
 
-static int
-part_cmp_desc(const void *a, const void *b)
-{
-	const AtHistoryPart *x = a;
-	const AtHistoryPart *y = b;
-
-	if (x->is_default != y->is_default)
-		return x->is_default ? 1 : -1;
-	if (x->upper_inf != y->upper_inf)
-		return x->upper_inf ? -1 : 1;
-	if (x->upper != y->upper)
-		return x->upper > y->upper ? -1 : 1;
-	return 0;
-}
-
 /*
  * AtHistoryParts
  *		The partitions of audio_history (parent, locked by the caller) from
@@ -349,7 +334,8 @@ AtHistoryParts(Relation parent, AtHistoryPart **parts)
 	{
 		if (bi->strategy != PARTITION_STRATEGY_RANGE)
 			elog(ERROR, "audiotricks.audio_history is not partitioned by range");
-		for (int i = 0; i < bi->ndatums; i++)
+		/* the bounds ascend: newest first is from the last */
+		for (int i = bi->ndatums - 1; i >= 0; i--)
 		{
 			AtHistoryPart *p;
 
@@ -373,8 +359,6 @@ AtHistoryParts(Relation parent, AtHistoryPart **parts)
 			p->upper = DT_NOEND;
 		}
 	}
-	if (n > 1)
-		qsort(out, n, sizeof(AtHistoryPart), part_cmp_desc);
 	*parts = out;
 	return n;
 }

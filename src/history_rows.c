@@ -209,17 +209,29 @@ AtHistoryPoliciesAreOurs(Relation rel)
  *		one is missing.
  */
 void
-AtEntryColsInit(Oid relid, AtEntryCols *cols)
+AtEntryColsInit(Relation rel, AtEntryCols *cols)
 {
 	static const char *const names[AT_ENTRY_TABLE_COLS] = {
 		"id", "user_id", "title", "audio_url", "file_size_bytes",
 		"duration_seconds", "transcript", "summary", "key_moments",
 		"processing_options", "created_at"
 	};
+	TupleDesc	desc = RelationGetDescr(rel);
 
+	/* from the open relation's descriptor: no catalog lookup per page */
 	for (int i = 0; i < AT_ENTRY_TABLE_COLS; i++)
 	{
-		cols->att[i] = get_attnum(relid, names[i]);
+		cols->att[i] = InvalidAttrNumber;
+		for (int a = 0; a < desc->natts; a++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, a);
+
+			if (!att->attisdropped && strcmp(NameStr(att->attname), names[i]) == 0)
+			{
+				cols->att[i] = att->attnum;
+				break;
+			}
+		}
 		if (cols->att[i] == InvalidAttrNumber)
 			elog(ERROR, "column audio_history.%s does not exist", names[i]);
 	}

@@ -40,7 +40,7 @@ extern void AtCheckedCursor(FunctionCallInfo fcinfo, int argno, int kind,
 							uint32_t query_tag, AtCursor *cursor,
 							bool *has_cursor);
 extern bool AtHistoryPoliciesAreOurs(Relation rel);
-extern void AtEntryColsInit(Oid relid, AtEntryCols *cols);
+extern void AtEntryColsInit(Relation rel, AtEntryCols *cols);
 extern void AtCheckEntryDesc(TupleDesc desc);
 extern void AtPutEntry(const AtEntryCols *cols, TupleTableSlot *slot,
 					   TupleDesc desc, Tuplestorestate *store,

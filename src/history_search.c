@@ -605,7 +605,7 @@ search_direct(Relation parent, Oid ginid, Oid btreeid, const pg_uuid_t *user_id,
 
 		CHECK_FOR_INTERRUPTS();
 		sp[i].rel = table_open(relid, AccessShareLock);
-		AtEntryColsInit(relid, &sp[i].entry);
+		AtEntryColsInit(sp[i].rel, &sp[i].entry);
 		sp[i].slot = table_slot_create(sp[i].rel, NULL);
 		cols.a_id = search_attnum(relid, "id");
 		cols.a_user_id = search_attnum(relid, "user_id");
