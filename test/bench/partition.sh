@@ -135,7 +135,7 @@ percall() {
 		NULLIF('$pcm', ''), NULLIF('$who', ''))") || { echo "measure $name on $s failed" >&2; return; }
 	printf '%s\t%s\t%s\n' "$name" "$s" "$v" >>"$R"
 }
-pgb() {		# pgb SIDE NAME CLIENTS: TPS of at_history_add for the heavy user
+pgb() {		# pgb SIDE NAME CLIENTS: TPS of at_history_add, a random one of 20 users a transaction
 	local s=$1 name=$2 c=$3 v
 	v=$("$WORK/$s/install/usr/lib/postgresql/15/bin/pgbench" -h "$WORK/$s/pg" -p "${PORT[$s]}" -U bench_app -n -c "$c" -j "$c" \
 		-T "$SECS" -f "$BENCH/partition_add.sql" bench 2>&1 | sed -n 's/^tps = \([0-9.]*\).*/\1/p')

@@ -31,7 +31,7 @@ $$;
 SELECT bench.make_month(bench.month0() - make_interval(months => m))
   FROM generate_series(1, bench.months()) m;
 
--- users: 'heavy' and light1..lightN, with tokens for heavy and light1
+-- users: 'heavy' and light1..lightN, with tokens for heavy and light1..light20
 INSERT INTO audiotricks.users (email, username, password_hash)
 SELECT name || '@example.com', name, public.crypt('Bench-pass-1', public.gen_salt('bf', 4))
   FROM (SELECT 'heavy' AS name UNION ALL
@@ -41,7 +41,8 @@ CREATE TABLE bench.tokens (username text PRIMARY KEY, user_id uuid, token text);
 SET ROLE audiotricks_anon;
 CREATE TEMP TABLE t AS
 SELECT u, l.user_id, l.token
-  FROM unnest(ARRAY['heavy', 'light1']) u, LATERAL audiotricks.at_login(u, 'Bench-pass-1') l;
+  FROM unnest(ARRAY['heavy'] || ARRAY(SELECT 'light' || g FROM generate_series(1, least(20, :light_users)) g)) u,
+       LATERAL audiotricks.at_login(u, 'Bench-pass-1') l;
 RESET ROLE;
 INSERT INTO bench.tokens SELECT u, user_id, token FROM t;
 GRANT SELECT ON bench.tokens TO bench_app;
