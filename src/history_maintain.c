@@ -59,14 +59,16 @@ qualified_name(Oid relid)
 	return quote_qualified_identifier(nsp, rel);
 }
 
-/* true when [lo, hi) of a target period is covered by the ranges */
-static bool
-span_covered(const AtHistoryPart *parts, int n, TimestampTz lo, TimestampTz hi)
+/*
+ * how far from lo the ranges cover without a gap, up to hi (the ranges are
+ * disjoint: extend while one starts at or before the point reached)
+ */
+static TimestampTz
+covered_until(const AtHistoryPart *parts, int n, TimestampTz lo, TimestampTz hi)
 {
 	TimestampTz cur = lo;
 	bool		moved = true;
 
-	/* the ranges are disjoint: extend cur while one starts at or before it */
 	while (cur < hi && moved)
 	{
 		moved = false;
@@ -83,7 +85,14 @@ span_covered(const AtHistoryPart *parts, int n, TimestampTz lo, TimestampTz hi)
 			}
 		}
 	}
-	return cur >= hi;
+	return cur;
+}
+
+/* true when [lo, hi) of a target period is covered by the ranges */
+static bool
+span_covered(const AtHistoryPart *parts, int n, TimestampTz lo, TimestampTz hi)
+{
+	return covered_until(parts, n, lo, hi) >= hi;
 }
 
 /*
@@ -94,26 +103,9 @@ static bool
 first_gap(const AtHistoryPart *parts, int n, TimestampTz lo, TimestampTz hi,
 		  TimestampTz *glo, TimestampTz *ghi)
 {
-	TimestampTz cur = lo;
+	TimestampTz cur = covered_until(parts, n, lo, hi);
 	TimestampTz end = hi;
-	bool		moved = true;
 
-	while (cur < hi && moved)
-	{
-		moved = false;
-		for (int i = 0; i < n; i++)
-		{
-			if (parts[i].is_default)
-				continue;
-			if ((parts[i].lower_inf || parts[i].lower <= cur) &&
-				(parts[i].upper_inf || parts[i].upper > cur))
-			{
-				cur = parts[i].upper_inf ? DT_NOEND : parts[i].upper;
-				moved = true;
-				break;
-			}
-		}
-	}
 	if (cur >= hi)
 		return false;
 	for (int i = 0; i < n; i++)
