@@ -118,14 +118,17 @@ sub check_audit
 	is($n->safe_psql($db, $audit_sql), $source_audit,
 		"$where: the audit log and chain heads as dumped, no event added by the restore");
 	is($n->safe_psql($db, $verify_sql), '50,0', "$where: every chain verifies");
+	my $inserts_sql = q{SELECT count(*) FROM audiotricks.audit_log
+		WHERE table_name = 'audio_history' AND operation = 'INSERT' AND seq > 1};
+	my $inserts = $n->safe_psql($db, $inserts_sql);
+	cmp_ok($inserts, '>=', 500, "$where: the restored log holds the history inserts");
 	$n->safe_psql($db, q{
 		UPDATE audiotricks.user_settings SET summary_quality = 'fast';
 		INSERT INTO audiotricks.audio_history (user_id, title)
 		  SELECT id, 'after restore' FROM audiotricks.users;});
 	is($n->safe_psql($db, $verify_sql), '50,0', "$where: chains still verify after new events");
-	is($n->safe_psql($db, q{SELECT count(*) FROM audiotricks.audit_log
-		WHERE table_name = 'audio_history' AND operation = 'INSERT' AND seq > 1}), '550',
-		"$where: new events continue the users' chains");
+	is($n->safe_psql($db, $inserts_sql), $inserts + 50,
+		"$where: new events continue the users' chains (one insert each, none at seq 1)");
 }
 
 # into a new cluster
