@@ -239,6 +239,42 @@ typedef struct MaintAction
 } MaintAction;
 
 /*
+ * fill_gaps
+ *		Makes a partition for every stretch of [lo, hi) no partition in
+ *		*parts covers, appends a "created" action for each to actions and
+ *		counts it in *parts for the rest of the run; returns actions.
+ */
+static List *
+fill_gaps(List *actions, const AtSpan *span, const char *nsp, Oid default_relid,
+		  AtHistoryPart **parts, int *nparts, TimestampTz lo, TimestampTz hi,
+		  TimestampTz now)
+{
+	TimestampTz glo,
+				ghi;
+
+	while (first_gap(*parts, *nparts, lo, hi, &glo, &ghi))
+	{
+		MaintAction *a = palloc0(sizeof(MaintAction));
+		char	   *name = partition_name(span, glo);
+
+		a->action = "created";
+		a->partition = quote_qualified_identifier(nsp, name);
+		a->lo = glo;
+		a->hi = ghi;
+		a->moved = (int64) make_partition(nsp, default_relid, name, glo, ghi, now);
+		a->has_moved = true;
+		actions = lappend(actions, a);
+		*parts = repalloc(*parts, sizeof(AtHistoryPart) * (*nparts + 1));
+		memset(&(*parts)[*nparts], 0, sizeof(AtHistoryPart));
+		(*parts)[*nparts].relid = InvalidOid;
+		(*parts)[*nparts].lower = glo;
+		(*parts)[*nparts].upper = ghi;
+		(*nparts)++;
+	}
+	return actions;
+}
+
+/*
  * maintain
  *		The work of at_maintain_history_partitions, as the extension's
  *		owner inside SPI.  Returns the actions (a List of MaintAction *).
@@ -318,9 +354,7 @@ maintain(void)
 			TimestampTz t;
 			int64		k;
 			TimestampTz lo,
-						hi,
-						glo,
-						ghi;
+						hi;
 
 			CHECK_FOR_INTERRUPTS();
 			run_sql(psprintf("SELECT pg_catalog.min(created_at) FROM %s WHERE created_at"
@@ -341,24 +375,7 @@ maintain(void)
 			from = hi;
 			if (hi <= cutoff)
 				continue;
-			while (first_gap(parts, nparts, lo, hi, &glo, &ghi))
-			{
-				MaintAction *a = palloc0(sizeof(MaintAction));
-				char	   *name = partition_name(&span, glo);
-
-				a->action = "created";
-				a->partition = quote_qualified_identifier(nsp, name);
-				a->lo = glo;
-				a->hi = ghi;
-				a->moved = (int64) make_partition(nsp, default_relid, name, glo, ghi, now);
-				a->has_moved = true;
-				actions = lappend(actions, a);
-				parts = repalloc(parts, sizeof(AtHistoryPart) * (nparts + 1));
-				memset(&parts[nparts], 0, sizeof(AtHistoryPart));
-				parts[nparts].lower = glo;
-				parts[nparts].upper = ghi;
-				nparts++;
-			}
+			actions = fill_gaps(actions, &span, nsp, default_relid, &parts, &nparts, lo, hi, now);
 		}
 	}
 
@@ -367,30 +384,9 @@ maintain(void)
 	{
 		TimestampTz lo = AtPeriodStart(&span, k);
 		TimestampTz hi = AtPeriodStart(&span, k + 1);
-		TimestampTz glo,
-					ghi;
 
 		CHECK_FOR_INTERRUPTS();
-		while (first_gap(parts, nparts, lo, hi, &glo, &ghi))
-		{
-			MaintAction *a = palloc0(sizeof(MaintAction));
-			char	   *name = partition_name(&span, glo);
-
-			a->action = "created";
-			a->partition = quote_qualified_identifier(nsp, name);
-			a->lo = glo;
-			a->hi = ghi;
-			a->moved = (int64) make_partition(nsp, default_relid, name, glo, ghi, now);
-			a->has_moved = true;
-			actions = lappend(actions, a);
-			/* count it as made for the rest of the loop */
-			parts = repalloc(parts, sizeof(AtHistoryPart) * (nparts + 1));
-			memset(&parts[nparts], 0, sizeof(AtHistoryPart));
-			parts[nparts].relid = InvalidOid;
-			parts[nparts].lower = glo;
-			parts[nparts].upper = ghi;
-			nparts++;
-		}
+		actions = fill_gaps(actions, &span, nsp, default_relid, &parts, &nparts, lo, hi, now);
 	}
 	return actions;
 }
