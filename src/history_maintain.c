@@ -23,6 +23,9 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lmgr.h"
+#include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -46,6 +49,7 @@ PG_FUNCTION_INFO_V1(at_history_partitions_due);
 PGDLLEXPORT void at_partition_worker_main(Datum arg);
 
 #define LAUNCH_EVERY_USECS	(60 * USECS_PER_SEC)
+#define MAINT_LOCK_WAIT_MS	10000	/* lock_when_free's limit when lock_timeout is 0 */
 
 /* the schema-qualified, quoted name of a relation */
 static char *
@@ -129,6 +133,43 @@ run_sql(const char *sql, int expect)
 			 sql, SPI_result_code_string(rc));
 }
 
+/*
+ * lock_when_free
+ *		Takes mode on relid without joining its lock queue.  PostgreSQL
+ *		grants a relation's locks in arrival order: a maintenance queued
+ *		behind a transaction that holds audio_history (a user who read a page
+ *		and sits idle) would make every later read and insert of it wait
+ *		behind its own request, for as long as that transaction lasts.  So
+ *		it asks without waiting, again every 10 ms, for lock_timeout (10 s
+ *		when that is 0), and then raises 55P03 naming the table.
+ */
+static void
+lock_when_free(Oid relid, LOCKMODE mode)
+{
+	int			wait_ms = LockTimeout > 0 ? LockTimeout : MAINT_LOCK_WAIT_MS;
+	TimestampTz give_up = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait_ms);
+
+	while (!ConditionalLockRelationOid(relid, mode))
+	{
+		if (GetCurrentTimestamp() >= give_up)
+		{
+			char	   *name = get_rel_name(relid);
+
+			ereport(ERROR,
+					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+					 errmsg("audiotricks partition maintenance could not lock \"%s\"",
+							name ? name : "?"),
+					 errdetail("Another transaction held a lock on it for %d ms; the maintenance never queues for one, so that no query of audio_history waits behind it.",
+							   wait_ms),
+					 errhint("The next insert that finds a partition missing starts it again; transactions left open on audio_history are in pg_stat_activity.")));
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 10, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
 static const char *const moved_cols =
 	"id, user_id, title, audio_url, file_size_bytes, duration_seconds, transcript,"
 	" summary, key_moments, processing_options, created_at, search_config";
@@ -140,7 +181,7 @@ static const char *const moved_cols =
  *		how many rows moved.  Runs in SPI, as the owner.
  */
 static uint64
-make_partition(const char *nsp, Oid default_relid, const char *name,
+make_partition(const char *nsp, Oid parent_relid, Oid default_relid, const char *name,
 			   TimestampTz lo, TimestampTz hi, TimestampTz now)
 {
 	char	   *qname = quote_qualified_identifier(nsp, name);
@@ -158,29 +199,30 @@ make_partition(const char *nsp, Oid default_relid, const char *name,
 	/*
 	 * An insert routed to the default partition by a query planned before
 	 * the ATTACH fails its partition check after it.  A future range
-	 * receives no inserts, so SHARE UPDATE EXCLUSIVE (held) lets reads and
-	 * writes go on; a range that does (the present or the past: a fresh
-	 * install, an outage longer than the periods made ahead) or whose rows
-	 * wait in the default partition is made under ACCESS EXCLUSIVE, for as
-	 * long as it takes: inserts wait, never fail.  The default partition is
-	 * read after the lock (each statement takes a new snapshot), so the rows
-	 * of a transaction that was inserting meanwhile are moved too.
+	 * receives no inserts, so SHARE UPDATE EXCLUSIVE on audio_history (held)
+	 * lets reads and writes go on; a range that does (the present or the
+	 * past: a fresh install, an outage longer than the periods made ahead)
+	 * or whose rows wait in the default partition is made under ACCESS
+	 * EXCLUSIVE: inserts wait for it, never fail.  ATTACH changes the
+	 * default partition's constraint, under ACCESS EXCLUSIVE on it.  Both
+	 * are taken when free (lock_when_free), the default partition read
+	 * after them (each statement takes a new snapshot), so the rows of a
+	 * transaction that was inserting meanwhile are moved too.
 	 */
 	if (lo <= now)
 	{
 		locked = true;
-		run_sql(psprintf("LOCK TABLE %s.audio_history IN ACCESS EXCLUSIVE MODE",
-						 quote_identifier(nsp)), SPI_OK_UTILITY);
+		lock_when_free(parent_relid, AccessExclusiveLock);
 	}
 	if (OidIsValid(default_relid))
 	{
+		lock_when_free(default_relid, AccessExclusiveLock);
 		qdef = qualified_name(default_relid);
 		run_sql(psprintf("SELECT FROM %s WHERE %s LIMIT 1", qdef, range), SPI_OK_SELECT);
 		has_rows = SPI_processed > 0;
 	}
 	if (has_rows && !locked)
-		run_sql(psprintf("LOCK TABLE %s.audio_history IN ACCESS EXCLUSIVE MODE",
-						 quote_identifier(nsp)), SPI_OK_UTILITY);
+		lock_when_free(parent_relid, AccessExclusiveLock);
 
 	run_sql(psprintf("CREATE TABLE %s (LIKE %s.audio_history INCLUDING DEFAULTS"
 					 " INCLUDING CONSTRAINTS INCLUDING GENERATED)",
@@ -245,7 +287,7 @@ typedef struct MaintAction
  *		counts it in *parts for the rest of the run; returns actions.
  */
 static List *
-fill_gaps(List *actions, const AtSpan *span, const char *nsp, Oid default_relid,
+fill_gaps(List *actions, const AtSpan *span, const char *nsp, Oid parent_relid, Oid default_relid,
 		  AtHistoryPart **parts, int *nparts, TimestampTz lo, TimestampTz hi,
 		  TimestampTz now)
 {
@@ -261,7 +303,7 @@ fill_gaps(List *actions, const AtSpan *span, const char *nsp, Oid default_relid,
 		a->partition = quote_qualified_identifier(nsp, name);
 		a->lo = glo;
 		a->hi = ghi;
-		a->moved = (int64) make_partition(nsp, default_relid, name, glo, ghi, now);
+		a->moved = (int64) make_partition(nsp, parent_relid, default_relid, name, glo, ghi, now);
 		a->has_moved = true;
 		actions = lappend(actions, a);
 		*parts = repalloc(*parts, sizeof(AtHistoryPart) * (*nparts + 1));
@@ -321,6 +363,11 @@ maintain(void)
 			a->partition = qualified_name(parts[i].relid);
 			a->lo = parts[i].lower;
 			a->hi = parts[i].upper;
+			/* what DROP TABLE of a partition locks, taken when free */
+			lock_when_free(relid, AccessExclusiveLock);
+			if (OidIsValid(default_relid))
+				lock_when_free(default_relid, AccessExclusiveLock);
+			lock_when_free(parts[i].relid, AccessExclusiveLock);
 			if (getExtensionOfObject(RelationRelationId, parts[i].relid) ==
 				get_extension_oid("audiotricks", false))
 				run_sql(psprintf("ALTER EXTENSION audiotricks DROP TABLE %s", a->partition),
@@ -375,7 +422,7 @@ maintain(void)
 			from = hi;
 			if (hi <= cutoff)
 				continue;
-			actions = fill_gaps(actions, &span, nsp, default_relid, &parts, &nparts, lo, hi, now);
+			actions = fill_gaps(actions, &span, nsp, relid, default_relid, &parts, &nparts, lo, hi, now);
 		}
 	}
 
@@ -386,7 +433,7 @@ maintain(void)
 		TimestampTz hi = AtPeriodStart(&span, k + 1);
 
 		CHECK_FOR_INTERRUPTS();
-		actions = fill_gaps(actions, &span, nsp, default_relid, &parts, &nparts, lo, hi, now);
+		actions = fill_gaps(actions, &span, nsp, relid, default_relid, &parts, &nparts, lo, hi, now);
 	}
 	return actions;
 }
