@@ -73,7 +73,7 @@ static void
 request_shmem(void)
 {
 	RequestAddinShmemSpace(add_size(ThrottleShmemSize() + AuditShmemSize(),
-									AdmissionShmemSize()));
+									AdmissionShmemSize() + PartitionShmemSize()));
 	RequestNamedLWLockTranche("audiotricks", 2);
 	RequestNamedLWLockTranche("audiotricks admission", 1);
 }
@@ -97,6 +97,7 @@ at_shmem_startup(void)
 	ThrottleShmemInit();
 	AuditShmemInit();
 	AdmissionShmemInit();
+	PartitionShmemInit();
 	LWLockRelease(AddinShmemInitLock);
 }
 

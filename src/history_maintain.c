@@ -26,6 +26,8 @@
 #include "storage/latch.h"
 #include "storage/lmgr.h"
 #include "storage/proc.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -512,6 +514,110 @@ at_maintain_history_partitions(PG_FUNCTION_ARGS)
 
 static TimestampTz last_launch = 0;
 
+/*
+ * One maintenance worker per database at a time, across backends: without
+ * this, each backend whose insert finds a partition missing starts its own
+ * once a minute, and while a user keeps the maintenance from its locks, a
+ * few hundred connections would keep every background worker slot busy
+ * (the audit writer, which carries failed logins and revocations, needs
+ * one).  A database's slot holds when its worker was started; the worker
+ * clears it when it exits, and a slot older than WORKER_STALE_USECS (a
+ * worker that never started) no longer counts.
+ */
+#define LAUNCH_DB_SLOTS		8
+#define WORKER_STALE_USECS	(15 * 60 * USECS_PER_SEC)
+
+typedef struct PartitionLaunches
+{
+	slock_t		mutex;
+	struct
+	{
+		Oid			dboid;		/* InvalidOid: free */
+		TimestampTz since;
+	}			slots[LAUNCH_DB_SLOTS];
+} PartitionLaunches;
+
+static PartitionLaunches *launches = NULL;
+
+Size
+PartitionShmemSize(void)
+{
+	return MAXALIGN(sizeof(PartitionLaunches));
+}
+
+/* called from the shmem startup hook with AddinShmemInitLock held */
+void
+PartitionShmemInit(void)
+{
+	bool		found;
+
+	launches = ShmemInitStruct("audiotricks partition launches", PartitionShmemSize(), &found);
+	if (!found)
+	{
+		memset(launches, 0, PartitionShmemSize());
+		SpinLockInit(&launches->mutex);
+	}
+}
+
+/*
+ * true when this backend may start dboid's worker (and it counts as
+ * started): none runs.  Without the shared memory (not preloaded), true.
+ */
+static bool
+claim_launch(Oid dboid)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int			slot = -1;
+	bool		claimed = true;
+
+	if (launches == NULL)
+		return true;
+	SpinLockAcquire(&launches->mutex);
+	for (int i = 0; i < LAUNCH_DB_SLOTS; i++)
+	{
+		if (launches->slots[i].dboid == dboid)
+		{
+			slot = i;
+			break;
+		}
+		/* a free slot, else the oldest */
+		if (slot < 0 || (launches->slots[slot].dboid != InvalidOid &&
+						 (launches->slots[i].dboid == InvalidOid ||
+						  launches->slots[i].since < launches->slots[slot].since)))
+			slot = i;
+	}
+	if (launches->slots[slot].dboid == dboid &&
+		now >= launches->slots[slot].since &&
+		now - launches->slots[slot].since < WORKER_STALE_USECS)
+		claimed = false;
+	else
+	{
+		launches->slots[slot].dboid = dboid;
+		launches->slots[slot].since = now;
+	}
+	SpinLockRelease(&launches->mutex);
+	return claimed;
+}
+
+/* dboid's worker has ended (or was never started) */
+static void
+release_launch(Oid dboid)
+{
+	if (launches == NULL)
+		return;
+	SpinLockAcquire(&launches->mutex);
+	for (int i = 0; i < LAUNCH_DB_SLOTS; i++)
+		if (launches->slots[i].dboid == dboid)
+			launches->slots[i].dboid = InvalidOid;
+	SpinLockRelease(&launches->mutex);
+}
+
+static void
+worker_exit(int code, Datum arg)
+{
+	release_launch(DatumGetObjectId(arg));
+}
+
 /* true when the last period maintenance keeps made has no partition */
 static bool
 horizon_short(Relation parent)
@@ -546,18 +652,24 @@ launch_worker(void)
 	worker.bgw_main_arg = ObjectIdGetDatum(MyDatabaseId);
 	memcpy(worker.bgw_extra, &role, sizeof(role));
 	worker.bgw_notify_pid = 0;
+	if (!claim_launch(MyDatabaseId))
+		return;					/* another backend's worker runs */
 	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	{
+		release_launch(MyDatabaseId);
 		ereport(LOG,
 				(errmsg("audiotricks could not start partition maintenance"),
 				 errhint("Raise max_worker_processes, or schedule audiotricks.at_maintain_history_partitions().")));
+	}
 }
 
 /*
  * at_history_partitions_due() RETURNS trigger
  *		BEFORE INSERT FOR EACH STATEMENT on audio_history: when the current
  *		period or the last one maintenance keeps made has no partition,
- *		starts a background worker that runs the maintenance (at most once a
- *		minute per backend).  Never waits, never raises for that.
+ *		starts a background worker that runs the maintenance (a backend
+ *		looks at most once a minute; one worker per database at a time).
+ *		Never waits, never raises for that.
  */
 Datum
 at_history_partitions_due(PG_FUNCTION_ARGS)
@@ -596,6 +708,7 @@ at_partition_worker_main(Datum arg)
 	Oid			dboid = DatumGetObjectId(arg);
 	Oid			role;
 
+	before_shmem_exit(worker_exit, ObjectIdGetDatum(dboid));
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	memcpy(&role, MyBgworkerEntry->bgw_extra, sizeof(role));

@@ -32,6 +32,8 @@ extern AtSpan at_retention_span;
 extern int	at_partitions_ahead;
 
 extern void HistoryPartitionsDefineGucs(void);
+extern Size PartitionShmemSize(void);	/* history_maintain.c */
+extern void PartitionShmemInit(void);
 extern int64 AtFloorDiv(int64 a, int64 b);
 extern TimestampTz AtPeriodStart(const AtSpan *span, int64 k);
 extern int64 AtPeriodOf(const AtSpan *span, TimestampTz t);

@@ -16,8 +16,11 @@
 #  - a maintenance that cannot get its locks within its lock_timeout fails
 #    with 55P03, changing nothing; the next one, after the idle user is
 #    gone, does the work.
+#  - however many connections find a partition missing, one maintenance
+#    worker at a time runs for the database.
 # Nothing here depends on elapsed time, except that the maintenance tries
-# for 30 s, far longer than the statements that run meanwhile.
+# for 30 s (5 s in the worker), far longer than the statements that run
+# meanwhile; the count of workers allows for a slow run.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -158,6 +161,32 @@ SELECT count(*) FROM audiotricks.at_maintain_history_partitions()});
 	$node->poll_query_until('postgres', qq{SELECT to_regclass('$last') IS NOT NULL})
 	  or die 'the worker never made the partition';
 	pass('worker: the worker started by the next insert made the partition');
+}
+
+# -------------------------------------------------- many connections
+# each new connection's insert finds the partition missing; the idle user
+# keeps every worker from its locks for its 5 s: one worker at a time runs
+# for the database, however many connections asked (each asking started
+# its own before, filling max_worker_processes, which the audit writer of
+# failed logins and revocations needs too)
+{
+	q1(qq{ALTER EXTENSION audiotricks DROP TABLE $last; DROP TABLE $last});
+	my $holder = idle_user('many');
+	my $log_at = -s $node->logfile;
+	my $t0 = time;
+	is(busy_user(), "t\nt\nt", "many: insert $_ completes") for 1 .. 6;
+	my $elapsed = time - $t0;
+	$node->poll_query_until('postgres', q{SELECT count(*) = 0 FROM pg_stat_activity
+  WHERE backend_type = 'audiotricks partition maintenance'}) or die 'the workers did not end';
+	my $log = slurp_file($node->logfile, $log_at);
+	my $ran = () = $log =~ /partition maintenance could not lock/g;
+	# a worker tries for 5 s: one after another, at most 1 + elapsed / 5 ran
+	ok($ran >= 1 && $ran <= 1 + int($elapsed / 5),
+		"many: one worker at a time for 6 connections ($ran ran in ${elapsed}s)");
+	unlike($log, qr/could not start partition maintenance/, 'many: no worker slot ran out');
+	$holder->query_safe('COMMIT');
+	$holder->quit;
+	q1(q{SELECT count(*) FROM audiotricks.at_maintain_history_partitions()});
 }
 
 $node->stop;
