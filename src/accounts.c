@@ -306,10 +306,7 @@ at_register(PG_FUNCTION_ARGS)
 	ValidateUsername(VARDATA_ANY(username), VARSIZE_ANY_EXHDR(username));
 	ValidatePassword(VARDATA_ANY(password), VARSIZE_ANY_EXHDR(password));
 	if (require)
-	{
 		RecoveryRequireKeys();	/* 55000 now, before any work */
-		AuditReserve(1);		/* its event is recorded, whatever happens */
-	}
 	if (register_throttled())
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
@@ -370,18 +367,11 @@ at_register(PG_FUNCTION_ARGS)
 			RecoveryIssueRegistration(&key, addr, username, hash, NULL, addr,
 									  "email_verification", result);
 		AtSpiFinish();
-
-		/*
-		 * Detached, both alike: an event in this transaction would hold the
-		 * address owner's audit chain until it ends, and a caller who sat
-		 * idle would hold up the owner's login (or, for a new address, the
-		 * account to come, whose id is the pending registration's).
-		 */
 		if (email_taken || reserved)
-			AuditEventDetached("registration_for_existing_email",
-							   owner_email ? &owner : NULL);
+			AuditEvent("registration_for_existing_email", owner_email ? &owner : NULL,
+					   NULL, NULL);
 		else
-			AuditEventDetachedPending("registration_requested", result);
+			AuditEvent("registration_requested", result, NULL, NULL);
 		AtHideStatementPop(&hide);
 		PG_RETURN_UUID_P(result);
 	}

@@ -16,7 +16,6 @@ extern void AuditEvent(const char *event, const pg_uuid_t *user_id,
 					   const pg_uuid_t *session_id, const char *detail);
 extern void AuditReserve(int n);
 extern void AuditEventDetached(const char *event, const pg_uuid_t *user_id);
-extern void AuditEventDetachedPending(const char *event, const pg_uuid_t *id);
 extern bool AuditRevokeFamilyDetached(const pg_uuid_t *family_id);
 
 /* for the audit writer (audit_writer.c): how audit.c writes an event */

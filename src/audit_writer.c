@@ -63,7 +63,7 @@ typedef struct AuditQueued
 {
 	uint64		seq;			/* unique, increasing */
 	Oid			dboid;
-	char		kind;			/* 'e' an event, 'p' one of an account to come, 'r' end a session family */
+	char		kind;			/* 'e' an event, 'r' end a session family */
 	bool		has_user;
 	pg_uuid_t	user_id;		/* for 'r': the family id */
 	char		event[AUDIT_EVENT_LEN];
@@ -419,20 +419,6 @@ AuditEventDetached(const char *event, const pg_uuid_t *user_id)
 	(void) enqueue('e', event, user_id, true);
 }
 
-/*
- * AuditEventDetachedPending
- *		As AuditEventDetached, for the id of an account that does not exist
- *		yet (a pending registration, whose id the account takes when it is
- *		verified): recorded under that id, not anonymised for its absence.
- */
-void
-AuditEventDetachedPending(const char *event, const pg_uuid_t *id)
-{
-	if (audit == NULL)
-		return;
-	(void) enqueue('p', event, id, true);
-}
-
 /* clears this writer's registration (error exit; normal exits do it earlier) */
 static void
 worker_exit(int code, Datum arg)
@@ -654,14 +640,9 @@ write_batch(AuditQueued *batch, bool *written, int n)
 												  q->addr, q->at, q->role[0] ? q->role : NULL, true);
 					break;
 				case 'n':
-					if (q->kind == 'p')
-						/* an account to come: under its id */
-						written[i] = AuditInsertEvent(q->event, &q->user_id, NULL, NULL,
-													  q->addr, q->at, q->role[0] ? q->role : NULL, true);
-					else
-						/* deleted meanwhile: keep the event, not the person */
-						written[i] = AuditInsertEvent(q->event, NULL, NULL, NULL, NULL, q->at,
-													  q->role[0] ? q->role : NULL, true);
+					/* deleted meanwhile: keep the event, not the person */
+					written[i] = AuditInsertEvent(q->event, NULL, NULL, NULL, NULL, q->at,
+												  q->role[0] ? q->role : NULL, true);
 					break;
 				default:
 					written[i] = false;

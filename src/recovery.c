@@ -426,7 +426,6 @@ at_request_password_reset(PG_FUNCTION_ARGS)
 
 	AtRefuseIfReadOnly("request a password reset");
 	RecoveryRequireKeys();		/* 55000 now, the same for every login */
-	AuditReserve(1);			/* its event is recorded, whatever happens */
 	if (!PG_ARGISNULL(0))
 		login = PG_GETARG_TEXT_PP(0);
 
@@ -476,14 +475,7 @@ at_request_password_reset(PG_FUNCTION_ARGS)
 		RecoveryIssueToken(&user_id, "reset", text_to_cstring(DatumGetTextPP(values[0])),
 						   NULL, NULL, "none");
 	AtSpiFinish();
-
-	/*
-	 * Detached: anyone may ask for anyone, and an event in this transaction
-	 * would hold the account's audit chain until it ends, so a caller who
-	 * asked and sat idle would hold up the owner's login and every change
-	 * of theirs.  The same path for unknown logins.
-	 */
-	AuditEventDetached("password_reset_requested", found ? &user_id : NULL);
+	AuditEvent("password_reset_requested", found ? &user_id : NULL, NULL, NULL);
 	PG_RETURN_VOID();
 }
 
